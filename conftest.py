@@ -1,0 +1,78 @@
+"""Test-suite configuration: strict tiers, gate options and hypothesis profiles.
+
+Tiers: the fast CPU tier runs by default; ``realmodel``, ``gpu`` and ``slow`` tests run only when asked
+(``--run-realmodel``, ``--run-gpu``, ``--run-slow``, or the matching nox session). A tier that is asked
+for explicitly must not pass by skipping: when the GPU tier is requested on a machine without CUDA the
+run fails at collection with a message naming what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=25,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=400,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+_GATES = {
+    "realmodel": (
+        "--run-realmodel",
+        "loads a real model; pass --run-realmodel or use `nox -s realmodel`",
+    ),
+    "gpu": ("--run-gpu", "needs a CUDA GPU; pass --run-gpu or use `nox -s gpu`"),
+    "slow": ("--run-slow", "slow; pass --run-slow"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for marker, (flag, _) in _GATES.items():
+        parser.addoption(flag, action="store_true", default=False, help=f"run tests marked {marker}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--run-gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(
+                "--run-gpu was given but torch.cuda.is_available() is False: no CUDA GPU is visible "
+                f"to torch {torch.__version__} on this machine, so the GPU tier cannot run."
+            )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, (flag, reason) in _GATES.items():
+        if config.getoption(flag):
+            continue
+        skip = pytest.mark.skip(reason=f"not requested: {reason}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

