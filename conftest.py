@@ -17,6 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker is one process per core: intra-op threads would only contend, and tiny ops
+    # (bmm, cholesky) slow down by orders of magnitude when two workers oversubscribe two cores.
+    import torch
+
+    torch.set_num_threads(1)
 
 settings.register_profile(
     "ci",

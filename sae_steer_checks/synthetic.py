@@ -16,8 +16,9 @@ Each of the study's three mechanisms holds here by construction:
 
 The decoder rows are unit-norm; the encoder is tied to them (``W_enc = W_dec.T``), so a feature's
 pre-activation is the projection of the centred input on its direction plus a small offset. Bias directions
-are orthogonal to every other decoder row, so SAE(0) fires exactly the bias features, and every unplanted pair
-of decoder rows has cosine above ``min_unplanted_cosine``.
+and behaviour directions are orthonormal and orthogonal to every other decoder row (a partner excepted), so SAE(0)
+fires exactly the bias features, only planted features lean, and every unplanted pair of decoder rows has cosine
+above ``min_unplanted_cosine``.
 """
 
 from __future__ import annotations
@@ -145,10 +146,11 @@ class WorldConfig:
             "a finite number >= 0",
         )
         _require(
-            self.n_bias_features < self.d_model,
-            "n_bias_features",
-            self.n_bias_features,
-            f"fewer than d_model={self.d_model}",
+            self.n_bias_features + self.n_behaviour_features < self.d_model // 2,
+            "n_behaviour_features",
+            self.n_behaviour_features,
+            f"such that n_bias_features + n_behaviour_features < d_model // 2 = {self.d_model // 2} "
+            "(their directions are kept orthogonal to all other features)",
         )
         _require(
             self.n_aligned_pairs <= self.n_negative,
@@ -334,7 +336,7 @@ def build_world(
 
     anchors = list(negative[: cfg.n_aligned_pairs]) + dead_flat[0::2]
     followers = list(partners) + dead_flat[1::2]
-    W_dec = _planted_decoder(cfg, bias, anchors, followers, gen)
+    W_dec = _planted_decoder(cfg, bias + tuple(behaviour), anchors, followers, gen)
 
     lean = torch.zeros(cfg.d_sae, dtype=torch.float64)
     lean_sizes = cfg.behaviour_magnitude * (
@@ -384,7 +386,7 @@ def build_world(
 
 def _planted_decoder(
     cfg: WorldConfig,
-    bias: tuple[int, ...],
+    orthogonal: tuple[int, ...],
     anchors: list[int],
     followers: list[int],
     gen: torch.Generator,
@@ -392,11 +394,13 @@ def _planted_decoder(
     """[d_sae, d_model] float64 unit rows with the planted geometry (see the module docstring)."""
     W = torch.zeros(cfg.d_sae, cfg.d_model, dtype=torch.float64)
     basis, _ = torch.linalg.qr(torch.randn(cfg.d_model, cfg.d_model, generator=gen, dtype=torch.float64))
-    n_bias = len(bias)
-    for i, b in enumerate(bias):
-        W[b] = basis[:, i]
-    complement = basis[:, n_bias:]  # [d_model, d_model - n_bias], orthogonal to every bias row
-    others = [i for i in range(cfg.d_sae) if i not in set(bias) and i not in set(followers)]
+    # Bias and behaviour rows are orthonormal basis vectors; every other row lives in their orthogonal
+    # complement, so neither the default component nor the behaviour leaks into unrelated features
+    # (partners excepted: they carry ``pair_cosine`` of their anchor by design).
+    for i, feature in enumerate(orthogonal):
+        W[feature] = basis[:, i]
+    complement = basis[:, len(orthogonal) :]
+    others = [i for i in range(cfg.d_sae) if i not in set(orthogonal) and i not in set(followers)]
     follower_set = set(followers)
 
     def draw(k: int) -> Tensor:
@@ -415,7 +419,8 @@ def _planted_decoder(
     position = {int(feature): k for k, feature in enumerate(index.tolist())}
     planted = torch.zeros(len(index), len(index), dtype=torch.bool)
     for a, f in zip(anchors, followers, strict=True):
-        planted[position[a], position[f]] = planted[position[f], position[a]] = True
+        if a in position:  # anchors of live pairs are basis rows, orthogonal to everything resampled
+            planted[position[a], position[f]] = planted[position[f], position[a]] = True
     is_follower = torch.tensor([int(i) in follower_set for i in index.tolist()], dtype=torch.bool)
     W[torch.tensor(others, dtype=torch.long)] = draw(len(others))
     attach_followers()

@@ -154,6 +154,7 @@ def test_dtype_and_device_are_arguments() -> None:
         ({"noise": float("nan")}, "noise"),
         ({"n_active": -1}, "n_active"),
         ({"pair_cosine": -0.2}, "pair_cosine"),
+        ({"d_model": 16}, "n_behaviour_features"),
     ],
 )
 def test_bad_configs_name_the_field(overrides: dict, field: str) -> None:
@@ -162,12 +163,14 @@ def test_bad_configs_name_the_field(overrides: dict, field: str) -> None:
 
 
 def test_impossible_geometry_names_d_model() -> None:
-    with pytest.raises(ValueError, match="d_model=8 is too small"):
+    with pytest.raises(ValueError, match="d_model=12 is too small"):
         build_world(
             WorldConfig(
-                d_model=8,
+                d_model=12,
                 d_sae=200,
                 n_bias_features=1,
+                n_behaviour_features=2,
+                n_aligned_pairs=1,
                 bias_value=50.0,
                 min_unplanted_cosine=-0.1,
                 pair_cosine=-0.82,

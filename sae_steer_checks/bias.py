@@ -1,0 +1,173 @@
+"""Encoder-bias dominance: does SAE(v) say more about the encoder bias than about v?
+
+The study found the top features of SAE(v) nearly coincide with those of SAE(0). Both decoder-bias
+conventions are compared (subtracting ``b_dec`` before encoding or not), because a mismatch between
+them is one way to read numbers like 89.06 vs an encoder bias of 86.20. The "delta" view,
+``mean_x SAE(x + v) - SAE(x)``, keeps v in distribution by adding it to real activations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._validate import check_batch, check_positive_int, check_vector
+from .sae import (
+    SAELike,
+    applies_b_dec_to_input,
+    as_float32,
+    check_sae,
+    encode_activations,
+    encode_in_sae_space,
+    vector_to_sae_space,
+)
+
+__all__ = ["BiasCheck", "ConventionComparison", "bias_check", "jaccard", "top_features"]
+
+
+def top_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
+    """The up to ``k`` largest strictly positive entries of ``values [d_sae]`` as ``(id, value)``.
+
+    Ties are broken by the smaller feature id, so the result is deterministic.
+    """
+    order = torch.sort(values, descending=True, stable=True).indices[:k]
+    return tuple((int(i), float(values[i])) for i in order.tolist() if float(values[i]) > 0)
+
+
+def jaccard(a: set[int], b: set[int]) -> float:
+    """``|a & b| / |a | b|``; 1.0 when both sets are empty."""
+    union = a | b
+    return len(a & b) / len(union) if union else 1.0
+
+
+@dataclass(frozen=True)
+class ConventionComparison:
+    """SAE(v) against SAE(0) under one decoder-bias convention."""
+
+    subtract_b_dec: bool
+    """Whether ``b_dec`` was subtracted from the input before encoding."""
+    acts_vector: Tensor
+    """SAE(v) feature activations ``[d_sae]``."""
+    acts_zero: Tensor
+    """SAE(0) feature activations ``[d_sae]``."""
+    top_vector: tuple[tuple[int, float], ...]
+    """Top features of SAE(v) as ``(id, value)``."""
+    top_zero: tuple[tuple[int, float], ...]
+    """Top features of SAE(0) as ``(id, value)``."""
+    overlap: float
+    """Jaccard overlap of the two top-k feature sets."""
+    mass_in_zero: float
+    """Share of SAE(v)'s L1 mass already present in SAE(0): ``sum min(f_v, f_0) / sum f_v``."""
+    same_support: bool
+    """Whether SAE(v) and SAE(0) fire exactly the same features."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "decoder_bias_subtracted": self.subtract_b_dec,
+            "top_features_vector": _pairs(self.top_vector),
+            "top_features_zero": _pairs(self.top_zero),
+            "overlap": self.overlap,
+            "mass_in_zero": self.mass_in_zero,
+            "same_support": self.same_support,
+            "l0_vector": int((self.acts_vector > 0).sum()),
+            "l0_zero": int((self.acts_zero > 0).sum()),
+        }
+
+
+@dataclass(frozen=True)
+class BiasCheck:
+    """Encoder-bias dominance under the SAE's own convention, the other one, and the delta view."""
+
+    top_k: int
+    """How many top features are compared."""
+    own: ConventionComparison
+    """Comparison under the SAE's own decoder-bias convention."""
+    other: ConventionComparison
+    """Comparison under the opposite convention."""
+    delta_mean: Tensor | None
+    """``mean_x SAE(x + v) - SAE(x)`` ``[d_sae]``, or None without activations."""
+    delta_top: tuple[tuple[int, float], ...] | None
+    """Top features of the delta view as ``(id, value)``, or None without activations."""
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary with the stable keys of the report's ``bias`` section."""
+        own = self.own.to_dict()
+        out: dict[str, Any] = {"top_k": self.top_k, **own, "other_convention": self.other.to_dict()}
+        out["delta_top_features"] = None if self.delta_top is None else _pairs(self.delta_top)
+        return out
+
+
+def _pairs(top: tuple[tuple[int, float], ...]) -> list[dict[str, Any]]:
+    return [{"feature": i, "value": v} for i, v in top]
+
+
+def _compare(sae: SAELike, v_sae: Tensor, subtract: bool, k: int, batch_size: int) -> ConventionComparison:
+    both = encode_in_sae_space(
+        sae,
+        torch.stack([v_sae, torch.zeros_like(v_sae)]),
+        subtract_b_dec=subtract,
+        batch_size=batch_size,
+    )
+    f_v, f_0 = both[0], both[1]
+    top_v, top_0 = top_features(f_v, k), top_features(f_0, k)
+    total = float(f_v.sum())
+    shared = float(torch.minimum(f_v, f_0).clamp_min(0).sum())
+    return ConventionComparison(
+        subtract_b_dec=subtract,
+        acts_vector=f_v,
+        acts_zero=f_0,
+        top_vector=top_v,
+        top_zero=top_0,
+        overlap=jaccard({i for i, _ in top_v}, {i for i, _ in top_0}),
+        mass_in_zero=shared / total if total > 0 else 0.0,
+        same_support=bool(torch.equal(f_v > 0, f_0 > 0)),
+    )
+
+
+def bias_check(
+    sae: SAELike,
+    vector: Tensor,
+    activations: Tensor | None = None,
+    *,
+    top_k: int = 5,
+    batch_size: int = 4096,
+) -> BiasCheck:
+    """Compare SAE(v) with SAE(0) under both decoder-bias conventions, plus the delta view.
+
+    Args:
+        sae: any :class:`SAELike`; computed in float32.
+        vector: steering vector ``[d_in]`` in model space (mapped through the SAE's input
+            normalisation, if any, with the scale typical ``activations`` receive).
+        activations: optional real activations ``[n, d_in]`` for the delta view.
+        top_k: number of top features to compare.
+
+    Returns:
+        A :class:`BiasCheck`.
+    """
+    d_in, _ = check_sae(sae)
+    top_k = check_positive_int(top_k, "top_k")
+    v = check_vector(vector, d_in, "vector")
+    x = None if activations is None else check_batch(activations, d_in, "activations")
+    sae = as_float32(sae)
+    v_sae = vector_to_sae_space(sae, v, x)
+    own_convention = applies_b_dec_to_input(sae)
+    own = _compare(sae, v_sae, own_convention, top_k, batch_size)
+    other = _compare(sae, v_sae, not own_convention, top_k, batch_size)
+    delta_mean = delta_top = None
+    if x is not None:
+        total = torch.zeros(sae.W_dec.shape[0], dtype=torch.float64)
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start : start + batch_size]
+            diff = encode_activations(sae, chunk + v) - encode_activations(sae, chunk)
+            total += diff.to(torch.float64).sum(dim=0)
+        delta_mean = (total / x.shape[0]).to(torch.float32)
+        delta_top = top_features(delta_mean, top_k)
+    return BiasCheck(top_k=top_k, own=own, other=other, delta_mean=delta_mean, delta_top=delta_top)

@@ -1,0 +1,262 @@
+"""One call that runs every diagnostic on an SAE and a steering vector; returns the report."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._validate import check_batch, check_fraction, check_positive_int, check_vector
+from .bias import BiasCheck, bias_check
+from .decompose import (
+    DecompositionSummary,
+    SparseCode,
+    gradient_pursuit,
+    omp,
+    summarize_reconstruction,
+)
+from .leaning import LeaningCheck, leaning_check
+from .norms import NormCheck, norm_check
+from .pairs import AlignedPairs, SpuriousCheck, find_aligned_pairs, spurious_check
+from .retention import DEFAULT_MULTIPLIERS, Retention, ScoreFn, retention
+from .sae import (
+    SAELike,
+    as_float32,
+    check_sae,
+    decode_features,
+    describe_sae,
+    encode_activations,
+    vector_from_sae_space,
+    vector_to_sae_space,
+)
+
+__all__ = ["SCHEMA_VERSION", "CheckConfig", "CheckResult", "run_checks"]
+
+SCHEMA_VERSION = 1
+_METHODS = ("omp", "gradient_pursuit")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Settings of :func:`run_checks` (device and generators are arguments, not settings)."""
+
+    top_k: int = 5
+    """Top features compared between SAE(v) and SAE(0)."""
+    alpha: float = 0.05
+    """False-discovery-rate level of the leaning test."""
+    pair_threshold: float = -0.5
+    """Decoder cosine below which a pair counts as negatively aligned."""
+    rare_rate: float = 0.05
+    """A feature firing on at most this share of prompts counts as rare (spurious check)."""
+    signed_k: int = 32
+    """Support size of the signed decompositions (capped at d_sae)."""
+    signed_method: str = "omp"
+    """Which signed decomposition is reported as ``signed``: "omp" or "gradient_pursuit"."""
+    multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS
+    """Multipliers for the retention slopes."""
+    block_size: int = 2048
+    """Tile side of the pair search (bounds its memory)."""
+    batch_size: int = 4096
+    """Rows encoded at once."""
+    max_listed_pairs: int = 1000
+    """At most this many aligned pairs are listed in the report (all are counted)."""
+    seed: int | None = None
+    """Seed of the run that produced the inputs, recorded in the provenance."""
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs"):
+            check_positive_int(getattr(self, name), name)
+        check_fraction(self.alpha, "alpha")
+        check_fraction(self.rare_rate, "rare_rate", open_low=False)
+        if not -1.0 <= self.pair_threshold <= 1.0:
+            raise ValueError(f"pair_threshold must be a cosine in [-1, 1], got {self.pair_threshold}")
+        if self.signed_method not in _METHODS:
+            raise ValueError(f"signed_method must be one of {_METHODS}, got {self.signed_method!r}")
+        if len(set(self.multipliers)) < 2:
+            raise ValueError(f"multipliers must hold two distinct values, got {self.multipliers}")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Everything :func:`run_checks` found; ``to_dict()`` is the JSON report."""
+
+    config: CheckConfig
+    """The settings used."""
+    provenance: dict[str, Any]
+    """Library versions, seed, SAE description and widths."""
+    norm: NormCheck
+    """Steering-vector norm against activation norms."""
+    bias: BiasCheck
+    """SAE(v) against SAE(0) under both decoder-bias conventions."""
+    leaning: LeaningCheck
+    """Per-feature leaning toward the positive or negative prompts."""
+    pairs: AlignedPairs
+    """Negatively aligned decoder pairs."""
+    spurious: SpuriousCheck
+    """Explanations of positive SAE(v) coefficients on rare features; sign conflicts."""
+    codes: dict[str, SparseCode]
+    """Signed decompositions of the vector (in SAE input space) by method."""
+    decompositions: dict[str, DecompositionSummary]
+    """``sae``, ``signed`` and each method -> reconstruction quality."""
+    retention: Retention | None = field(default=None)
+    """Steerability slopes, when a score function was given."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (stable keys; identical for identical inputs)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "provenance": self.provenance,
+            "norm": self.norm.to_dict(),
+            "bias": self.bias.to_dict(),
+            "negative_leaning": self.leaning.to_dict(),
+            "aligned_pairs": {
+                **self.pairs.to_dict(self.config.max_listed_pairs),
+                **self.spurious.to_dict(),
+            },
+            "decompositions": {
+                name: {**s.to_dict(), **self._method_info(name)}
+                for name, s in sorted(self.decompositions.items())
+            },
+            "retention": None if self.retention is None else self.retention.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        """The report as JSON text with sorted keys."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    def _method_info(self, name: str) -> dict[str, Any]:
+        if name == "sae":
+            return {"method": "sae_encoder"}
+        method = self.config.signed_method if name == "signed" else name
+        return {"method": method, "k": int(self.codes[method].indices.shape[1])}
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("sae-steer-checks", "torch", "sae-lens", "numpy", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def run_checks(
+    sae: SAELike,
+    vector: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    activations: Tensor | None = None,
+    *,
+    score_fn: ScoreFn | None = None,
+    multipliers: Sequence[float] | None = None,
+    config: CheckConfig = CheckConfig(),
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> CheckResult:
+    """Run every diagnostic on ``sae`` and the steering ``vector``.
+
+    Args:
+        sae: any :class:`SAELike` (computed in float32 whatever its dtype).
+        vector: steering vector ``[d_in]`` (a zero vector is valid).
+        pos, neg: paired activations ``[n_pairs, d_in]`` at the answer token, positive/negative.
+        activations: ordinary activations ``[n, d_in]`` at the same layer; without them the
+            positive and negative activations stand in (norms, live features, delta view).
+        score_fn: behaviour score of an added vector; enables the retention section.
+        multipliers: multipliers for retention (default ``config.multipliers``).
+        config: settings.
+        device: where the pair search and decompositions run (default: the SAE's device).
+        progress: show progress bars.
+
+    Returns:
+        A frozen :class:`CheckResult`.
+    """
+    d_in, d_sae = check_sae(sae)
+    v = check_vector(vector, d_in, "vector")
+    pos = check_batch(pos, d_in, "pos")
+    neg = check_batch(neg, d_in, "neg")
+    if pos.shape[0] != neg.shape[0]:
+        raise ValueError(f"pos and neg must pair up row by row, got {pos.shape[0]} and {neg.shape[0]} rows")
+    source = "activations" if activations is not None else "pos+neg"
+    sample = torch.cat([pos, neg]) if activations is None else check_batch(activations, d_in, "activations")
+    description = describe_sae(sae)
+    sae = as_float32(sae)
+    norm = norm_check(v, sample)
+    bias = bias_check(sae, v, sample, top_k=config.top_k, batch_size=config.batch_size)
+    f_v, f_0 = bias.own.acts_vector, bias.own.acts_zero
+    leaning = leaning_check(sae, pos, neg, alpha=config.alpha, vector_acts=f_v, batch_size=config.batch_size)
+    live = torch.zeros(d_sae, dtype=torch.bool)
+    for start in range(0, sample.shape[0], config.batch_size):
+        live |= (encode_activations(sae, sample[start : start + config.batch_size]) > 0).any(dim=0)
+    pairs = find_aligned_pairs(
+        sae.W_dec,
+        config.pair_threshold,
+        live=live,
+        block_size=config.block_size,
+        device=device,
+        progress=progress,
+    )
+    v_sae = vector_to_sae_space(sae, v, sample)
+    k = min(config.signed_k, d_sae)
+    codes = {
+        "omp": omp(sae.W_dec, v_sae, k, device=device),
+        "gradient_pursuit": gradient_pursuit(sae.W_dec, v_sae, k, device=device),
+    }
+    W_dec = sae.W_dec.detach().to(torch.float32).cpu()
+    recon = {name: code.reconstruct(W_dec)[0] for name, code in codes.items()}
+    recon["sae"] = decode_features(sae, f_v).cpu()
+    summaries = {
+        name: summarize_reconstruction(v_sae, recon[name], codes[name].coefficients) for name in codes
+    }
+    summaries["sae"] = summarize_reconstruction(v_sae, recon["sae"], f_v)
+    summaries["signed"] = summaries[config.signed_method]
+    signed_dense = codes[config.signed_method].dense()[0]
+    spurious = spurious_check(
+        W_dec,
+        sae.W_enc.detach().cpu(),
+        v_sae,
+        f_v,
+        f_0,
+        leaning.firing_rate,
+        negative=leaning.negative,
+        signed_coefficients=signed_dense,
+        threshold=config.pair_threshold,
+        rare_rate=config.rare_rate,
+    )
+    kept = None
+    if score_fn is not None:
+        vectors = {
+            "original": v,
+            "sae": vector_from_sae_space(sae, recon["sae"], sample),
+            "signed": vector_from_sae_space(sae, recon[config.signed_method], sample),
+        }
+        kept = retention(score_fn, vectors, config.multipliers if multipliers is None else multipliers)
+    provenance = {
+        "versions": _versions(),
+        "seed": config.seed,
+        "sae": description,
+        "d_model": d_in,
+        "d_sae": d_sae,
+        "n_pairs": int(pos.shape[0]),
+        "n_activations": int(sample.shape[0]),
+        "activation_source": source,
+        "reconstruction": "decoder-bias-free feature part decode(f) - decode(0)",
+    }
+    return CheckResult(
+        config=config,
+        provenance=provenance,
+        norm=norm,
+        bias=bias,
+        leaning=leaning,
+        pairs=pairs,
+        spurious=spurious,
+        codes=codes,
+        decompositions=summaries,
+        retention=kept,
+    )

@@ -1,0 +1,79 @@
+"""Unit tests of encoder-bias dominance on hand-set sae-lens SAEs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae_steer_checks.bias import bias_check, jaccard, top_features
+from tests.hand_saes import make_sae, orthonormal_rows
+from tests.reference_impl import jaccard_loop
+
+
+def _gemma_like() -> tuple[torch.nn.Module, torch.Tensor]:
+    W = orthonormal_rows(6, 8, seed=0)
+    b_enc = torch.tensor([86.2, 30.0, -1.0, -1.0, -1.0, -1.0])
+    return make_sae(W, b_enc, architecture="jumprelu", threshold=0.5), W
+
+
+def test_small_vector_keeps_the_zero_vector_top_features() -> None:
+    sae, W = _gemma_like()
+    v = 0.1 * W[0] + 0.2 * W[1] + 3.0 * W[4]
+    result = bias_check(sae, v, top_k=2)
+    assert [i for i, _ in result.own.top_vector] == [0, 1]
+    assert [i for i, _ in result.own.top_zero] == [0, 1]
+    assert result.own.overlap == 1.0
+    assert result.own.top_vector[0][1] == pytest.approx(86.3, abs=1e-4)
+    # Only feature 4 (value ~2.0) is new; the rest of the mass is already in SAE(0).
+    assert result.own.mass_in_zero == pytest.approx(116.2 / (86.3 + 30.2 + 2.0), abs=1e-4)
+    assert not result.own.same_support
+    assert result.own.subtract_b_dec is False
+    assert result.other.subtract_b_dec is True
+
+
+def test_other_convention_shifts_by_b_dec() -> None:
+    W = torch.eye(6)[:4]  # exact basis rows, so "nothing fires" is exact
+    b_dec = 5.0 * W[2]
+    sae = make_sae(W, torch.zeros(4), architecture="relu", b_dec=b_dec)
+    result = bias_check(sae, torch.zeros(6))
+    # The SAE subtracts b_dec: SAE(0) fires nothing (pre = -5 on feature 2); without subtracting, 0.
+    assert result.own.subtract_b_dec is True
+    assert result.own.top_zero == ()
+    assert result.other.top_zero == ()
+    sae_jump = make_sae(W, torch.zeros(4), architecture="jumprelu", b_dec=-b_dec)
+    other = bias_check(sae_jump, torch.zeros(6)).other
+    assert other.subtract_b_dec is True
+    assert [i for i, _ in other.top_zero] == [2]
+    assert other.top_zero[0][1] == pytest.approx(5.0, abs=1e-5)
+
+
+def test_delta_view_recovers_the_vector_on_real_activations() -> None:
+    W = orthonormal_rows(4, 8, seed=2)
+    sae = make_sae(W, torch.tensor([50.0, 0.0, 0.0, 0.0]), architecture="relu", apply_b_dec_to_input=False)
+    acts = 10.0 * W[1] + 10.0 * W[2] - 60.0 * W[0]
+    acts = acts.expand(5, 8).clone()
+    v = 2.0 * W[3] - 1.0 * W[1]
+    result = bias_check(sae, v, acts, top_k=3)
+    assert result.delta_mean is not None
+    assert result.delta_mean[3] == pytest.approx(2.0, abs=1e-4)
+    assert result.delta_mean[1] == pytest.approx(-1.0, abs=1e-4)
+    assert result.delta_mean[0] == pytest.approx(0.0, abs=1e-5)
+    assert [i for i, _ in (result.delta_top or ())] == [3]
+
+
+def test_top_features_breaks_ties_by_id_and_skips_zeros() -> None:
+    values = torch.tensor([1.0, 3.0, 3.0, 0.0, -1.0])
+    assert top_features(values, 4) == ((1, 3.0), (2, 3.0), (0, 1.0))
+
+
+@pytest.mark.parametrize(("a", "b"), [([], []), ([1, 2], [2, 3]), ([5], [6]), ([1, 2, 3], [3, 2, 1])])
+def test_jaccard_matches_loop(a: list[int], b: list[int]) -> None:
+    assert jaccard(set(a), set(b)) == jaccard_loop(a, b)
+
+
+def test_wrong_width_vector_is_rejected() -> None:
+    sae, _ = _gemma_like()
+    with pytest.raises(ValueError, match="vector must have shape \\[8\\]"):
+        bias_check(sae, torch.zeros(7))
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        bias_check(sae, torch.zeros(8), top_k=0)
