@@ -15,10 +15,10 @@ Each of the study's three mechanisms holds here by construction:
    feature shows up as a spurious positive coefficient on the partner.
 
 The decoder rows are unit-norm; the encoder is tied to them (``W_enc = W_dec.T``), so a feature's
-pre-activation is the projection of the centred input on its direction plus a small offset. Bias directions
-and behaviour directions are orthonormal and orthogonal to every other decoder row (a partner excepted), so SAE(0)
-fires exactly the bias features, only planted features lean, and every unplanted pair of decoder rows has cosine
-above ``min_unplanted_cosine``.
+pre-activation is the projection of the centred input on its direction plus a small offset. Bias and
+behaviour directions are orthonormal and orthogonal to every other decoder row (a partner excepted), so
+SAE(0) fires exactly the bias features, only planted features lean, and every unplanted pair of decoder
+rows has cosine above ``min_unplanted_cosine``.
 """
 
 from __future__ import annotations
