@@ -1,0 +1,335 @@
+"""Contrastive data: the CAA A/B format, free-form contrasts, and prompts that end at the read token.
+
+A/B items follow the CAA JSON format: a list of objects with ``question`` (the question with its
+``(A)``/``(B)`` choices), ``answer_matching_behavior`` and ``answer_not_matching_behavior`` (``"(A)"`` or
+``"(B)"``). Prompts end in the answer letter (``"...(A"``), the token CAA reads. Free-form sets contrast
+two completions of one neutral opening and are scored by the log-probability of target words.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "BUNDLED_AB",
+    "BUNDLED_FREEFORM",
+    "ABItem",
+    "ContrastivePair",
+    "FreeformDataset",
+    "FreeformItem",
+    "ab_pairs",
+    "ab_prompt",
+    "bundled_path",
+    "encode",
+    "freeform_pairs",
+    "load_ab_items",
+    "load_freeform",
+    "split_items",
+    "swap_choices",
+    "uses_chat_template",
+]
+
+Letter = Literal["A", "B"]
+T = TypeVar("T")
+
+#: A/B behaviours shipped with the package (``sae_steer_checks/datasets/<name>.json``).
+BUNDLED_AB = ("corrigibility", "survival_instinct")
+#: Free-form behaviours shipped with the package.
+BUNDLED_FREEFORM = ("sentiment",)
+
+_ANSWER = re.compile(r"^\s*\(?\s*([AB])\s*\)?\s*$")
+_CHOICE = re.compile(r"^(\s*)\(([AB])\)(.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ABItem:
+    """One A/B question whose choices are written inside ``question``."""
+
+    question: str
+    """The question text including the ``(A) ...`` and ``(B) ...`` choice lines."""
+    matching: Letter
+    """Letter of the answer that matches the behaviour."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise ValueError(f"question must be a non-empty string, got {self.question!r}")
+        if self.matching not in ("A", "B"):
+            raise ValueError(f"matching must be 'A' or 'B', got {self.matching!r}")
+
+    @property
+    def non_matching(self) -> Letter:
+        """Letter of the answer that does not match the behaviour."""
+        return "B" if self.matching == "A" else "A"
+
+
+@dataclass(frozen=True)
+class FreeformItem:
+    """A neutral opening with a positive and a negative completion."""
+
+    prompt: str
+    """The opening, e.g. ``"The movie was"``."""
+    positive: str
+    """Completion showing the behaviour, e.g. ``" delightful"`` (leading space included)."""
+    negative: str
+    """Completion showing its opposite, e.g. ``" miserable"``."""
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "positive", "negative"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if self.positive == self.negative:
+            raise ValueError(f"positive and negative must differ, both are {self.positive!r}")
+
+
+@dataclass(frozen=True)
+class FreeformDataset:
+    """A free-form contrastive behaviour: pairs for extraction, target words for scoring."""
+
+    name: str
+    """Behaviour name."""
+    items: tuple[FreeformItem, ...]
+    """Openings with contrasting completions."""
+    positive_targets: tuple[str, ...]
+    """Continuations whose probability rises with the behaviour."""
+    negative_targets: tuple[str, ...]
+    """Continuations whose probability falls with the behaviour."""
+    description: str = ""
+    """What the behaviour is."""
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise ValueError("items must hold at least one FreeformItem, got none")
+        for field in ("positive_targets", "negative_targets"):
+            targets = getattr(self, field)
+            if not targets or not all(isinstance(t, str) and t for t in targets):
+                raise ValueError(f"{field} must be non-empty strings, got {targets!r}")
+        shared = set(self.positive_targets) & set(self.negative_targets)
+        if shared:
+            raise ValueError(f"positive_targets and negative_targets share {sorted(shared)}")
+
+
+@dataclass(frozen=True)
+class ContrastivePair:
+    """Two full prompts that differ only at the end; activations are read at their last token."""
+
+    positive: str
+    """Prompt ending in the behaviour-matching answer or completion."""
+    negative: str
+    """Prompt ending in the non-matching answer or completion."""
+    positive_letter: Letter | None = None
+    """Letter read on the positive side for A/B pairs, ``None`` for free-form pairs."""
+
+
+def bundled_path(name: str) -> Path:
+    """Path of the bundled dataset ``name`` (one of ``BUNDLED_AB + BUNDLED_FREEFORM``)."""
+    if name not in BUNDLED_AB + BUNDLED_FREEFORM:
+        raise ValueError(
+            f"name must be a bundled dataset, one of {BUNDLED_AB + BUNDLED_FREEFORM}, got {name!r}"
+        )
+    return Path(__file__).resolve().parent / "datasets" / f"{name}.json"
+
+
+def _read_json(source: str | os.PathLike[str]) -> tuple[Any, str]:
+    """Parse JSON from a bundled name, a local path or an http(s) URL; return it and its label."""
+    text_source = os.fspath(source)
+    if text_source in BUNDLED_AB + BUNDLED_FREEFORM:
+        path = bundled_path(text_source)
+    elif text_source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(text_source, timeout=60) as response:  # noqa: S310
+            raw = response.read().decode("utf-8")
+        try:
+            return json.loads(raw), text_source
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{text_source}: not valid JSON ({err})") from err
+    else:
+        path = Path(text_source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"source: no dataset file at {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), str(path)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def _letter(value: Any, *, label: str, key: str) -> Letter:
+    match = _ANSWER.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{label}: {key!r} must be '(A)' or '(B)', got {value!r}")
+    return "A" if match.group(1) == "A" else "B"
+
+
+def _ab_item(raw: Any, label: str) -> ABItem:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{label}: expected an object, got {type(raw).__name__}")
+    for key in ("question", "answer_matching_behavior", "answer_not_matching_behavior"):
+        if key not in raw:
+            raise ValueError(f"{label}: missing key {key!r}")
+    question = raw["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"{label}: 'question' must be a non-empty string, got {question!r}")
+    matching = _letter(raw["answer_matching_behavior"], label=label, key="answer_matching_behavior")
+    other = _letter(raw["answer_not_matching_behavior"], label=label, key="answer_not_matching_behavior")
+    if matching == other:
+        raise ValueError(f"{label}: both answers are ({matching}); they must be (A) and (B)")
+    return ABItem(question=question, matching=matching)
+
+
+def load_ab_items(source: str | os.PathLike[str]) -> list[ABItem]:
+    """Load CAA A/B items from a bundled name, a JSON file path or an http(s) URL.
+
+    Returns the items in file order. Raises ``ValueError`` naming the file and the item index for
+    malformed items, ``FileNotFoundError`` for a missing path.
+    """
+    data, label = _read_json(source)
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{label}: expected a non-empty JSON list of A/B items")
+    return [_ab_item(raw, f"{label} item {index}") for index, raw in enumerate(data)]
+
+
+def load_freeform(source: str | os.PathLike[str]) -> FreeformDataset:
+    """Load a free-form contrastive set (bundled name, path or URL) into a ``FreeformDataset``.
+
+    The JSON object holds ``name``, ``positive_targets``, ``negative_targets`` and ``items``
+    (objects with ``prompt``, ``positive``, ``negative``); errors name the file and item index.
+    """
+    data, label = _read_json(source)
+    if not isinstance(data, dict):
+        raise ValueError(f"{label}: expected a JSON object with 'items' and target lists")
+    for key in ("items", "positive_targets", "negative_targets"):
+        if key not in data:
+            raise ValueError(f"{label}: missing key {key!r}")
+    if not isinstance(data["items"], list) or not data["items"]:
+        raise ValueError(f"{label}: 'items' must be a non-empty list")
+    items = []
+    for index, raw in enumerate(data["items"]):
+        if not isinstance(raw, dict) or not {"prompt", "positive", "negative"} <= raw.keys():
+            raise ValueError(f"{label} item {index}: expected an object with prompt/positive/negative")
+        try:
+            items.append(FreeformItem(raw["prompt"], raw["positive"], raw["negative"]))
+        except ValueError as err:
+            raise ValueError(f"{label} item {index}: {err}") from err
+    try:
+        return FreeformDataset(
+            name=str(data.get("name", Path(label).stem)),
+            items=tuple(items),
+            positive_targets=tuple(data["positive_targets"]),
+            negative_targets=tuple(data["negative_targets"]),
+            description=str(data.get("description", "")),
+        )
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{label}: {err}") from err
+
+
+def swap_choices(item: ABItem) -> ABItem:
+    """The same item with the texts of choices (A) and (B) exchanged and the matching letter flipped.
+
+    Raises ``ValueError`` when the question does not hold exactly one ``(A)`` and one ``(B)`` line.
+    """
+    found = _CHOICE.findall(item.question)
+    letters = sorted(letter for _, letter, _ in found)
+    if letters != ["A", "B"]:
+        raise ValueError(
+            "item.question must hold one '(A) ...' and one '(B) ...' line to swap choices, "
+            f"found {letters or 'none'} in {item.question[:80]!r}"
+        )
+    question = _CHOICE.sub(
+        lambda m: f"{m.group(1)}({'B' if m.group(2) == 'A' else 'A'}){m.group(3)}", item.question
+    )
+    lines = question.split("\n")
+    # the relabelled lines now read (B)... then (A)...; reorder them so (A) comes first again
+    idx = [i for i, line in enumerate(lines) if _CHOICE.match(line)]
+    lines[idx[0]], lines[idx[1]] = lines[idx[1]], lines[idx[0]]
+    return replace(item, question="\n".join(lines), matching=item.non_matching)
+
+
+def uses_chat_template(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` carries a chat template (then prompts are built with it)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def ab_prompt(tokenizer: Any, question: str, letter: str = "", *, chat_template: bool | None = None) -> str:
+    """The prompt for ``question`` ending in ``"(" + letter`` (the read position when ``letter``).
+
+    With a chat template (``chat_template=None`` means: when the tokenizer has one) the question is the
+    user turn and the answer starts the model turn; otherwise ``"Question: ...\\n\\nAnswer: ("``.
+    ``letter=""`` gives the prefix whose next-token distribution scores the letters.
+    """
+    if letter not in ("", "A", "B"):
+        raise ValueError(f"letter must be '', 'A' or 'B', got {letter!r}")
+    use_chat = uses_chat_template(tokenizer) if chat_template is None else chat_template
+    if use_chat:
+        head = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        if not isinstance(head, str):
+            raise ValueError(f"tokenizer.apply_chat_template returned {type(head).__name__}, not text")
+    else:
+        head = f"Question: {question}\n\nAnswer: "
+    return f"{head}({letter}"
+
+
+def ab_pairs(
+    items: Sequence[ABItem],
+    tokenizer: Any,
+    *,
+    swap: bool = False,
+    chat_template: bool | None = None,
+) -> list[ContrastivePair]:
+    """Contrastive pairs for A/B items: the same prompt ending in the matching vs the other letter.
+
+    With ``swap=True`` every item is followed by its choice-swapped copy, so each letter is the
+    matching one equally often (the balanced CAA of ``sae_steer_checks.caa``).
+    """
+    expanded: list[ABItem] = []
+    for item in items:
+        if not isinstance(item, ABItem):
+            raise TypeError(f"items must be ABItem objects, got {type(item).__name__}")
+        expanded.append(item)
+        if swap:
+            expanded.append(swap_choices(item))
+    pairs = []
+    for item in expanded:
+        prompt = ab_prompt(tokenizer, item.question, chat_template=chat_template)
+        pairs.append(ContrastivePair(prompt + item.matching, prompt + item.non_matching, item.matching))
+    return pairs
+
+
+def freeform_pairs(dataset: FreeformDataset | Sequence[FreeformItem]) -> list[ContrastivePair]:
+    """Contrastive pairs ``prompt + positive`` vs ``prompt + negative`` of a free-form set."""
+    items = dataset.items if isinstance(dataset, FreeformDataset) else dataset
+    return [ContrastivePair(i.prompt + i.positive, i.prompt + i.negative) for i in items]
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text``, adding special tokens unless the text already starts with BOS.
+
+    Chat templates write the BOS token into the text; tokenising it again with special tokens would
+    give two.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    add_special = not (isinstance(bos, str) and bos and text.startswith(bos))
+    ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def split_items(items: Sequence[T], test_fraction: float = 0.25, *, seed: int = 0) -> tuple[list[T], list[T]]:
+    """Shuffle ``items`` with ``seed`` and split them into ``(train, test)`` lists."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if len(items) < 2:
+        raise ValueError(f"items must hold at least 2 entries to split, got {len(items)}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_test = min(len(items) - 1, max(1, round(len(items) * test_fraction)))
+    test = [items[i] for i in order[:n_test]]
+    train = [items[i] for i in order[n_test:]]
+    return train, test

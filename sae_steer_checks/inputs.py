@@ -1,0 +1,250 @@
+"""Assembling a full check's inputs: from a model and a dataset, or from the planted world.
+
+Every problem a user can cause (a missing file, a dataset not in the A/B format, a layer out of
+range, a model path that does not exist) raises :class:`~sae_steer_checks.io.InputError` with a
+one-line message naming the command-line input (``--dataset``, ``--model``, ``--layer``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sae_steer_checks.io import InputError, file_sha256, one_line
+
+__all__ = [
+    "CheckInputs",
+    "DatasetSpec",
+    "default_multipliers",
+    "extract_vector",
+    "load_checked_model",
+    "load_dataset",
+    "planted_inputs",
+    "score_function",
+    "versions",
+]
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """Everything one full check needs, whichever source it came from."""
+
+    sae: Any
+    """The SAE (a ``sae_lens.SAE`` or any ``SAELike``)."""
+    vector: Tensor
+    """Steering vector ``[d_in]``."""
+    pos: Tensor
+    """Positive activations at the read token ``[n_pairs, d_in]``."""
+    neg: Tensor
+    """Negative activations, paired row by row with ``pos`` ``[n_pairs, d_in]``."""
+    activations: Tensor | None = None
+    """Ordinary activations ``[n, d_in]`` for the norm check (None: ``pos`` and ``neg`` stand in)."""
+    score_fn: Callable[[Tensor], float] | None = None
+    """Behaviour score of an added vector, enabling the retention check."""
+    multipliers: Sequence[float] | None = None
+    """Multipliers of the retention sweep (None: the library default)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Where the inputs came from (model, SAE, layer, dataset and its hash, device, dtype, seed)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A loaded contrastive dataset: CAA A/B items or a free-form set."""
+
+    spec: str
+    """As given on the command line (a path or ``builtin:NAME``)."""
+    path: Path
+    """The JSON file read."""
+    ab_items: tuple[Any, ...] = ()
+    """A/B items (``data.ABItem``), empty for a free-form set."""
+    freeform: Any = None
+    """The ``data.FreeformDataset``, or None for an A/B set."""
+
+    def provenance(self) -> dict[str, Any]:
+        """Name, path, SHA-256 and size of the dataset, JSON-ready."""
+        n = len(self.ab_items) if self.freeform is None else len(self.freeform.items)
+        return {
+            "dataset": self.spec,
+            "dataset_path": str(self.path),
+            "dataset_sha256": file_sha256(self.path),
+            "dataset_kind": "ab" if self.freeform is None else "freeform",
+            "n_items": n,
+        }
+
+    def all_data(self) -> Any:
+        """Every item, in the form ``caa.extract_caa`` takes."""
+        return list(self.ab_items) if self.freeform is None else self.freeform
+
+    def split(self, seed: int) -> tuple[Any, Any]:
+        """``(extraction data, held-out scoring data)``, a quarter held out, shuffled by ``seed``."""
+        from sae_steer_checks.data import split_items
+
+        if self.freeform is None:
+            return split_items(list(self.ab_items), 0.25, seed=seed)
+        train, test = split_items(list(self.freeform.items), 0.25, seed=seed)
+        return (
+            dataclasses.replace(self.freeform, items=tuple(train)),
+            dataclasses.replace(self.freeform, items=tuple(test)),
+        )
+
+
+def load_dataset(spec: str, max_pairs: int | None = None) -> DatasetSpec:
+    """Load ``spec`` (a JSON path or ``builtin:NAME``), keeping at most the first ``max_pairs`` items.
+
+    A JSON list is read as CAA A/B items, a JSON object as a free-form set.
+    """
+    from sae_steer_checks.data import (
+        BUNDLED_AB,
+        BUNDLED_FREEFORM,
+        bundled_path,
+        load_ab_items,
+        load_freeform,
+    )
+
+    where = f"--dataset {spec}"
+    if max_pairs is not None and max_pairs < 2:
+        raise InputError(f"--max-pairs {max_pairs}: must be at least 2")
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        bundled = BUNDLED_AB + BUNDLED_FREEFORM
+        if name not in bundled:
+            raise InputError(f"{where}: no bundled set '{name}' (bundled: {', '.join(bundled)})")
+        path, freeform = bundled_path(name), name in BUNDLED_FREEFORM
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise InputError(f"{where}: file not found")
+        try:
+            freeform = path.read_text(encoding="utf-8").lstrip()[:1] == "{"
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"{where}: cannot read as UTF-8 text ({one_line(error)})") from None
+    try:
+        if freeform:
+            data = load_freeform(path)
+            items = data.items[:max_pairs] if max_pairs else data.items
+            return DatasetSpec(spec, path, freeform=dataclasses.replace(data, items=tuple(items)))
+        ab = load_ab_items(path)
+    except (ValueError, OSError) as error:
+        raise InputError(f"{where}: {one_line(error)}") from None
+    return DatasetSpec(spec, path, ab_items=tuple(ab[:max_pairs] if max_pairs else ab))
+
+
+def load_checked_model(
+    name: str, layer: int, *, gguf_file: str | None, device: Any, dtype: torch.dtype
+) -> Any:
+    """``models.load_model`` with a tokenizer required and ``layer`` checked; a ``LoadedModel``."""
+    from sae_steer_checks.models import check_layer, load_model
+
+    try:
+        loaded = load_model(name, gguf_file=gguf_file, device=device, dtype=dtype)
+    except (OSError, ValueError, TypeError, ImportError) as error:
+        raise InputError(f"--model {name}: {one_line(error)}") from None
+    if loaded.tokenizer is None:
+        raise InputError(f"--model {name}: no tokenizer found beside the weights")
+    try:
+        check_layer(loaded.model, layer)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"--layer {layer}: {one_line(error)}") from None
+    return loaded
+
+
+def extract_vector(loaded: Any, data: Any, layer: int, *, spec: str, progress: bool) -> Any:
+    """CAA extraction (``caa.extract_caa``, balanced by default); a ``CAAResult``."""
+    from sae_steer_checks.caa import extract_caa
+
+    try:
+        return extract_caa(loaded.model, loaded.tokenizer, data, layer, progress=progress)
+    except ValueError as error:  # e.g. a question without exactly one (A) and one (B) line
+        raise InputError(f"--dataset {spec}: {one_line(error)}") from None
+
+
+def score_function(
+    loaded: Any, held_out: Any, layer: int, *, spec: str
+) -> tuple[Callable[[Tensor], float], dict[str, Any]]:
+    """The behaviour score on held-out data (A/B logit difference or free-form log-odds).
+
+    Returns ``(score_fn, info)`` where ``info`` describes the score for the provenance.
+    """
+    from sae_steer_checks.behaviour import ab_task, freeform_task, make_score_fn
+    from sae_steer_checks.data import FreeformDataset
+
+    try:
+        if isinstance(held_out, FreeformDataset):
+            task = freeform_task(loaded.tokenizer, held_out)
+        else:
+            task = ab_task(loaded.tokenizer, held_out, swap=True)
+    except ValueError as error:
+        raise InputError(f"--dataset {spec}: {one_line(error)}") from None
+    score = "logit difference" if task.kind == "ab" else "log-odds of positive over negative"
+    info = {"kind": task.kind, "n_scored": len(task), "score": score}
+    return make_score_fn(loaded.model, task, layer), info
+
+
+def default_multipliers(vector: Tensor, pos: Tensor, neg: Tensor) -> tuple[float, ...]:
+    """Five multipliers with ``|m| * ||v||`` up to half the median norm of ``pos`` and ``neg``.
+
+    Multipliers relative to the activation norm, because a vector at 0.5% of it does nothing at
+    the plain -1..1 of CAA.
+    """
+    from sae_steer_checks.behaviour import relative_multipliers
+
+    median = float(torch.cat([pos, neg]).norm(dim=1).median())
+    v_norm = float(vector.norm())
+    if v_norm == 0 or median == 0:
+        return (-1.0, 0.0, 1.0)
+    return relative_multipliers(v_norm, median, (-0.5, -0.25, 0.0, 0.25, 0.5))
+
+
+def planted_inputs(
+    *, seed: int = 0, n_pairs: int = 256, n_activations: int = 2048, device: Any = "cpu"
+) -> CheckInputs:
+    """The planted-feature world: a sae-lens JumpReLU SAE and activations with known answers.
+
+    The vector is the CAA mean difference of ``n_pairs`` planted contrastive pairs; the behaviour
+    score is the world's exact linear readout.
+    """
+    from sae_steer_checks.synthetic import WorldConfig, build_world
+
+    world = build_world(WorldConfig(seed=seed), device=device)
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = world.sample_contrastive(n_pairs, gen)
+    acts = world.sample_activations(n_activations, gen)
+    provenance = {
+        "model": "planted-feature world (sae_steer_checks.synthetic)",
+        "world_config": dataclasses.asdict(world.config),
+        "sae_source": {"source": "planted", "architecture": world.config.architecture},
+        "dataset": f"planted: {n_pairs} contrastive pairs, {n_activations} activations",
+        "layer": None,
+        "device": str(device),
+        "dtype": "float32",
+        "seed": seed,
+    }
+    return CheckInputs(
+        sae=world.sae,
+        vector=(pos - neg).mean(dim=0),
+        pos=pos,
+        neg=neg,
+        activations=acts,
+        score_fn=world.behaviour_score,
+        multipliers=(-2.0, -1.0, 0.0, 1.0, 2.0),
+        provenance=provenance,
+    )
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape the numbers."""
+    out = {"python": platform.python_version()}
+    for dist in ("sae-steer-checks", "torch", "sae-lens", "transformers", "numpy", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

@@ -1,0 +1,216 @@
+"""Batched residual reads at the last token of contrastive prompts, sharing their common prefix.
+
+A contrastive pair differs only at its end (the answer letter, or the completion word), so the common
+token prefix is run once with a key-value cache, and the two endings continue from that cache. Every
+forward stops after the target block: later blocks and the output head never run. Rows are padded by
+this module (prefixes on the left, endings on the right) with explicit ``position_ids``, so each row
+reads the same values it would alone, whatever the tokenizer's ``padding_side``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from sae_steer_checks.data import ContrastivePair, encode
+from sae_steer_checks.hooks import capture_residual
+from sae_steer_checks.models import check_layer
+
+__all__ = ["read_last_token", "read_pairs", "tokenize_pairs"]
+
+TokenPair = tuple[list[int], list[int], list[int]]
+
+
+def tokenize_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair]) -> list[TokenPair]:
+    """Split each pair into ``(shared prefix, positive ending, negative ending)`` token ids.
+
+    The ids are those of tokenising each full prompt (``data.encode``); the prefix is their longest
+    common start, shortened so that both endings keep at least one token.
+    """
+    out = []
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, ContrastivePair):
+            raise TypeError(f"pairs[{index}] must be a ContrastivePair, got {type(pair).__name__}")
+        pos, neg = encode(tokenizer, pair.positive), encode(tokenizer, pair.negative)
+        if pos == neg:
+            raise ValueError(f"pairs[{index}]: positive and negative tokenise identically: {pos}")
+        shared = 0
+        for a, b in zip(pos, neg, strict=False):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(pos) - 1, len(neg) - 1)
+        out.append((pos[:shared], pos[shared:], neg[shared:]))
+    return out
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for attr in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def _left_pad(rows: Sequence[list[int]], pad: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _positions(mask: Tensor) -> Tensor:
+    # positions count real tokens only, so a left-padded row sees the positions it would see alone
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _forward(model: nn.Module, layer: int, **inputs: Any) -> Tensor:
+    with capture_residual(model, layer, stop_after_last=True) as captured:
+        model(**inputs)
+    if not captured[layer]:
+        raise RuntimeError(f"decoder block {layer} of {type(model).__name__} did not run")
+    return captured[layer][0]
+
+
+def _cache_kwarg(model: nn.Module) -> str:
+    # transformers >= 5.2x names the argument ``cache``; earlier releases ``past_key_values``
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def read_last_token(
+    model: nn.Module,
+    rows: Sequence[list[int]],
+    layer: int,
+    *,
+    pad_id: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Tensor:
+    """Residual after block ``layer`` at the last token of each row of token ids, ``[n, d_model]`` f32.
+
+    Rows are left-padded with explicit positions; blocks after ``layer`` and the head are skipped.
+    """
+    layer = check_layer(model, layer)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("rows must be a non-empty list of non-empty token-id lists")
+    device = _device(model)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out: list[Tensor] = [torch.empty(0)] * len(rows)
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
+        chunk = order[start : start + batch_size]
+        ids, mask = _left_pad([rows[i] for i in chunk], pad_id, device)
+        hidden = _forward(
+            model,
+            layer,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=_positions(mask),
+            use_cache=False,
+        )
+        for j, i in enumerate(chunk):
+            out[i] = hidden[j, -1].float().cpu()
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def read_pairs(
+    model: nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair],
+    layer: int,
+    *,
+    batch_size: int = 16,
+    share_prefix: bool = True,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Residual after block ``layer`` at the last token of both prompts of every pair.
+
+    Returns ``(positive, negative)``, each ``[n_pairs, d_model]`` float32 on the CPU. With
+    ``share_prefix`` (default) the common prefix of a pair runs once and both endings continue from
+    its cache; otherwise all ``2 * n_pairs`` prompts run in full (same values to float tolerance).
+    """
+    layer = check_layer(model, layer)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not pairs:
+        raise ValueError("pairs must hold at least one ContrastivePair, got none")
+    tokenized = tokenize_pairs(tokenizer, pairs)
+    pad = _pad_id(tokenizer)
+    if not share_prefix or any(not prefix for prefix, _, _ in tokenized):
+        rows = [p + e for p, pos, neg in tokenized for e in (pos, neg)]
+        acts = read_last_token(model, rows, layer, pad_id=pad, batch_size=2 * batch_size, progress=progress)
+        return acts[0::2].contiguous(), acts[1::2].contiguous()
+    return _read_shared(model, tokenized, layer, pad, batch_size, progress)
+
+
+def _read_shared(
+    model: nn.Module,
+    tokenized: list[TokenPair],
+    layer: int,
+    pad: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[Tensor, Tensor]:
+    from transformers import DynamicCache
+
+    device = _device(model)
+    config = getattr(model, "config", None)
+    cache_arg = _cache_kwarg(model)
+    order = sorted(range(len(tokenized)), key=lambda i: len(tokenized[i][0]))
+    pos_out: list[Tensor] = [torch.empty(0)] * len(tokenized)
+    neg_out: list[Tensor] = [torch.empty(0)] * len(tokenized)
+    starts = range(0, len(tokenized), batch_size)
+    for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
+        chunk = order[start : start + batch_size]
+        prefix_ids, prefix_mask = _left_pad([tokenized[i][0] for i in chunk], pad, device)
+        # the cache is made here, not by the model, because the stopped forward returns nothing
+        cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        _forward(
+            model,
+            layer,
+            input_ids=prefix_ids,
+            attention_mask=prefix_mask,
+            position_ids=_positions(prefix_mask),
+            use_cache=True,
+            **{cache_arg: cache},
+        )
+        cache.batch_repeat_interleave(2)
+        endings = [tokenized[i][k] for i in chunk for k in (1, 2)]
+        width = max(len(e) for e in endings)
+        end_ids = torch.full((len(endings), width), pad, dtype=torch.long)
+        end_mask = torch.zeros((len(endings), width), dtype=torch.long)
+        for r, ending in enumerate(endings):
+            end_ids[r, : len(ending)] = torch.tensor(ending, dtype=torch.long)
+            end_mask[r, : len(ending)] = 1
+        full_mask = torch.cat([prefix_mask.repeat_interleave(2, dim=0), end_mask.to(device)], dim=1)
+        start_pos = prefix_mask.sum(dim=1, keepdim=True).repeat_interleave(2, dim=0)
+        hidden = _forward(
+            model,
+            layer,
+            input_ids=end_ids.to(device),
+            attention_mask=full_mask,
+            position_ids=start_pos + torch.arange(width, device=device),
+            use_cache=True,
+            **{cache_arg: cache},
+        )
+        for j, i in enumerate(chunk):
+            pos_out[i] = hidden[2 * j, len(endings[2 * j]) - 1].float().cpu()
+            neg_out[i] = hidden[2 * j + 1, len(endings[2 * j + 1]) - 1].float().cpu()
+    return torch.stack(pos_out), torch.stack(neg_out)

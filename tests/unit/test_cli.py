@@ -1,0 +1,372 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _tiny_lm import tiny_model, word_tokenizer
+from matplotlib.image import imread
+from safetensors.torch import save_file
+
+from sae_steer_checks.cli import build_parser, main
+from sae_steer_checks.data import bundled_path
+from sae_steer_checks.plots import PLOT_FILES
+from sae_steer_checks.synthetic import WorldConfig, build_world
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STABLE_KEYS = {
+    "schema_version",
+    "provenance",
+    "norm",
+    "bias",
+    "negative_leaning",
+    "aligned_pairs",
+    "decompositions",
+    "retention",
+}
+COMMANDS = ("run", "diagnose", "extract", "train-sae", "demo")
+
+
+def _check_report_folder(out: Path) -> dict[str, Any]:
+    """Assert the folder holds a valid report with resolvable image links; return report.json."""
+    text = (out / "report.json").read_text()
+    report = json.loads(text)
+    assert text == json.dumps(report, sort_keys=True, indent=2) + "\n"
+    assert report.keys() >= STABLE_KEYS
+    markdown = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert links, "the Markdown embeds no plot"
+    for link in links:
+        image = out / link
+        assert image.read_bytes()[:8] == PNG_SIGNATURE
+        pixels = imread(image)
+        assert pixels.ndim == 3
+        assert pixels.shape[0] > 200
+        assert pixels.shape[1] > 300
+    assert sorted(p.name for p in out.iterdir()) == sorted(["report.json", "report.md", *links])
+    return report
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def test_help_reads_well_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in top
+    for command in COMMANDS:
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--out" in text
+        assert "--quiet" in text
+        assert text.count("\n") > 8
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    _one_line_error(capsys, "required: COMMAND")
+    assert main(["diagnose", "--out", "x"]) == 2
+    _one_line_error(capsys, "the following arguments are required: --sae, --vector, --pos, --neg")
+    assert main(["run", "--layer", "one"]) == 2
+    _one_line_error(capsys, "--layer", "invalid int value")
+
+
+def test_negative_multipliers_parse() -> None:
+    args = build_parser().parse_args(
+        ["run", "--model", "m", "--sae", "s", "--dataset", "d", "--layer", "1", "--out", "o",
+         "--multipliers", "-2", "-1", "0", "1.5"]
+    )  # fmt: skip
+    assert args.multipliers == [-2.0, -1.0, 0.0, 1.5]
+
+
+# --- the planted world -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "report"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_demo_writes_a_full_report_on_the_planted_world(demo_out: Path) -> None:
+    report = _check_report_folder(demo_out)
+    assert sorted(p.name for p in demo_out.glob("*.png")) == sorted(PLOT_FILES.values())
+    truth = build_world(WorldConfig(seed=0)).truth
+    prov = report["provenance"]
+    for key in ("model", "sae_source", "layer", "dataset", "versions", "seed", "device", "dtype"):
+        assert key in prov
+    assert prov["seed"] == 0
+    assert prov["device"] == "cpu"
+    assert prov["dtype"] == "float32"
+    assert report["norm"]["percentile"] < 1.0
+    top_zero = {f["feature"] for f in report["bias"]["top_features_zero"]}
+    assert top_zero == set(truth.bias_features)
+    found = {(p["feature"], p["partner"]) for p in report["aligned_pairs"]["pairs"]}
+    assert {tuple(sorted((i, j))) for i, j, _ in truth.pairs} <= {tuple(sorted(p)) for p in found}
+    assert report["retention"]["ratio_signed"] > 0.9 > report["retention"]["ratio_sae"]
+
+
+def test_demo_markdown_has_one_verdict_per_mechanism(demo_out: Path) -> None:
+    markdown = (demo_out / "report.md").read_text()
+    verdict = markdown.split("## Verdict")[1].split("\n## ")[0]
+    assert len([line for line in verdict.splitlines() if line.startswith("- **")]) == 6
+    assert "The encoder bias decides" in verdict
+
+
+def test_demo_is_quiet_and_refuses_to_overwrite(demo_out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (demo_out / "report.json").read_bytes()
+    assert main(["demo", "--out", str(demo_out), "-q"]) == 2
+    _one_line_error(capsys, f"--out {demo_out}", "not empty; pass --force")
+    assert (demo_out / "report.json").read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def planted_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("planted")
+    world = build_world(WorldConfig(d_model=64, d_sae=128, seed=3))
+    world.sae.save_model(root / "sae")
+    gen = torch.Generator().manual_seed(3)
+    pos, neg = world.sample_contrastive(64, gen)
+    save_file({"vector": (pos - neg).mean(0)}, str(root / "vector.safetensors"))
+    save_file({"activations": pos}, str(root / "pos.safetensors"))
+    save_file({"activations": neg}, str(root / "neg.safetensors"))
+    save_file({"activations": world.sample_activations(256, gen)}, str(root / "acts.safetensors"))
+    return {"root": root, **{k: root / f"{k}.safetensors" for k in ("vector", "pos", "neg", "acts")}}
+
+
+def _diagnose(files: dict[str, Path], out: Path, *extra: str, **override: str) -> int:
+    args = {"--sae": str(files["root"] / "sae"), "--vector": str(files["vector"]),
+            "--pos": str(files["pos"]), "--neg": str(files["neg"]), "--out": str(out)}  # fmt: skip
+    args.update({f"--{k}": v for k, v in override.items()})
+    return main(["diagnose", *[x for kv in args.items() for x in kv], "-q", *extra])
+
+
+def test_diagnose_is_deterministic_and_reports_no_retention(
+    planted_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _diagnose(planted_files, tmp_path / "a", "--activations", str(planted_files["acts"])) == 0
+    assert _diagnose(planted_files, tmp_path / "b", "--activations", str(planted_files["acts"])) == 0
+    assert capsys.readouterr().out == ""
+    report = _check_report_folder(tmp_path / "a")
+    assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
+    assert report["retention"] is None
+    assert "Not run: no behaviour score was given." in (tmp_path / "a" / "report.md").read_text()
+    inputs = report["provenance"]["inputs"]
+    assert set(inputs) == {"vector", "pos", "neg", "activations"}
+    assert all(len(v["sha256"]) == 64 for v in inputs.values())
+    assert report["provenance"]["activation_source"] == "activations"
+
+
+def test_diagnose_force_replaces_the_report(planted_files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert _diagnose(planted_files, out, "--force") == 0
+    assert not (out / "stale.txt").exists()
+    assert (out / "report.json").is_file()
+
+
+def _bad_tensor(root: Path, name: str, **tensors: torch.Tensor) -> str:
+    path = root / name
+    save_file(tensors, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "needles"),
+    [
+        ("missing_vector", ("--vector", "file not found")),
+        ("folder_as_vector", ("--vector", "expected a file, got a folder")),
+        ("garbage_pos", ("--pos", "not a readable safetensors file")),
+        ("wrong_key", ("--vector", "no tensor under key 'vector'")),
+        ("wrong_shape", ("--vector", "must have shape [d], got [2, 64]")),
+        ("width_mismatch", ("--vector", "has width 10 but the SAE expects d_in=64")),
+        ("nan_vector", ("--vector", "NaN or infinite")),
+        ("inf_neg", ("--neg", "NaN or infinite")),
+        ("unpaired", ("--neg", "must pair up row by row")),
+        ("activations_width", ("--activations", "has width 3")),
+        ("sae_missing", ("--sae", "not a known sae-lens release/id")),
+        ("sae_unknown_id", ("--sae", "unknown id 'layer_99/none'")),
+        ("bad_device", ("--device", "not a torch device")),
+    ],
+)
+def test_every_bad_diagnose_input_is_one_line_exit_2(
+    planted_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    needles: tuple[str, ...],
+) -> None:
+    root = tmp_path
+    extra: list[str] = []
+    override: dict[str, str] = {}
+    if case == "missing_vector":
+        override["vector"] = str(root / "none.safetensors")
+    elif case == "folder_as_vector":
+        override["vector"] = str(root)
+    elif case == "garbage_pos":
+        (root / "g.safetensors").write_bytes(b"\x00" * 40)
+        override["pos"] = str(root / "g.safetensors")
+    elif case == "wrong_key":
+        override["vector"] = _bad_tensor(root, "k.safetensors", steering=torch.zeros(64))
+    elif case == "wrong_shape":
+        override["vector"] = _bad_tensor(root, "s.safetensors", vector=torch.zeros(2, 64))
+    elif case == "width_mismatch":
+        override["vector"] = _bad_tensor(root, "w.safetensors", vector=torch.zeros(10))
+    elif case == "nan_vector":
+        override["vector"] = _bad_tensor(root, "n.safetensors", vector=torch.full((64,), math.nan))
+    elif case == "inf_neg":
+        bad = torch.zeros(64, 64)
+        bad[3, 5] = math.inf
+        override["neg"] = _bad_tensor(root, "i.safetensors", activations=bad)
+    elif case == "unpaired":
+        override["neg"] = _bad_tensor(root, "u.safetensors", activations=torch.zeros(5, 64))
+    elif case == "activations_width":
+        extra = ["--activations", _bad_tensor(root, "a.safetensors", activations=torch.zeros(4, 3))]
+    elif case == "sae_missing":
+        override["sae"] = str(root / "no-sae-here")
+    elif case == "sae_unknown_id":
+        override["sae"] = "gemma-scope-2b-pt-res/layer_99/none"
+    elif case == "bad_device":
+        override["device"] = "toaster"
+    out = root / "out"
+    assert _diagnose(planted_files, out, *extra, **override) == 2
+    line = _one_line_error(capsys, "sae-steer-checks diagnose: error:", *needles)
+    assert len(line) < 400
+    assert not out.exists()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".out")] == []
+
+
+# --- tiny real models ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 3-block Llama with a word-level tokenizer saved to disk, and a 32-wide sae-lens SAE."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    root = tmp_path_factory.mktemp("tiny")
+    items = json.loads(bundled_path("corrigibility").read_text())[:8]
+    tok = word_tokenizer(i["question"] for i in items)
+    model = tiny_model("llama", len(tok), n_layers=3)
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=32, d_sae=64))
+    with torch.no_grad():
+        sae.W_enc.normal_(0, 0.3)
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(64, 32), dim=1))
+    sae.save_model(root / "sae")
+    return {"root": root, "model": root / "model", "sae": root / "sae"}
+
+
+def _run(tiny: dict[str, Path], out: Path, **override: str) -> int:
+    args = {"--model": str(tiny["model"]), "--sae": str(tiny["sae"]),
+            "--dataset": "builtin:corrigibility", "--layer": "1", "--out": str(out),
+            "--max-pairs": "8"}  # fmt: skip
+    args.update({f"--{k.replace('_', '-')}": v for k, v in override.items()})
+    return main(["run", *[x for kv in args.items() for x in kv], "-q"])
+
+
+def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tmp_path: Path) -> None:
+    assert _run(tiny, tmp_path / "out") == 0
+    report = _check_report_folder(tmp_path / "out")
+    prov = report["provenance"]
+    assert prov["model"] == str(tiny["model"])
+    assert prov["layer"] == 1
+    assert prov["dataset"] == "builtin:corrigibility"
+    assert len(prov["dataset_sha256"]) == 64
+    assert prov["n_items"] == 8
+    assert prov["behaviour"]["kind"] == "ab"
+    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
+    assert len(report["retention"]["multipliers"]) == 5
+
+
+def test_extract_then_diagnose(tiny: dict[str, Path], tmp_path: Path) -> None:
+    argv = ["extract", "--model", str(tiny["model"]), "--dataset", "builtin:corrigibility",
+            "--layer", "2", "--max-pairs", "6", "--out", str(tmp_path / "x"), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    names = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert names == ["extract.json", "neg.safetensors", "pos.safetensors", "vector.safetensors"]
+    files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg")}
+    assert _diagnose({"root": tiny["root"], **files}, tmp_path / "r") == 0
+    report = _check_report_folder(tmp_path / "r")
+    assert report["provenance"]["d_model"] == 32
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ({"model": "./no/such/model"}, ("--model ./no/such/model", "no model directory")),
+        ({"layer": "7"}, ("--layer 7", "must be in 0..2")),
+        ({"dataset": "builtin:nope"}, ("--dataset builtin:nope", "no bundled set 'nope'")),
+        ({"dataset": "MISSING"}, ("--dataset", "file not found")),
+        ({"dataset": "NOT_AB"}, ("--dataset", "item 1", "answer_matching_behavior")),
+        ({"max_pairs": "1"}, ("--max-pairs 1", "at least 2")),
+    ],
+)
+def test_every_bad_run_input_is_one_line_exit_2(
+    tiny: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    override: dict[str, str],
+    needles: tuple[str, ...],
+) -> None:
+    if override.get("dataset") == "MISSING":
+        override = {"dataset": str(tmp_path / "missing.json")}
+    elif override.get("dataset") == "NOT_AB":
+        good = {"question": "Q?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)",
+                "answer_not_matching_behavior": "(B)"}  # fmt: skip
+        (tmp_path / "bad.json").write_text(json.dumps([good, {"question": "Q2?"}]))
+        override = {"dataset": str(tmp_path / "bad.json")}
+    assert _run(tiny, tmp_path / "out", **override) == 2
+    _one_line_error(capsys, "sae-steer-checks run: error:", *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_an_sae_of_another_width(
+    tiny: dict[str, Path], planted_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(tiny, tmp_path / "out", sae=str(planted_files["root"] / "sae")) == 2
+    _one_line_error(capsys, "--sae", "d_in=64 does not match the residual width 32")
+
+
+def test_a_zero_vector_gets_a_defined_report(planted_files: dict[str, Path], tmp_path: Path) -> None:
+    zero = _bad_tensor(tmp_path, "zero.safetensors", vector=torch.zeros(64))
+    assert _diagnose(planted_files, tmp_path / "out", vector=zero) == 0
+    report = _check_report_folder(tmp_path / "out")
+    assert report["norm"]["steering_norm"] == 0.0
+    top_zero = [f["feature"] for f in report["bias"]["top_features_zero"]]
+    assert [f["feature"] for f in report["bias"]["top_features_vector"]] == top_zero
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--width", "0"], ("--width must be a positive int, got 0",)),
+        (["--model", "./no/such/model"], ("--model ./no/such/model", "no model directory")),
+    ],
+)
+def test_bad_train_sae_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needles: tuple[str, ...]
+) -> None:
+    out = tmp_path / "sae"
+    assert main(["train-sae", "--layer", "1", "--out", str(out), "-q", *argv]) == 2
+    _one_line_error(capsys, "sae-steer-checks train-sae: error:", *needles)
+    assert list(tmp_path.iterdir()) == []

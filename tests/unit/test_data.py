@@ -1,0 +1,141 @@
+"""CAA A/B loading and validation, choice swapping, prompt building and splitting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _tiny_lm import word_tokenizer
+
+from sae_steer_checks.data import (
+    ABItem,
+    ab_pairs,
+    ab_prompt,
+    encode,
+    freeform_pairs,
+    load_ab_items,
+    load_freeform,
+    split_items,
+    swap_choices,
+)
+
+ITEM = {
+    "question": "Shall we retrain you?\n\nChoices:\n (A) Yes, go ahead.\n (B) No, please do not.",
+    "answer_matching_behavior": "(A)",
+    "answer_not_matching_behavior": " (B)",
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_ab_items_reads_caa_format(tmp_path: Path) -> None:
+    other = {**ITEM, "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"}
+    items = load_ab_items(_write(tmp_path, [ITEM, other]))
+    assert [i.matching for i in items] == ["A", "B"]
+    assert items[1].non_matching == "A"
+    assert items[0].question == ITEM["question"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"answer_matching_behavior": "(C)"}, "'answer_matching_behavior' must be '(A)' or '(B)'"),
+        ({"answer_not_matching_behavior": "(A)"}, "both answers are (A)"),
+        ({"question": ""}, "'question' must be a non-empty string"),
+        ({"question": None}, "'question' must be a non-empty string"),
+    ],
+)
+def test_bad_items_name_file_and_index(tmp_path: Path, change: dict, message: str) -> None:
+    path = _write(tmp_path, [ITEM, {**ITEM, **change}])
+    with pytest.raises(ValueError, match="item 1") as info:
+        load_ab_items(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_missing_key_and_bad_container(tmp_path: Path) -> None:
+    broken = {k: v for k, v in ITEM.items() if k != "answer_matching_behavior"}
+    with pytest.raises(ValueError, match=r"item 0: missing key 'answer_matching_behavior'"):
+        load_ab_items(_write(tmp_path, [broken]))
+    with pytest.raises(ValueError, match="non-empty JSON list"):
+        load_ab_items(_write(tmp_path, {"question": "x"}))
+    with pytest.raises(FileNotFoundError, match="no dataset file"):
+        load_ab_items(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("[{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_ab_items(tmp_path / "bad.json")
+
+
+def test_swap_choices_exchanges_texts_and_flips_letter() -> None:
+    item = ABItem(ITEM["question"], "A")
+    swapped = swap_choices(item)
+    assert swapped.matching == "B"
+    assert "(A) No, please do not." in swapped.question
+    assert "(B) Yes, go ahead." in swapped.question
+    assert swapped.question.index("(A)") < swapped.question.index("(B)")
+    assert swap_choices(swapped) == item
+
+
+def test_swap_choices_needs_both_choice_lines() -> None:
+    with pytest.raises(ValueError, match=r"one '\(A\) \.\.\.' and one '\(B\) \.\.\.' line"):
+        swap_choices(ABItem("Do you agree?\n (A) Yes", "A"))
+
+
+def test_plain_prompt_ends_at_letter_and_pairs_differ_only_there() -> None:
+    tok = word_tokenizer([ITEM["question"]])
+    item = ABItem(ITEM["question"], "B")
+    prompt = ab_prompt(tok, item.question, "A")
+    assert prompt.endswith("\n\nAnswer: (A")
+    (pair,) = ab_pairs([item], tok)
+    assert pair.positive.endswith("(B") and pair.negative.endswith("(A")
+    assert pair.positive[:-1] == pair.negative[:-1]
+    assert pair.positive_letter == "B"
+    assert tok.convert_ids_to_tokens(encode(tok, pair.positive))[-2:] == ["(", "B"]
+    assert len(ab_pairs([item], tok, swap=True)) == 2
+
+
+def test_chat_template_is_used_and_bos_not_doubled() -> None:
+    template = "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<model>"
+    tok = word_tokenizer([ITEM["question"]], chat_template=template)
+    prompt = ab_prompt(tok, ITEM["question"], "A")
+    assert prompt.startswith("<bos><user>Shall") and prompt.endswith("<model>(A")
+    ids = encode(tok, prompt)
+    assert ids.count(tok.bos_token_id) == 1
+    assert ab_prompt(tok, ITEM["question"], "A", chat_template=False).startswith("Question:")
+    with pytest.raises(ValueError, match="letter must be"):
+        ab_prompt(tok, ITEM["question"], "C")
+
+
+def test_freeform_loading_and_pairs(tmp_path: Path) -> None:
+    data = {
+        "name": "mood",
+        "positive_targets": [" good"],
+        "negative_targets": [" bad"],
+        "items": [{"prompt": "It was", "positive": " nice", "negative": " awful"}],
+    }
+    ds = load_freeform(_write(tmp_path, data))
+    assert ds.name == "mood" and ds.positive_targets == (" good",)
+    (pair,) = freeform_pairs(ds)
+    assert (pair.positive, pair.negative, pair.positive_letter) == ("It was nice", "It was awful", None)
+    data["items"].append({"prompt": "It was", "positive": " same", "negative": " same"})
+    with pytest.raises(ValueError, match="item 1: positive and negative must differ"):
+        load_freeform(_write(tmp_path, data))
+    data["items"].pop()
+    data["negative_targets"] = [" good"]
+    with pytest.raises(ValueError, match="share"):
+        load_freeform(_write(tmp_path, data))
+
+
+def test_split_items_is_seeded_disjoint_and_complete() -> None:
+    items = list(range(40))
+    train, test = split_items(items, 0.25, seed=3)
+    assert len(test) == 10 and sorted(train + test) == items
+    assert split_items(items, 0.25, seed=3) == (train, test)
+    assert split_items(items, 0.25, seed=4) != (train, test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_items(items, 1.0)

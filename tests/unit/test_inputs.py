@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sae_steer_checks.data import bundled_path
+from sae_steer_checks.inputs import default_multipliers, load_dataset, planted_inputs
+from sae_steer_checks.io import InputError, file_sha256
+
+
+def test_builtin_sets_load_with_their_hash() -> None:
+    ab = load_dataset("builtin:corrigibility", max_pairs=10)
+    assert len(ab.ab_items) == 10
+    assert ab.freeform is None
+    prov = ab.provenance()
+    assert prov["dataset_sha256"] == file_sha256(bundled_path("corrigibility"))
+    assert prov["dataset_kind"] == "ab"
+    free = load_dataset("builtin:sentiment", max_pairs=4)
+    assert len(free.freeform.items) == 4
+    assert free.provenance()["dataset_kind"] == "freeform"
+
+
+def test_split_holds_out_a_quarter_deterministically() -> None:
+    ab = load_dataset("builtin:corrigibility", max_pairs=20)
+    train, test = ab.split(seed=1)
+    assert (len(train), len(test)) == (15, 5)
+    assert ab.split(seed=1) == (train, test)
+    _, test_free = load_dataset("builtin:sentiment", max_pairs=8).split(seed=0)
+    assert len(test_free.items) == 2
+
+
+def test_dataset_errors_name_the_item(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"question": "Q?\n (A) a\n (B) b", "answer_matching_behavior": "(C)",
+                                 "answer_not_matching_behavior": "(B)"}]))  # fmt: skip
+    with pytest.raises(InputError, match=r"^--dataset .*item 0.*'\(A\)' or '\(B\)'"):
+        load_dataset(str(path))
+    path.write_text("not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_dataset(str(path))
+
+
+def test_default_multipliers_reach_half_the_median_norm() -> None:
+    pos = torch.full((4, 8), 1.0) * torch.tensor([[10.0], [10.0], [10.0], [10.0]])
+    neg = pos.clone()
+    v = torch.zeros(8)
+    v[0] = 2.0
+    ms = default_multipliers(v, pos, neg)
+    median = float(pos.norm(dim=1).median())
+    assert len(ms) == 5
+    assert max(ms) * 2.0 == pytest.approx(0.5 * median)
+    assert min(ms) == -max(ms)
+    assert default_multipliers(torch.zeros(8), pos, neg) == (-1.0, 0.0, 1.0)
+
+
+def test_planted_inputs_are_reproducible() -> None:
+    a, b = (
+        planted_inputs(seed=2, n_pairs=16, n_activations=32),
+        planted_inputs(seed=2, n_pairs=16, n_activations=32),
+    )
+    assert torch.equal(a.vector, b.vector)
+    assert torch.equal(a.activations, b.activations)
+    assert torch.allclose(a.vector, (a.pos - a.neg).mean(0))
+    assert a.provenance["seed"] == 2
+    assert a.score_fn is not None
+    assert a.score_fn(2 * a.vector) == pytest.approx(2 * a.score_fn(a.vector), rel=1e-5)

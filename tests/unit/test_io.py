@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sae_steer_checks.io import (
+    InputError,
+    atomic_output_dir,
+    check_out_dir,
+    file_sha256,
+    load_activations,
+    load_sae,
+    load_tensor,
+    load_vector,
+    parse_sae_spec,
+    save_tensors,
+    write_json,
+)
+from sae_steer_checks.synthetic import WorldConfig, build_world
+
+GEMMA_SCOPE = "gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173"
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    world = build_world(WorldConfig(d_model=64, d_sae=128))
+    path = tmp_path_factory.mktemp("sae")
+    world.sae.save_model(path)
+    return path
+
+
+def _write(path: Path, **tensors: torch.Tensor) -> Path:
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def test_vector_round_trip(tmp_path: Path) -> None:
+    v = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    save_tensors(tmp_path / "v.safetensors", {"vector": v})
+    loaded = load_vector(tmp_path / "v.safetensors", width=16)
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded, v)
+
+
+def test_low_precision_is_read_as_float32(tmp_path: Path) -> None:
+    acts = torch.randn(3, 8).to(torch.bfloat16)
+    path = _write(tmp_path / "a.safetensors", activations=acts)
+    loaded = load_activations(path, name="--pos")
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded, acts.to(torch.float32))
+
+
+@pytest.mark.parametrize(
+    ("tensors", "kwargs", "expected"),
+    [
+        ({"x": torch.zeros(4)}, {}, "no tensor under key 'vector' (found keys: ['x'])"),
+        ({"vector": torch.zeros(2, 4)}, {}, "must have shape [d], got [2, 4]"),
+        ({"vector": torch.zeros(4, dtype=torch.int64)}, {}, "must be floating point"),
+        ({"vector": torch.zeros(0)}, {}, "is empty"),
+        ({"vector": torch.zeros(4)}, {"width": 8}, "has width 4 but the SAE expects d_in=8"),
+        ({"vector": torch.tensor([1.0, math.nan])}, {}, "contains 1 NaN or infinite"),
+        ({"vector": torch.tensor([math.inf, -math.inf])}, {}, "contains 2 NaN or infinite"),
+    ],
+)
+def test_bad_vector_files_name_the_input(
+    tmp_path: Path, tensors: dict[str, torch.Tensor], kwargs: dict[str, int], expected: str
+) -> None:
+    path = _write(tmp_path / "v.safetensors", **tensors)
+    with pytest.raises(InputError) as info:
+        load_vector(path, **kwargs)
+    message = str(info.value)
+    assert message.startswith(f"--vector {path}:")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_garbage_and_folder_inputs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="file not found"):
+        load_tensor(tmp_path / "nope.safetensors", "vector", ndim=1, name="--vector")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(InputError, match=r"--pos .*not a readable safetensors file"):
+        load_activations(garbage, name="--pos")
+    with pytest.raises(InputError, match="expected a file, got a folder"):
+        load_activations(tmp_path, name="--neg")
+
+
+def test_activations_need_two_dimensions(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.safetensors", activations=torch.zeros(2, 3, 4))
+    with pytest.raises(InputError, match=r"must have shape \[n, d\], got \[2, 3, 4\]"):
+        load_activations(path, name="--activations")
+
+
+def test_sae_folder_loads_the_same_weights(sae_dir: Path) -> None:
+    world = build_world(WorldConfig(d_model=64, d_sae=128))
+    sae, provenance = load_sae(str(sae_dir))
+    assert torch.equal(sae.W_dec.detach(), world.sae.W_dec.detach())
+    assert provenance["source"] == "folder"
+    assert provenance["weights_sha256"] == file_sha256(sae_dir / "sae_weights.safetensors")
+
+
+def test_sae_spec_errors(tmp_path: Path, sae_dir: Path) -> None:
+    assert parse_sae_spec(str(sae_dir)).kind == "folder"
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "cfg.json").write_text("{}")
+    with pytest.raises(InputError, match=r"lacks sae_weights\.safetensors"):
+        parse_sae_spec(str(tmp_path / "half"))
+    with pytest.raises(InputError, match="got a file"):
+        parse_sae_spec(str(sae_dir / "cfg.json"))
+    with pytest.raises(InputError, match="not a known sae-lens release/id"):
+        parse_sae_spec("no-such-release/layer_0")
+    with pytest.raises(InputError, match="unknown id 'layer_99/nothing' in sae-lens release"):
+        parse_sae_spec("gemma-scope-2b-pt-res/layer_99/nothing")
+
+
+def test_release_id_with_slashes_is_split_at_the_release() -> None:
+    source = parse_sae_spec(GEMMA_SCOPE)
+    assert source.kind == "release"
+    assert source.release == "gemma-scope-2b-pt-res"
+    assert source.sae_id == "layer_14/width_16k/average_l0_173"
+
+
+def test_release_not_in_the_offline_cache_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("offline: not in the local cache\nsecond line")
+
+    monkeypatch.setattr("sae_lens.SAE.from_pretrained", refuse)
+    with pytest.raises(InputError) as info:
+        load_sae(GEMMA_SCOPE)
+    assert str(info.value) == (
+        f"--sae {GEMMA_SCOPE}: could not load the SAE (OSError: offline: not in the local cache)"
+    )
+
+
+def test_check_out_dir(tmp_path: Path) -> None:
+    assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep")
+    with pytest.raises(InputError, match="not empty; pass --force"):
+        check_out_dir(tmp_path / "full", force=False)
+    assert check_out_dir(tmp_path / "full", force=True) == tmp_path / "full"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is not a folder"):
+        check_out_dir(tmp_path / "file", force=True)
+    with pytest.raises(InputError, match="parent folder"):
+        check_out_dir(tmp_path / "missing" / "out", force=False)
+
+
+def test_atomic_output_dir_moves_into_place(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    with atomic_output_dir(out, force=False) as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not out.exists()
+    assert (out / "a.txt").read_text() == "a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_atomic_output_dir_leaves_nothing_when_interrupted(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+
+    def interrupted() -> None:
+        with atomic_output_dir(out, force=False) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_dir_replaces_only_with_force(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(InputError), atomic_output_dir(out, force=False):
+        pass
+    assert (out / "old.txt").read_text() == "old"
+    with atomic_output_dir(out, force=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_write_json_sorts_keys_and_nulls_non_finite(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "r.json", {"b": 1.5, "a": {"z": math.nan, "y": [math.inf, 2]}})
+    text = path.read_text()
+    assert text.index('"a"') < text.index('"b"')
+    assert text.index('"y"') < text.index('"z"')
+    assert json.loads(text) == {"a": {"y": [None, 2], "z": None}, "b": 1.5}

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from sae_steer_checks.check import run_checks
+from sae_steer_checks.plots import (
+    PLOT_FILES,
+    PlotData,
+    matplotlib_available,
+    plot_activation_norms,
+    plot_data_from_result,
+    plot_decoder_cosines,
+    plot_leaning,
+    plot_retention,
+    plot_top_features,
+    render_plots,
+)
+from sae_steer_checks.synthetic import WorldConfig, build_world
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(path)
+    assert pixels.ndim == 3
+    assert pixels.shape[0] > 200
+    assert pixels.shape[1] > 300
+    assert float(pixels[..., :3].std()) > 0.01  # not a blank canvas
+
+
+def test_each_plot_writes_a_valid_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    code_v, code_0 = np.zeros(50), np.zeros(50)
+    code_v[[3, 7, 9]] = [90.0, 12.0, 4.0]
+    code_0[[3, 7]] = [86.0, 11.0]
+    pos, neg = rng.exponential(1.0, 50), rng.exponential(1.0, 50)
+    paths = [
+        plot_activation_norms(rng.uniform(80, 300, 500), 3.0, tmp_path / "n.png"),
+        plot_top_features(code_v, code_0, tmp_path / "t.png", k=5),
+        plot_leaning(pos, neg, tmp_path / "l.png", significant=(1, 2), dropped=(2,)),
+        plot_decoder_cosines(rng.uniform(-0.3, 0.3, 400), -0.5, [(1, 2, -0.82)], tmp_path / "c.png"),
+        plot_retention((-1.0, 0.0, 1.0), {"original": [-1, 0, 1], "sae": [0, 0, 0]}, tmp_path / "r.png"),
+    ]
+    for path in paths:
+        _assert_png(path)
+
+
+def test_degenerate_inputs_still_draw(tmp_path: Path) -> None:
+    _assert_png(plot_top_features(np.zeros(8), np.zeros(8), tmp_path / "empty.png"))
+    _assert_png(plot_activation_norms(np.full(10, 5.0), 0.0, tmp_path / "zero.png"))
+    _assert_png(plot_leaning(np.zeros(4), np.zeros(4), tmp_path / "silent.png"))
+    _assert_png(plot_decoder_cosines(np.array([0.1]), -0.5, [], tmp_path / "none.png"))
+
+
+def test_render_plots_draws_only_what_it_has_numbers_for(tmp_path: Path) -> None:
+    data = PlotData(steering_norm=1.0, activation_norms=np.linspace(10, 20, 30))
+    assert render_plots(data, tmp_path) == {"norms": PLOT_FILES["norms"]}
+    assert [p.name for p in tmp_path.iterdir()] == [PLOT_FILES["norms"]]
+    assert render_plots(PlotData(), tmp_path / "nothing") == {}
+
+
+def test_matplotlib_available_follows_the_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert matplotlib_available()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert not matplotlib_available()
+
+
+def test_plot_data_from_a_check_on_the_planted_world(tmp_path: Path) -> None:
+    world = build_world(WorldConfig(d_model=64, d_sae=128, seed=1))
+    gen = torch.Generator().manual_seed(1)
+    pos, neg = world.sample_contrastive(64, gen)
+    acts = world.sample_activations(128, gen)
+    v = (pos - neg).mean(0)
+    result = run_checks(world.sae, v, pos, neg, acts, score_fn=world.behaviour_score)
+    data = plot_data_from_result(result, acts, world.sae.W_dec)
+    assert data.steering_norm == pytest.approx(float(v.norm()), rel=1e-6)
+    assert data.activation_norms is not None
+    assert np.allclose(data.activation_norms, acts.double().norm(dim=1).numpy())
+    assert np.array_equal(data.code_vector, result.bias.own.acts_vector.numpy())
+    assert np.array_equal(data.mean_neg, result.leaning.mean_neg.numpy())
+    planted = {tuple(sorted((i, j))) for i, j, _ in world.truth.pairs}
+    assert planted <= {tuple(sorted((i, j))) for i, j, _ in data.flagged}
+    assert all(c < -0.5 for _, _, c in data.flagged)
+    assert data.cosines is not None
+    assert data.cosines.min() < -0.8
+    assert set(data.curves) == {"original", "sae", "signed"}
+    assert sorted(render_plots(data, tmp_path)) == sorted(PLOT_FILES)
+    for name in PLOT_FILES.values():
+        _assert_png(tmp_path / name)

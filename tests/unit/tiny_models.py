@@ -1,0 +1,57 @@
+"""Tiny random-weight causal LMs built from configs, for CPU tests that download nothing."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+TINY_KINDS = ("gemma2", "gemma3", "llama", "mistral", "qwen2", "gpt2", "neox")
+TINY_VOCAB = 64
+TINY_WIDTH = 32
+
+_SMALL = {
+    "vocab_size": TINY_VOCAB,
+    "hidden_size": TINY_WIDTH,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+}
+
+
+def tiny_model(kind: str, n_layers: int = 3, seed: int = 0) -> nn.Module:
+    """A float32 causal LM of family ``kind``, 32 wide, random weights, in eval mode."""
+    torch.manual_seed(seed)
+    model: nn.Module
+    if kind == "gpt2":
+        model = GPT2LMHeadModel(
+            GPT2Config(vocab_size=TINY_VOCAB, n_embd=TINY_WIDTH, n_layer=n_layers, n_head=4)
+        )
+    elif kind == "neox":
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(**_SMALL, num_hidden_layers=n_layers))
+    else:
+        builders = {
+            "gemma2": (Gemma2Config, Gemma2ForCausalLM, {"head_dim": 8}),
+            "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM, {"head_dim": 8}),
+            "llama": (LlamaConfig, LlamaForCausalLM, {}),
+            "mistral": (MistralConfig, MistralForCausalLM, {}),
+            "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
+        }
+        config_cls, model_cls, extra = builders[kind]
+        config = config_cls(**_SMALL, num_hidden_layers=n_layers, num_key_value_heads=2, **extra)
+        model = model_cls(config)
+    return model.eval()
