@@ -147,7 +147,9 @@ def freeform_task(
         raise ValueError("data must give at least one non-empty prompt")
     if not positive_targets or not negative_targets:
         raise ValueError("positive_targets and negative_targets must both be non-empty")
-    prefixes, pos, neg = [], [], []
+    prefixes: list[tuple[int, ...]] = []
+    pos: list[tuple[tuple[int, ...], ...]] = []
+    neg: list[tuple[tuple[int, ...], ...]] = []
     for prompt in prompts:
         prefix = encode(tokenizer, prompt)
         prefixes.append(tuple(prefix))

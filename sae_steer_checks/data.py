@@ -144,7 +144,7 @@ def _read_json(source: str | os.PathLike[str]) -> tuple[Any, str]:
     if text_source in BUNDLED_AB + BUNDLED_FREEFORM:
         path = bundled_path(text_source)
     elif text_source.startswith(("http://", "https://")):
-        with urllib.request.urlopen(text_source, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(text_source, timeout=60) as response:
             raw = response.read().decode("utf-8")
         try:
             return json.loads(raw), text_source

@@ -78,9 +78,20 @@ def _prepare(dictionary: Tensor, vectors: Tensor, k: int, device: Any) -> tuple[
 
 
 def _select(R: Tensor, D: Tensor, inv: Tensor, taken: Tensor, s: int) -> tuple[Tensor, Tensor]:
-    """Top-``s`` not yet taken atoms by |normalised correlation| with the residuals ``R``."""
+    """Top-``s`` atoms by |normalised correlation| with the residuals ``R [b, d]``.
+
+    ``taken`` is either a bool mask ``[b, n_atoms]`` or the ids ``[b, t]`` of atoms already
+    selected; scattering over ids touches ``b * t`` entries instead of all ``b * n_atoms``.
+    """
     C = torch.mm(R, D.T).abs_().mul_(inv)
-    C.masked_fill_(taken, -1.0)
+    if taken.dtype == torch.bool:
+        C.masked_fill_(taken, -1.0)
+    elif taken.numel():
+        C.scatter_(1, taken, -1.0)
+    if s == 1:
+        # max is a single pass; topk keeps a heap per row
+        values, indices = C.max(dim=1, keepdim=True)
+        return indices, values
     top = C.topk(s, dim=1)
     return top.indices, top.values
 
@@ -130,14 +141,15 @@ def _omp_batch(D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float)
     gram = torch.zeros(b, k, k, device=dev)
     rhs = torch.zeros(b, k, device=dev)
     x = torch.zeros(b, k, device=dev)
-    taken = torch.zeros(b, D.shape[0], dtype=torch.bool, device=dev)
     vnorm = V.norm(dim=1)
     growing = vnorm > 0
     R = V.clone()
     t = 0
     while t < k and bool(growing.any()):
         s = min(step, k - t)
-        new_idx, corr = _select(R, D, inv, taken, s)
+        # Every selected slot is excluded, valid or not: a slot is invalid only when its vector
+        # stopped or its best correlation was negligible, and either way the output is unchanged.
+        new_idx, corr = _select(R, D, inv, idx[:, :t], s)
         new_valid = growing[:, None] & (corr > tol * vnorm[:, None] * 1e-3)
         new_atoms = D[new_idx]
         T = t + s
@@ -146,7 +158,6 @@ def _omp_batch(D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float)
         gram[:, t:T, :T] = block
         gram[:, :T, t:T] = block.transpose(1, 2)
         rhs[:, t:T] = torch.bmm(new_atoms, V[:, :, None])[:, :, 0]
-        taken.scatter_(1, new_idx, new_valid)
         m = valid[:, :T]
         # Unused slots get an identity row and a zero right-hand side, hence coefficient 0.
         G = gram[:, :T, :T] * (m[:, :, None] & m[:, None, :])
@@ -196,18 +207,18 @@ def gradient_pursuit(
         idx = torch.full((b, k), -1, dtype=torch.int64, device=D.device)
         atoms = torch.zeros(b, k, d, device=D.device)
         x = torch.zeros(b, k, device=D.device)
-        taken = torch.zeros(b, D.shape[0], dtype=torch.bool, device=D.device)
         vnorm = Vb.norm(dim=1)
         growing = vnorm > 0
         R = Vb.clone()
         for t in range(k):
             if not bool(growing.any()):
                 break
-            new_idx, _ = _select(R, D, inv, taken, 1)
+            # A growing vector has grown at every earlier step, so its slots are all set; the
+            # clamped -1 slots belong to stopped vectors, whose selections are discarded.
+            new_idx, _ = _select(R, D, inv, idx[:, :t].clamp_min(0), 1)
             new_idx = new_idx[:, 0]
             idx[:, t] = torch.where(growing, new_idx, idx[:, t])
             atoms[:, t] = torch.where(growing[:, None], D[new_idx], atoms[:, t])
-            taken[growing, new_idx[growing]] = True
             g = torch.bmm(atoms[:, : t + 1], R[:, :, None])[:, :, 0]
             c = torch.bmm(g[:, None, :], atoms[:, : t + 1])[:, 0]
             cc = (c * c).sum(dim=1)

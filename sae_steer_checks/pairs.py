@@ -2,7 +2,9 @@
 
 Only the upper triangle of the cosine matrix is visited, one ``block_size x block_size`` tile at a
 time, so the working memory is about ``5 * block_size**2 + 8 * block_size * d_in`` bytes whatever
-the width (Gemma Scope's 65k included). Pairs are reported separately for live features (that fire
+the width (Gemma Scope's 65k included). Diagonal tiles are computed as a staircase of row strips,
+so the arithmetic is close to half of the dense ``W @ W.T``; off-diagonal tiles multiply the raw
+rows and scale the tile's columns, so no normalised copy of the dictionary is made. Pairs are reported separately for live features (that fire
 on an activation sample) and dead ones, since strongly anti-aligned pairs often sit among dead
 features that never affect a reconstruction.
 """
@@ -140,29 +142,41 @@ def find_aligned_pairs(
         raise ValueError("W_dec must be finite, found NaN or infinite entries")
     inv = torch.where(norms > 0, 1.0 / norms.clamp_min(1e-30), torch.zeros_like(norms)).to(dev)
 
-    def tile(start: int) -> Tensor:
-        rows = W_dec[start : start + block_size].detach().to(device=dev, dtype=torch.float32)
-        return rows * inv[start : start + block_size, None]
+    def rows(start: int, stop: int) -> Tensor:
+        # A view (no copy) when the decoder is already float32 on ``dev``.
+        return W_dec[start:stop].detach().to(device=dev, dtype=torch.float32)
 
-    buf = torch.empty(min(block_size, n), min(block_size, n), device=dev)
-    found_i, found_j, found_c = [], [], []
-    starts = range(0, n, block_size)
+    buf = torch.empty(min(block_size, n) ** 2, device=dev)
+    found: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def scan(S: Tensor, row0: int, col0: int, diagonal: bool) -> None:
+        # Most tiles hold no pair at all: one reduction avoids building a mask.
+        if not S.numel() or float(S.min()) >= threshold:
+            return
+        mask = threshold > S
+        if diagonal:
+            mask = mask.triu(diagonal=1)
+        ij = mask.nonzero()
+        found.append((ij[:, 0].cpu() + row0, ij[:, 1].cpu() + col0, S[ij[:, 0], ij[:, 1]].cpu()))
+
+    # Height of the strips a diagonal tile is cut into: each strip meets only the columns on or
+    # right of its own rows, so a diagonal tile costs (q + 1) / (2 q) of a full one.
+    strip = max(1, block_size // 4)
     with torch.no_grad():
-        for bi in tqdm(starts, disable=not progress, desc="pair search"):
-            A = tile(bi)
-            for bj in range(bi, n, block_size):
-                B = A if bj == bi else tile(bj)
-                S = torch.mm(A, B.T, out=buf[: A.shape[0], : B.shape[0]])
-                # Most tiles hold no pair at all: one reduction avoids building a mask.
-                if float(S.min()) >= threshold:
-                    continue
-                mask = threshold > S
-                if bj == bi:
-                    mask = mask.triu(diagonal=1)
-                ij = mask.nonzero()
-                found_i.append(ij[:, 0].cpu() + bi)
-                found_j.append(ij[:, 1].cpu() + bj)
-                found_c.append(S[ij[:, 0], ij[:, 1]].cpu())
+        for bi in tqdm(range(0, n, block_size), disable=not progress, desc="pair search"):
+            stop = min(bi + block_size, n)
+            A = rows(bi, stop) * inv[bi:stop, None]
+            for r in range(0, stop - bi, strip):
+                h = min(strip, stop - bi - r)
+                S = torch.mm(A[r : r + h], A[r:].T, out=buf[: h * (stop - bi - r)].view(h, -1))
+                scan(S, bi + r, bi + r, True)
+            for bj in range(stop, n, block_size):
+                end = min(bj + block_size, n)
+                S = torch.mm(A, rows(bj, end).T, out=buf[: (stop - bi) * (end - bj)].view(stop - bi, -1))
+                scan(S.mul_(inv[None, bj:end]), bi, bj, False)
+    found_i = [f[0] for f in found]
+    found_j = [f[1] for f in found]
+    found_c = [f[2] for f in found]
     first = torch.cat(found_i) if found_i else torch.zeros(0, dtype=torch.int64)
     second = torch.cat(found_j) if found_j else torch.zeros(0, dtype=torch.int64)
     cosine = torch.cat(found_c) if found_c else torch.zeros(0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from sae_steer_checks.caa import CAAResult, extract_caa
 from sae_steer_checks.data import ABItem, ab_pairs, encode
 from sae_steer_checks.hooks import residual_activations
@@ -41,7 +42,11 @@ def study(
         acts.append(residual_activations(model, ids, None, LAYER)[0, 1:].cpu())
     activations = torch.cat(acts)
     result = run_checks(
-        gemma_scope_sae, caa.vector, caa.positive, caa.negative, activations,
+        gemma_scope_sae,
+        caa.vector,
+        caa.positive,
+        caa.negative,
+        activations,
         device=gemma2_2b.device,
     )
     return caa, result

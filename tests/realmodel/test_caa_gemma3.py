@@ -41,8 +41,9 @@ def test_reads_match_hidden_states(gemma3_270m: LoadedModel) -> None:
             ref.append(out.hidden_states[layer + 1][0, -1].float())
     ref_t = torch.stack(ref)
     scale = float(ref_t.norm(dim=1).mean())
-    torch.testing.assert_close(torch.stack([pos, neg], 1).reshape(-1, pos.shape[1]), ref_t,
-                               rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(
+        torch.stack([pos, neg], 1).reshape(-1, pos.shape[1]), ref_t, rtol=1e-4, atol=1e-5 * scale
+    )
 
 
 def test_sentiment_vector_steers_far_above_random(gemma3_270m: LoadedModel) -> None:
@@ -56,7 +57,12 @@ def test_sentiment_vector_steers_far_above_random(gemma3_270m: LoadedModel) -> N
     # single random directions at a quarter of the activation norm move sentiment by chance too, so
     # the null pools four of them and its error includes their spread
     result = steerability(
-        model, task, SENTIMENT_LAYER, caa.vector, multipliers, n_random=4,
+        model,
+        task,
+        SENTIMENT_LAYER,
+        caa.vector,
+        multipliers,
+        n_random=4,
         generator=torch.Generator().manual_seed(0),
     )
     assert result.vector.slope > 0
@@ -70,7 +76,8 @@ def test_letter_confound_on_uneven_split(gemma3_270m: LoadedModel) -> None:
     uneven = [i for i in items if i.matching == "A"][:12] + [i for i in items if i.matching == "B"][:4]
     raw = extract_caa(model, tok, uneven, 9, balance="none")
     swapped = extract_caa(model, tok, uneven, 9)  # balanced by swapping choices
-    assert raw.confound is not None and swapped.confound is not None
+    assert raw.confound is not None
+    assert swapped.confound is not None
     act_norm = float(swapped.positive.norm(dim=1).mean())
     assert swapped.confound.imbalance_norm < 1e-5 * act_norm
     # with matching answers 3:1 on "A", the raw vector leans toward the letter direction

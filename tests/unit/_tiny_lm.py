@@ -20,9 +20,7 @@ SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _WORD = re.compile(r"\w+|[^\w\s]+")
 
 
-def word_tokenizer(
-    texts: Iterable[str], *, chat_template: str | None = None
-) -> PreTrainedTokenizerFast:
+def word_tokenizer(texts: Iterable[str], *, chat_template: str | None = None) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over every word and punctuation mark in ``texts`` (``(A`` -> ``(``, ``A``)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL)}
     for text in texts:

@@ -125,7 +125,8 @@ def test_relative_multipliers_and_random_like() -> None:
     assert ms[0] < 0
     r1 = random_like(v, generator=torch.Generator().manual_seed(9))
     r2 = random_like(v, generator=torch.Generator().manual_seed(9))
-    assert torch.equal(r1, r2) and float(r1.norm()) == pytest.approx(float(v.norm()), rel=1e-5)
+    assert torch.equal(r1, r2)
+    assert float(r1.norm()) == pytest.approx(float(v.norm()), rel=1e-5)
     assert abs(float(torch.cosine_similarity(r1, v, dim=0))) < 0.9
 
 
@@ -152,6 +153,7 @@ def test_sweep_score_fn_and_null(
         generator=torch.Generator().manual_seed(5),
     )
     assert steer.vector.slope == pytest.approx(result.slope)
-    assert len(steer.null) == 2 and steer.null[0].slope != steer.null[1].slope
+    assert len(steer.null) == 2
+    assert steer.null[0].slope != steer.null[1].slope
     assert steer.null_slope == pytest.approx((steer.null[0].slope + steer.null[1].slope) / 2)
     assert math.isfinite(steer.z)

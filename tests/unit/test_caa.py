@@ -109,18 +109,21 @@ def test_balance_modes(model: PreTrainedModel, tok: PreTrainedTokenizerFast, ite
     expected = 0.5 * diffs[is_a].mean(dim=0) + 0.5 * diffs[~is_a].mean(dim=0)
     torch.testing.assert_close(weighted.vector, expected, rtol=1e-5, atol=1e-6)
     swapped = extract_caa(model, tok, items, LAYER)  # default: choices swapped
-    assert swapped.balance == "swap" and swapped.positive.shape[0] == 2 * len(items)
+    assert swapped.balance == "swap"
+    assert swapped.positive.shape[0] == 2 * len(items)
     assert swapped.confound is not None
     assert swapped.confound.n_a_matching == swapped.confound.n_b_matching == len(items)
     act_norm = float(swapped.positive.norm(dim=1).mean())
     assert swapped.confound.imbalance_norm < 1e-6 * act_norm
-    assert raw.confound is not None and raw.confound.imbalance_norm > 0
+    assert raw.confound is not None
+    assert raw.confound.imbalance_norm > 0
 
 
 def test_freeform_extraction_is_plain_mean(model: PreTrainedModel, tok: PreTrainedTokenizerFast) -> None:
     ds = load_freeform("sentiment")
     result = extract_caa(model, tok, ds, LAYER)
-    assert result.balance == "none" and result.confound is None
+    assert result.balance == "none"
+    assert result.confound is None
     torch.testing.assert_close(result.vector, (result.positive - result.negative).mean(dim=0))
     with pytest.raises(ValueError, match="balance='swap' needs ABItem"):
         extract_caa(model, tok, ds, LAYER, balance="swap")

@@ -92,7 +92,8 @@ def test_plain_prompt_ends_at_letter_and_pairs_differ_only_there() -> None:
     prompt = ab_prompt(tok, item.question, "A")
     assert prompt.endswith("\n\nAnswer: (A")
     (pair,) = ab_pairs([item], tok)
-    assert pair.positive.endswith("(B") and pair.negative.endswith("(A")
+    assert pair.positive.endswith("(B")
+    assert pair.negative.endswith("(A")
     assert pair.positive[:-1] == pair.negative[:-1]
     assert pair.positive_letter == "B"
     assert tok.convert_ids_to_tokens(encode(tok, pair.positive))[-2:] == ["(", "B"]
@@ -103,7 +104,8 @@ def test_chat_template_is_used_and_bos_not_doubled() -> None:
     template = "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<model>"
     tok = word_tokenizer([ITEM["question"]], chat_template=template)
     prompt = ab_prompt(tok, ITEM["question"], "A")
-    assert prompt.startswith("<bos><user>Shall") and prompt.endswith("<model>(A")
+    assert prompt.startswith("<bos><user>Shall")
+    assert prompt.endswith("<model>(A")
     ids = encode(tok, prompt)
     assert ids.count(tok.bos_token_id) == 1
     assert ab_prompt(tok, ITEM["question"], "A", chat_template=False).startswith("Question:")
@@ -119,7 +121,8 @@ def test_freeform_loading_and_pairs(tmp_path: Path) -> None:
         "items": [{"prompt": "It was", "positive": " nice", "negative": " awful"}],
     }
     ds = load_freeform(_write(tmp_path, data))
-    assert ds.name == "mood" and ds.positive_targets == (" good",)
+    assert ds.name == "mood"
+    assert ds.positive_targets == (" good",)
     (pair,) = freeform_pairs(ds)
     assert (pair.positive, pair.negative, pair.positive_letter) == ("It was nice", "It was awful", None)
     data["items"].append({"prompt": "It was", "positive": " same", "negative": " same"})
@@ -134,7 +137,8 @@ def test_freeform_loading_and_pairs(tmp_path: Path) -> None:
 def test_split_items_is_seeded_disjoint_and_complete() -> None:
     items = list(range(40))
     train, test = split_items(items, 0.25, seed=3)
-    assert len(test) == 10 and sorted(train + test) == items
+    assert len(test) == 10
+    assert sorted(train + test) == items
     assert split_items(items, 0.25, seed=3) == (train, test)
     assert split_items(items, 0.25, seed=4) != (train, test)
     with pytest.raises(ValueError, match="test_fraction"):

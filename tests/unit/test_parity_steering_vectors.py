@@ -26,15 +26,19 @@ pytestmark = pytest.mark.skipif(
 def test_vectors_match_train_steering_vector(kind: str) -> None:
     from steering_vectors import train_steering_vector
 
-    items = load_ab_items("survival_instinct")[:8]
+    items = load_ab_items("survival_instinct")[:4]
     ds = load_freeform("sentiment")
     tok = word_tokenizer([i.question for i in items] + [x.prompt + x.positive + x.negative for x in ds.items])
     model = tiny_model(kind, len(tok), seed=7)
     layer = 1
-    for pairs in (ab_pairs(items, tok), freeform_pairs(ds.items[:8])):
+    for pairs in (ab_pairs(items, tok), freeform_pairs(ds.items[:4])):
         theirs = train_steering_vector(
-            model, tok, [(p.positive, p.negative) for p in pairs], layers=[layer],
-            read_token_index=-1, batch_size=1,
+            model,
+            tok,
+            [(p.positive, p.negative) for p in pairs],
+            layers=[layer],
+            read_token_index=-1,
+            batch_size=1,
         ).layer_activations[layer]
         ours = extract_caa(model, tok, pairs, layer, balance="none", batch_size=4)
         scale = float(ours.positive.norm(dim=1).mean())
