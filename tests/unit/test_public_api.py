@@ -21,6 +21,9 @@ def test_unknown_name_raises_attribute_error() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, sae_steer_checks; print(sorted(m for m in ('torch', 'transformers', 'sae_lens') if m in sys.modules))"
+    code = (
+        "import sys, sae_steer_checks; "
+        "print(sorted(m for m in ('torch', 'transformers', 'sae_lens') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
