@@ -175,7 +175,9 @@ class WorldConfig:
                 "features stay silent on ordinary activations",
             )
         if self.architecture == "topk":
-            _require(self.topk_k >= 1, "topk_k", self.topk_k, "an integer >= 1")
+            _require(
+                1 <= self.topk_k <= self.d_sae, "topk_k", self.topk_k, f"an integer in 1..d_sae={self.d_sae}"
+            )
 
     @property
     def n_negative(self) -> int:
@@ -199,7 +201,7 @@ class GroundTruth:
     negative_features: tuple[int, ...]
     """Behaviour features more active on negative prompts."""
     rare_features: tuple[int, ...]
-    """Partners of the planted pairs: they never fire on sampled activations."""
+    """Partners of the planted pairs: never sampled as features; they fire only through crosstalk (rarely)."""
     dead_features: tuple[int, ...]
     """Features of the dead pairs: they never fire on sampled activations."""
     ordinary_features: tuple[int, ...]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_steer_checks.bias import bias_check
+from sae_steer_checks.decompose import gradient_pursuit, omp
 from sae_steer_checks.leaning import leaning_check
 from sae_steer_checks.norms import norm_check
 from sae_steer_checks.pairs import find_aligned_pairs
@@ -49,11 +50,16 @@ def test_permuting_features_permutes_every_output(seed: int, arch: str) -> None:
     la, lb = leaning_check(sae, pos, neg), leaning_check(sae_p, pos, neg)
     assert torch.allclose(lb.mean_neg, la.mean_neg[perm], atol=1e-5)
     assert torch.equal(lb.significant, la.significant[perm])
-    inverse = torch.argsort(perm)
+    assert torch.allclose(lb.p_values, la.p_values[perm], rtol=1e-6, atol=1e-12)
+    assert lb.to_dict()["significant_fraction"] == la.to_dict()["significant_fraction"]
     pa = {(i, j) for i, j, _ in find_aligned_pairs(W, -0.3).pairs}
     pb = {tuple(sorted((int(perm[i]), int(perm[j])))) for i, j, _ in find_aligned_pairs(W[perm], -0.3).pairs}
     assert pa == pb
-    assert inverse.numel() == 24
+    # Signed decompositions select the same rows under their new ids, with the same coefficients.
+    for method in (omp, gradient_pursuit):
+        ca, cb = method(W, v, 4), method(W[perm], v, 4)
+        assert perm[cb.indices[0]].tolist() == ca.indices[0].tolist()
+        assert torch.allclose(cb.coefficients, ca.coefficients, atol=1e-5)
 
 
 @settings(max_examples=20)

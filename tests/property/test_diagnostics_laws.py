@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sae_steer_checks.bias import bias_check
-from sae_steer_checks.decompose import omp
+from sae_steer_checks.decompose import gradient_pursuit, omp
 from sae_steer_checks.pairs import spurious_check
 from sae_steer_checks.sae import encode_in_sae_space
 from tests.hand_saes import ARCHITECTURES, make_sae, orthonormal_rows
@@ -18,17 +18,22 @@ from tests.hand_saes import ARCHITECTURES, make_sae, orthonormal_rows
 seeds = st.integers(0, 2**31 - 1)
 
 
-@given(seed=seeds, arch=st.sampled_from(["jumprelu", "relu"]), t=st.floats(1e-4, 1.0))
+@given(seed=seeds, arch=st.sampled_from(ARCHITECTURES), t=st.floats(1e-4, 1.0))
 def test_small_vector_keeps_the_support_of_the_zero_vector(seed: int, arch: str, t: float) -> None:
     gen = torch.Generator().manual_seed(seed)
-    d_in, d_sae = 12, 20
+    d_in, d_sae, k = 12, 20, 6
     W = torch.randn(d_sae, d_in, generator=gen)
     W = W / W.norm(dim=1, keepdim=True)
-    # Pre-activations of 0 sit at least `margin` away from every kink (0 or the threshold).
+    # Pre-activations of 0 sit at least `margin` away from every kink (0 or the threshold) and,
+    # for TopK, the k-th and (k+1)-th largest are at least 2 * margin apart.
     sign = torch.where(torch.rand(d_sae, generator=gen) < 0.5, -1.0, 1.0)
     b_enc = 1.0 + sign * (0.5 + torch.rand(d_sae, generator=gen))
-    sae = make_sae(W, b_enc, architecture=arch, threshold=1.0 if arch == "jumprelu" else 0.0)
+    sae = make_sae(W, b_enc, architecture=arch, threshold=1.0 if arch == "jumprelu" else 0.0, k=k)
     margin = float((b_enc - (1.0 if arch == "jumprelu" else 0.0)).abs().min())
+    if arch == "topk":
+        ranked = torch.sort(b_enc, descending=True).values
+        margin = min(margin, float(ranked[k - 1] - ranked[k]) / 2)
+        assume(margin > 1e-3)
     v = torch.randn(d_in, generator=gen)
     v = v / v.norm() * t * margin * 0.99  # |delta pre| <= ||v|| < margin since rows are unit
     f = encode_in_sae_space(sae, torch.stack([v, torch.zeros(d_in)]))
@@ -96,6 +101,7 @@ def test_signed_recovery_and_monotone_error(seed: int, n: int, d: int, s: int) -
     assert sorted(code.indices[0].tolist()) == sorted(support.tolist())
     assert torch.allclose(code.dense()[0], truth, atol=1e-4)
     V = torch.randn(3, d, generator=gen)
-    errors = [(omp(D, V, k).reconstruct(D) - V).norm(dim=1) for k in range(1, 6)]
-    for small, large in itertools.pairwise(errors):
-        assert bool((large <= small * (1 + 1e-5) + 1e-6).all())
+    for method in (omp, gradient_pursuit):
+        errors = [(method(D, V, k).reconstruct(D) - V).norm(dim=1) for k in range(1, 6)]
+        for small, large in itertools.pairwise(errors):
+            assert bool((large <= small * (1 + 1e-5) + 1e-6).all())

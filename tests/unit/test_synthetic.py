@@ -155,6 +155,7 @@ def test_dtype_and_device_are_arguments() -> None:
         ({"n_active": -1}, "n_active"),
         ({"pair_cosine": -0.2}, "pair_cosine"),
         ({"d_model": 16}, "n_behaviour_features"),
+        ({"architecture": "topk", "topk_k": 600}, "topk_k"),
     ],
 )
 def test_bad_configs_name_the_field(overrides: dict, field: str) -> None:
