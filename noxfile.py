@@ -93,7 +93,7 @@ def thorough(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks against baselines measured in the same run; writes bench.json."""
-    _install(session, "bench", "gemma")
+    _install(session, "bench", "gemma", "test", "plots")
     _install_reference_libraries(session)
     session.run("python", "bench/run.py", "--out", "bench.json", *session.posargs, env=ENV)
 

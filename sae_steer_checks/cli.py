@@ -257,10 +257,24 @@ def _demo(args: argparse.Namespace) -> int:
     from sae_steer_checks import inputs
 
     _check_out(args)
-    # The embedded default. Until the packaged real-model default is in place, the demo is the
-    # planted-feature world, whose every answer is known.
-    checked = inputs.planted_inputs(seed=args.seed, device=_device(args.device))
-    return _check_and_report(checked, args)
+    if args.planted:
+        return _check_and_report(inputs.planted_inputs(seed=args.seed, device=_device(args.device)), args)
+    from sae_steer_checks.demo import demo_inputs, write_summary
+    from sae_steer_checks.io import atomic_output_dir
+
+    try:
+        checks = demo_inputs(seed=args.seed, device=_device(args.device), progress=not args.quiet,
+                             say=lambda text: _say(args, text))  # fmt: skip
+    except (FileNotFoundError, ImportError) as error:
+        raise InputError(f"demo: {one_line(error)}") from None
+    reports = {}
+    with atomic_output_dir(args.out, force=args.force) as tmp:
+        for check in checks:
+            _say(args, f"== {check.name} ==")
+            reports[check.name] = _check_and_report(check.inputs, args, out=tmp / check.name, force=False)
+        write_summary(reports, tmp)
+    _say(args, f"Wrote {', '.join(sorted(reports))} and summary.md to {args.out}")
+    return 0
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -275,7 +289,13 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 # --- the shared path: check, plot, report --------------------------------------------------------
 
 
-def _check_and_report(checked: Any, args: argparse.Namespace) -> int:
+def _check_and_report(
+    checked: Any, args: argparse.Namespace, *, out: Any = None, force: bool | None = None
+) -> Any:
+    """Run every check on ``checked``, write the report into ``out`` (default ``--out``).
+
+    Returns 0 for a command's own report, or the report dict when ``out`` is given.
+    """
     import torch
 
     from sae_steer_checks.check import CheckConfig, run_checks
@@ -296,11 +316,13 @@ def _check_and_report(checked: Any, args: argparse.Namespace) -> int:
     if sample is None:
         sample = torch.cat([checked.pos, checked.neg])
     plot_data = plot_data_from_result(result, sample, checked.sae.W_dec)
-    written = write_report(report, args.out, force=args.force, plot_data=plot_data)
-    _say(args, f"Wrote {', '.join(written)} to {args.out}")
+    target = args.out if out is None else out
+    written = write_report(report, target, force=args.force if force is None else force,
+                           plot_data=plot_data)  # fmt: skip
+    _say(args, f"Wrote {', '.join(written)} to {target}")
     for v in verdicts(report):
         _say(args, f"- {v.mechanism}: {v.status}. {v.sentence}")
-    return 0
+    return 0 if out is None else report
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def gguf_path() -> Path:
     return target
 
 
-def _load_from_gguf(dtype: torch.dtype) -> tuple[nn.Module, Any]:
+def _load_from_gguf(dtype: torch.dtype) -> tuple[Any, Any]:
     try:
         import gguf  # noqa: F401  (transformers needs it to read GGUF files)
     except ImportError as err:

@@ -161,9 +161,11 @@ def load_model(
     if name in PACKAGED_MODELS:
         from sae_steer_checks.gemma import load_gemma3_270m
 
-        model, tokenizer = load_gemma3_270m(device=device, dtype=dtype)
-        return _wrap(model, tokenizer, name)
+        packaged, packaged_tokenizer = load_gemma3_270m(device=device, dtype=dtype)
+        return _wrap(packaged, packaged_tokenizer, name)
     path = Path(name).expanduser()
+    if name.startswith("~"):
+        name = str(path)
     if path.suffix == ".gguf":
         if gguf_file is not None:
             raise ValueError(f"give a .gguf path or gguf_file, not both: {name!r} and {gguf_file!r}")

@@ -4,9 +4,9 @@ Only the upper triangle of the cosine matrix is visited, one ``block_size x bloc
 time, so the working memory is about ``5 * block_size**2 + 8 * block_size * d_in`` bytes whatever
 the width (Gemma Scope's 65k included). Diagonal tiles are computed as a staircase of row strips,
 so the arithmetic is close to half of the dense ``W @ W.T``; off-diagonal tiles multiply the raw
-rows and scale the tile's columns, so no normalised copy of the dictionary is made. Pairs are reported separately for live features (that fire
-on an activation sample) and dead ones, since strongly anti-aligned pairs often sit among dead
-features that never affect a reconstruction.
+rows and scale the tile's columns, so no normalised copy of the dictionary is made. Pairs are
+reported separately for live features (that fire on an activation sample) and dead ones, since
+strongly anti-aligned pairs often sit among dead features that never affect a reconstruction.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ def find_aligned_pairs(
     # Height of the strips a diagonal tile is cut into: each strip meets only the columns on or
     # right of its own rows, so a diagonal tile costs (q + 1) / (2 q) of a full one.
     strip = max(1, block_size // 4)
+    max_inv = [float(inv[s : s + block_size].max()) for s in range(0, n, block_size)]
     with torch.no_grad():
         for bi in tqdm(range(0, n, block_size), disable=not progress, desc="pair search"):
             stop = min(bi + block_size, n)
@@ -173,6 +174,11 @@ def find_aligned_pairs(
             for bj in range(stop, n, block_size):
                 end = min(bj + block_size, n)
                 S = torch.mm(A, rows(bj, end).T, out=buf[: (stop - bi) * (end - bj)].view(stop - bi, -1))
+                # S holds unit rows against raw columns. For a negative threshold, the most negative
+                # raw entry times the largest column scale bounds every cosine from below, so
+                # tiles without a pair skip the scaling pass.
+                if threshold < 0 and S.numel() and float(S.min()) * max_inv[bj // block_size] >= threshold:
+                    continue
                 scan(S.mul_(inv[None, bj:end]), bi, bj, False)
     found_i = [f[0] for f in found]
     found_j = [f[1] for f in found]

@@ -25,6 +25,7 @@ from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.sae import TrainingSAE
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.training.activation_scaler import ActivationWhitening
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -48,7 +49,7 @@ __all__ = [
 class TrainConfig:
     """How to train an SAE; every field is recorded in the saved ``cfg.json`` metadata."""
 
-    layer: int = 6
+    layer: int = 10
     """Decoder block whose output is read (``blocks.{layer}.hook_resid_post``)."""
     width: int = 2048
     """Number of SAE features (``d_sae``)."""
@@ -58,10 +59,14 @@ class TrainConfig:
     """JumpReLU: L0 penalty (``step``), tanh surrogate, or quadratic pull toward ``target_l0``."""
     target_l0: float = 64.0
     """JumpReLU with ``quadratic``: the L0 the penalty pulls toward."""
-    l0_coefficient: float = 2.0
+    l0_coefficient: float = 1.0
     """JumpReLU: weight of the sparsity penalty against the summed squared error of scaled inputs."""
     ste_to_input: bool = True
     """JumpReLU: pass the threshold's straight-through gradient to the encoder too (faster)."""
+    revive_coefficient: float = 3.0
+    """JumpReLU: weight of the loss that lifts features silent for ``dead_window`` steps (0: off)."""
+    dead_window: int = 10
+    """Steps without firing after which a feature counts as dead during training."""
     jumprelu_init_threshold: float = 0.05
     """JumpReLU: starting threshold, in units of the scaled input."""
     jumprelu_bandwidth: float = 0.05
@@ -72,7 +77,7 @@ class TrainConfig:
     """Adam learning rate (constant after warm-up, decayed over the last fifth)."""
     batch_size: int = 1024
     """Tokens per training step."""
-    epochs: float = 6.0
+    epochs: float = 2.0
     """Passes over the training tokens (fractions allowed)."""
     corpora: tuple[str, ...] = ("lee", "pydoc")
     """Text sources of ``sae_steer_checks.corpus``."""
@@ -86,7 +91,12 @@ class TrainConfig:
     """Free-form notes recorded with the recipe (e.g. why this layer)."""
 
     def __post_init__(self) -> None:
-        positive = {"width": self.width, "k": self.k, "batch_size": self.batch_size}
+        positive = {
+            "width": self.width,
+            "k": self.k,
+            "batch_size": self.batch_size,
+            "dead_window": self.dead_window,
+        }
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -100,6 +110,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not math.isfinite(self.revive_coefficient) or self.revive_coefficient < 0:
+            raise ValueError(f"revive_coefficient must be >= 0, got {self.revive_coefficient!r}")
         if not math.isfinite(self.epochs) or self.epochs <= 0:
             raise ValueError(f"epochs must be positive, got {self.epochs!r}")
 
@@ -213,8 +225,15 @@ def fit_sae(
             f"activations must be [n >= batch_size={config.batch_size}, d_in], got {list(activations.shape)}"
         )
     d_in = int(activations.shape[1])
-    # one constant for all tokens: mean norm -> sqrt(d_in), the scale sae-lens' defaults assume
-    scale = math.sqrt(d_in) / activations.norm(dim=-1).mean().item()
+    # Train on (x - mean) * scale with the mean norm sqrt(d_in), the scale sae-lens' defaults
+    # assume. Centring matters: the mean is ~85% of a residual vector's squared norm, and with it
+    # every early Adam step on W_enc shifts all tokens' pre-activations alike and kills features.
+    # Both maps are folded into the weights at the end (b_enc absorbs the mean, so the saved SAE
+    # keeps Gemma Scope's convention and takes raw activations).
+    mean = activations.mean(0)
+    scale = math.sqrt(d_in) / (activations - mean).norm(dim=-1).mean().item()
+    eye = torch.eye(d_in, dtype=torch.float32)
+    centring = ActivationWhitening(mean=mean, matrix=eye * scale, inverse_matrix=eye / scale)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # sae-lens initialises weights from the global generator
     common = {"d_in": d_in, "d_sae": config.width, "apply_b_dec_to_input": False}
@@ -227,6 +246,7 @@ def fit_sae(
                 jumprelu_sparsity_loss_mode=config.sparsity_loss,
                 target_l0=config.target_l0,
                 jumprelu_ste_to_input=config.ste_to_input,
+                pre_act_loss_coefficient=config.revive_coefficient or None,
                 jumprelu_init_threshold=config.jumprelu_init_threshold,
                 jumprelu_bandwidth=config.jumprelu_bandwidth,
                 l0_warm_up_steps=0,
@@ -235,7 +255,7 @@ def fit_sae(
     else:
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(**common, k=config.k))
     sae.to(torch.device(device))
-    _data_init(sae, activations[:8192] * scale, config, generator)
+    _data_init(sae, (activations[:8192] - mean) * scale, config)
     n_samples = int(config.epochs * activations.shape[0])
     steps = max(n_samples // config.batch_size, 1)
     trainer_cfg = SAETrainerConfig(
@@ -246,32 +266,32 @@ def fit_sae(
         lr_warm_up_steps=min(100, steps // 10),
         lr_decay_steps=steps // 5,
         device=str(torch.device(device)),
-        dead_feature_window=steps + 1,
+        dead_feature_window=config.dead_window,
         feature_sampling_window=steps + 1,
     )
     trainer: SAETrainer[Any, Any] = SAETrainer(
         cfg=trainer_cfg, sae=sae, data_provider=_batches(activations, config.batch_size, generator)
     )
-    trainer.activation_scaler.scaling_factor = scale
+    trainer.activation_scaler.whitening = centring
     # the loop of SAETrainer.fit through its public seams, minus its unconditional progress bar
     for _ in tqdm(range(steps), desc="training SAE", disable=not progress):
         trainer.maybe_reset_sparsity()
         trainer.step(next(trainer.data_provider))
         trainer.n_training_steps += 1
-    sae.fold_activation_norm_scaling_factor(scale)
-    sae.fold_W_dec_norm()
+    sae.fold_activation_whitening(centring.mean, centring.matrix, centring.inverse_matrix)
+    if config.architecture == "topk":
+        # sae-lens' TopK fold leaves every decoder row at norm 1/scale; a uniform factor cannot
+        # change which k features win, so folding it is safe despite TopK's guard against it
+        sae.fold_and_get_W_dec_norm()
+    else:
+        sae.fold_W_dec_norm()
     return _to_inference(sae)
 
 
 @torch.no_grad()
-def _data_init(
-    sae: TrainingSAE[Any], scaled: Tensor, config: TrainConfig, generator: torch.Generator
-) -> None:
-    # The decoder bias starts at the data mean (~85% of a residual vector's squared norm). Each
-    # encoder bias is set so its feature starts firing on ~target/width of the tokens: without it
-    # the mean's projection makes half the features fire everywhere and the rest never, and the
-    # sparsity penalty's first steps kill most of them for good.
-    sae.b_dec.copy_(scaled.mean(0))
+def _data_init(sae: TrainingSAE[Any], scaled: Tensor, config: TrainConfig) -> None:
+    # Each encoder bias is set so its feature starts firing on ~target/width of the tokens, so the
+    # sparsity penalty starts near its goal instead of silencing most features in its first steps.
     active = config.target_l0 if config.architecture == "jumprelu" else config.k
     quantile = 1.0 - min(active / config.width, 0.5)
     pre = scaled.to(sae.W_enc.device, sae.W_enc.dtype) @ sae.W_enc

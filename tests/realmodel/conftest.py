@@ -30,11 +30,17 @@ def gemma3_270m_bf16() -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
-def bundled_sae() -> Any:
-    """The SAE bundled in ``fixtures/`` as a float32 sae-lens SAE on the CPU; raw residual input."""
+def bundled_sae_dir() -> Path:
+    """Folder of the SAE bundled in ``fixtures/`` (sae-lens format)."""
+    return BUNDLED_SAE_DIR
+
+
+@pytest.fixture(scope="session")
+def bundled_sae(bundled_sae_dir: Path) -> Any:
+    """The bundled SAE as a float32 sae-lens SAE on the CPU; it takes raw residual activations."""
     from sae_steer_checks.train import load_trained_sae
 
-    return load_trained_sae(BUNDLED_SAE_DIR)
+    return load_trained_sae(bundled_sae_dir)
 
 
 @pytest.fixture(scope="session")

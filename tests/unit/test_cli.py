@@ -100,7 +100,7 @@ def test_negative_multipliers_parse() -> None:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "report"
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "--planted", "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -131,7 +131,7 @@ def test_demo_markdown_has_one_verdict_per_mechanism(demo_out: Path) -> None:
 
 def test_demo_is_quiet_and_refuses_to_overwrite(demo_out: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (demo_out / "report.json").read_bytes()
-    assert main(["demo", "--out", str(demo_out), "-q"]) == 2
+    assert main(["demo", "--planted", "--out", str(demo_out), "-q"]) == 2
     _one_line_error(capsys, f"--out {demo_out}", "not empty; pass --force")
     assert (demo_out / "report.json").read_bytes() == before
 

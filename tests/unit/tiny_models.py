@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import string
+
 import torch
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from torch import nn
 from transformers import (
     Gemma2Config,
@@ -17,6 +20,7 @@ from transformers import (
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -55,3 +59,21 @@ def tiny_model(kind: str, n_layers: int = 3, seed: int = 0) -> nn.Module:
         config = config_cls(**_SMALL, num_hidden_layers=n_layers, num_key_value_heads=2, **extra)
         model = model_cls(config)
     return model.eval()
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer of at most ``TINY_VOCAB`` ids with BOS/EOS/PAD, built in memory."""
+    chars = string.ascii_lowercase + string.ascii_uppercase[:8] + " .,\n'-0123456789"
+    vocab = {"<unk>": 0, "<bos>": 1, "<eos>": 2, "<pad>": 3}
+    for char in chars:
+        vocab.setdefault(char, len(vocab))
+    assert len(vocab) <= TINY_VOCAB
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )

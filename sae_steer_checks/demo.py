@@ -1,0 +1,189 @@
+"""The embedded default: every check on Gemma 3 270M with the bundled SAE, on the CPU.
+
+Two checks share one model load:
+
+- **corrigibility** (the bundled A/B set, balanced CAA): the study's setting, for the geometry. A 270M
+  base model does not express corrigibility through A/B letters, so this check has no retention sweep;
+- **sentiment** (the bundled free-form contrast): a behaviour the model does express, for retention
+  (original vector, SAE(v) and the signed decomposition, scored on held-out openings).
+
+Ordinary activations for the norm check and for telling live from dead features come from held-out
+text of the offline corpora (documents never used to train the bundled SAE).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["BUNDLED_SAE_DIR", "DEMO_CHECKS", "DemoCheck", "bundled_sae_dir", "demo_inputs"]
+
+#: Where the bundled SAE lives in a source checkout (``fixtures/`` beside the package).
+BUNDLED_SAE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "gemma3-270m-sae"
+
+#: (name, bundled dataset, whether the retention sweep runs)
+DEMO_CHECKS: tuple[tuple[str, str, bool], ...] = (
+    ("corrigibility", "corrigibility", False),
+    ("sentiment", "sentiment", True),
+)
+
+
+@dataclass(frozen=True)
+class DemoCheck:
+    """The inputs of one of the demo's checks."""
+
+    name: str
+    """Sub-folder of the report and short name of the behaviour."""
+    inputs: Any
+    """``inputs.CheckInputs`` of this check."""
+
+
+def bundled_sae_dir() -> Path:
+    """The bundled SAE's folder; raises ``FileNotFoundError`` with the rebuild command if missing."""
+    if not (BUNDLED_SAE_DIR / "cfg.json").is_file():
+        raise FileNotFoundError(
+            f"the bundled SAE is missing from {BUNDLED_SAE_DIR}: the demo runs from a source checkout "
+            "(pip install -e .), or rebuild it with the train-sae command given in README.md"
+        )
+    return BUNDLED_SAE_DIR
+
+
+def sae_layer(sae: Any) -> int:
+    """The decoder-block index the SAE was trained at, from its ``cfg.json`` metadata."""
+    layer = sae.cfg.metadata.get("layer")
+    if not isinstance(layer, int):
+        raise ValueError("the bundled SAE's cfg.json metadata lacks an integer 'layer'")
+    return layer
+
+
+def demo_inputs(
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_text_windows: int = 32,
+    max_pairs: int | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[DemoCheck]:
+    """Load Gemma 3 270M and the bundled SAE and assemble the demo's checks.
+
+    ``n_text_windows`` held-out text windows (127 tokens each) give the ordinary activations;
+    ``max_pairs`` caps the items of each dataset (None: all).
+    """
+    from sae_steer_checks import inputs
+    from sae_steer_checks.corpus import split_corpus
+    from sae_steer_checks.models import load_model
+    from sae_steer_checks.train import collect_activations, load_trained_sae
+
+    sae_dir = bundled_sae_dir()
+    sae = load_trained_sae(sae_dir, device=device)
+    layer = sae_layer(sae)
+    say(f"Loading Gemma 3 270M (SAE at layer {layer}) ...")
+    loaded = load_model("gemma3-270m", device=device, dtype=torch.float32)
+    say("Reading held-out text activations ...")
+    recipe = dict(sae.cfg.metadata.get("recipe") or {})
+    split = split_corpus(
+        loaded.tokenizer,
+        tuple(recipe.get("corpora", ("lee", "pydoc"))),
+        window=int(recipe.get("window", 128)),
+        heldout_fraction=float(recipe.get("heldout_fraction", 0.1)),
+        seed=int(recipe.get("seed", 0)),
+    )
+    windows = split.heldout[
+        torch.randperm(split.heldout.shape[0], generator=torch.Generator().manual_seed(seed))
+    ]
+    activations = collect_activations(loaded.model, windows[:n_text_windows], layer, progress=progress)
+
+    checks: list[DemoCheck] = []
+    for name, dataset_name, with_retention in DEMO_CHECKS:
+        say(f"Extracting the {name} vector ...")
+        dataset = inputs.load_dataset(f"builtin:{dataset_name}", max_pairs)
+        train, held_out = dataset.split(seed)
+        caa = inputs.extract_vector(loaded, train, layer, spec=dataset.spec, progress=progress)
+        score_fn: Callable[[Tensor], float] | None = None
+        multipliers = None
+        behaviour: dict[str, Any] = {"retention": "not run: the model does not express this behaviour"}
+        if with_retention:
+            score_fn, behaviour = inputs.score_function(loaded, held_out, layer, spec=dataset.spec)
+            multipliers = inputs.default_multipliers(caa.vector, activations, activations)
+        provenance = {
+            "command": "demo",
+            "check": name,
+            "model": loaded.name,
+            "layer": layer,
+            "sae_source": {
+                "source": "bundled",
+                "path": str(sae_dir),
+                "metadata": _json_ready(sae.cfg.metadata),
+            },
+            **dataset.provenance(),
+            "extraction": caa.to_dict(),
+            "behaviour": behaviour,
+            "activation_source": f"{activations.shape[0]} held-out text tokens ({', '.join(split.corpora)})",
+            "device": str(device),
+            "dtype": "float32",
+            "seed": seed,
+        }
+        checks.append(
+            DemoCheck(
+                name,
+                inputs.CheckInputs(
+                    sae,
+                    caa.vector,
+                    caa.positive,
+                    caa.negative,
+                    activations,
+                    score_fn,
+                    multipliers,
+                    provenance,
+                ),
+            )
+        )
+    return checks
+
+
+def _json_ready(metadata: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in metadata.to_dict().items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def write_summary(reports: dict[str, dict[str, Any]], out: Path) -> None:
+    """Write ``summary.json`` (sorted keys) and ``summary.md`` over the demo's reports into ``out``."""
+    from sae_steer_checks.io import write_json
+    from sae_steer_checks.verdicts import verdicts
+
+    summary: dict[str, Any] = {}
+    lines = ["# sae_steer_checks demo: Gemma 3 270M with the bundled SAE", ""]
+    for name, report in reports.items():
+        prov = report.get("provenance", {})
+        found = verdicts(report)
+        summary[name] = {
+            "report": f"{name}/report.json",
+            "layer": prov.get("layer"),
+            "dataset": prov.get("dataset"),
+            "verdicts": [
+                {"mechanism": v.mechanism, "status": v.status, "sentence": v.sentence} for v in found
+            ],
+        }
+        lines += [
+            f"## {name} (layer {prov.get('layer')}, `{prov.get('dataset')}`)",
+            "",
+            f"Full report: [{name}/report.md]({name}/report.md)",
+            "",
+        ]
+        lines += [f"- **{v.mechanism}** ({v.status}): {v.sentence}" for v in found]
+        lines.append("")
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
