@@ -84,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", choices=("jumprelu", "topk"), default="jumprelu",
                        help="JumpReLU with Gemma Scope's encoding (default) or TopK")  # fmt: skip
     train.add_argument("--k", type=int, default=64, help="TopK: active features per token")
-    train.add_argument("--l0-coefficient", type=float, default=2.0, help="JumpReLU: L0 penalty")
-    train.add_argument("--epochs", type=float, default=6.0, help="passes over the training tokens")
+    train.add_argument("--l0-coefficient", type=float, default=1.0,
+                       help="JumpReLU: weight of the L0 penalty (default 1.0)")  # fmt: skip
+    train.add_argument("--epochs", type=float, default=2.0,
+                       help="passes over the training tokens (default 2)")  # fmt: skip
     train.add_argument("--corpora", nargs="+", default=["lee", "pydoc"], choices=("lee", "pydoc"),
                        help="offline text sources (default: lee pydoc)")  # fmt: skip
     _out_args(train, what="cfg.json and sae_weights.safetensors")
