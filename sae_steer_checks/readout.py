@@ -1,9 +1,12 @@
 """Batched residual reads at the last token of contrastive prompts, sharing their common prefix.
 
 A contrastive pair differs only at its end (the answer letter, or the completion word), so the common
-token prefix is run once with a key-value cache, and the two endings continue from that cache. Every
-forward stops after the target block: later blocks and the output head never run. Rows are padded by
-this module (prefixes on the left, endings on the right) with explicit ``position_ids``, so each row
+token prefix is computed once. Where the architecture takes a custom attention mask (sdpa or eager
+attention on Llama, Qwen, Mistral and Gemma families), each pair is one packed row ``prefix,
+positive ending, negative ending`` whose mask hides each ending from the other, with positions that
+restart after the prefix: one forward per batch, no key-value cache. Elsewhere the prefix runs with a
+cache and both endings continue from it. Every forward stops after the target block: later blocks and
+the output head never run. Rows are padded by this module with explicit ``position_ids``, so each row
 reads the same values it would alone, whatever the tokenizer's ``padding_side``.
 """
 
@@ -143,8 +146,9 @@ def read_pairs(
     """Residual after block ``layer`` at the last token of both prompts of every pair.
 
     Returns ``(positive, negative)``, each ``[n_pairs, d_model]`` float32 on the CPU. With
-    ``share_prefix`` (default) the common prefix of a pair runs once and both endings continue from
-    its cache; otherwise all ``2 * n_pairs`` prompts run in full (same values to float tolerance).
+    ``share_prefix`` (default) the common prefix of a pair runs once: both endings are packed after it
+    in one row (see the module notes) or continue from its cache; otherwise all ``2 * n_pairs``
+    prompts run in full (same values to float tolerance). ``batch_size`` is pairs per forward.
     """
     layer = check_layer(model, layer)
     if batch_size < 1:
@@ -157,7 +161,95 @@ def read_pairs(
         rows = [p + e for p, pos, neg in tokenized for e in (pos, neg)]
         acts = read_last_token(model, rows, layer, pad_id=pad, batch_size=2 * batch_size, progress=progress)
         return acts[0::2].contiguous(), acts[1::2].contiguous()
+    if _can_pack(model, tokenized):
+        return _read_packed(model, tokenized, layer, pad, batch_size, progress)
     return _read_shared(model, tokenized, layer, pad, batch_size, progress)
+
+
+# families whose decoder takes a prepared 4D mask as-is (transformers' masking utilities)
+_PACKABLE = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"})
+_PACKABLE_ATTENTION = frozenset({"sdpa", "eager"})
+
+
+def _can_pack(model: nn.Module, tokenized: list[TokenPair]) -> bool:
+    # text-only causal LMs of these families; multimodal wrappers build their masks differently
+    text: Any = getattr(model, "config", None)
+    if text is None:
+        return False
+    if getattr(text, "model_type", None) not in _PACKABLE:
+        return False
+    if getattr(text, "_attn_implementation", None) not in _PACKABLE_ATTENTION:
+        return False
+    # one mask serves every layer, so a sliding window must cover the longest packed row
+    window = getattr(text, "sliding_window", None)
+    width = max(len(p) + len(a) + len(b) for p, a, b in tokenized)
+    return window is None or width <= window
+
+
+def _packed_batch(
+    chunk: Sequence[TokenPair], pad: int, dtype: torch.dtype, eager: bool, device: torch.device
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """Inputs of one packed forward and the read index of each row's positive and negative ending.
+
+    Row ``[pad.., prefix, positive ending, negative ending]`` (left-padded to the batch width); an
+    ending token sees the prefix and the earlier tokens of its own ending only, at the positions it
+    would have in its own prompt. Returns ``(inputs, pos_index [b], neg_index [b])``.
+    """
+    width = max(len(p) + len(a) + len(b) for p, a, b in chunk)
+    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    segment = torch.zeros((len(chunk), width), dtype=torch.long)  # 0 pad, 1 prefix, 2 pos, 3 neg
+    positions = torch.zeros((len(chunk), width), dtype=torch.long)
+    pos_index = torch.empty(len(chunk), dtype=torch.long)
+    for r, (prefix, pos, neg) in enumerate(chunk):
+        start = width - len(prefix) - len(pos) - len(neg)
+        ids[r, start:] = torch.tensor(prefix + pos + neg, dtype=torch.long)
+        segment[r, start:] = torch.tensor([1] * len(prefix) + [2] * len(pos) + [3] * len(neg))
+        n = len(prefix)
+        positions[r, start:] = torch.tensor([*range(n + len(pos)), *range(n, n + len(neg))], dtype=torch.long)
+        pos_index[r] = width - len(neg) - 1
+    key, query = segment[:, None, :], segment[:, :, None]
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    allowed = causal & (key != 0) & ((key == 1) | (key == query))
+    # a padded query sees itself, so its (unread) row stays finite
+    allowed |= torch.eye(width, dtype=torch.bool) & (query == 0)
+    mask = allowed[:, None]
+    if eager:  # eager attention adds the mask to the scores
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
+    inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    inputs["position_ids"] = positions.to(device)
+    return inputs, pos_index, torch.full_like(pos_index, width - 1)
+
+
+def _read_packed(
+    model: nn.Module,
+    tokenized: list[TokenPair],
+    layer: int,
+    pad: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[Tensor, Tensor]:
+    device = _device(model)
+    config: Any = getattr(model, "config", None)
+    eager = config._attn_implementation == "eager"
+    dtype = next(model.parameters()).dtype
+    order = sorted(range(len(tokenized)), key=lambda i: sum(map(len, tokenized[i])))
+    pos_out: Tensor | None = None
+    neg_out: Tensor | None = None
+    starts = range(0, len(tokenized), batch_size)
+    for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
+        chunk = order[start : start + batch_size]
+        inputs, pos_index, neg_index = _packed_batch([tokenized[i] for i in chunk], pad, dtype, eager, device)
+        hidden = _forward(model, layer, use_cache=False, **inputs)
+        if pos_out is None or neg_out is None:
+            pos_out = torch.empty((len(tokenized), hidden.shape[-1]), dtype=torch.float32)
+            neg_out = torch.empty_like(pos_out)
+        rows = torch.arange(len(chunk), device=hidden.device)
+        index = torch.tensor(chunk, dtype=torch.long)
+        pos_out[index] = hidden[rows, pos_index.to(hidden.device)].float().cpu()
+        neg_out[index] = hidden[rows, neg_index.to(hidden.device)].float().cpu()
+    if pos_out is None or neg_out is None:
+        raise RuntimeError("no batch was read")
+    return pos_out, neg_out
 
 
 def _read_shared(
