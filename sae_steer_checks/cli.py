@@ -321,7 +321,8 @@ def _check_and_report(
     target = args.out if out is None else out
     written = write_report(report, target, force=args.force if force is None else force,
                            plot_data=plot_data)  # fmt: skip
-    _say(args, f"Wrote {', '.join(written)} to {target}")
+    if out is None:  # the demo's sub-reports are written into a temporary folder, named at the end
+        _say(args, f"Wrote {', '.join(written)} to {target}")
     for v in verdicts(report):
         _say(args, f"- {v.mechanism}: {v.status}. {v.sentence}")
     return 0 if out is None else report
