@@ -153,7 +153,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "seed": args.seed,
     }
-    return _check_and_report(CheckInputs(sae, vector, pos, neg, acts, provenance=prov), args)
+    _check_and_report(CheckInputs(sae, vector, pos, neg, acts, provenance=prov), args)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -190,7 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     }
     checked = inputs.CheckInputs(sae, caa.vector, caa.positive, caa.negative, None, score_fn,
                                  multipliers, prov)  # fmt: skip
-    return _check_and_report(checked, args)
+    _check_and_report(checked, args)
+    return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -260,7 +262,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     _check_out(args)
     if args.planted:
-        return _check_and_report(inputs.planted_inputs(seed=args.seed, device=_device(args.device)), args)
+        _check_and_report(inputs.planted_inputs(seed=args.seed, device=_device(args.device)), args)
+        return 0
     from sae_steer_checks.demo import demo_inputs, write_summary
     from sae_steer_checks.io import atomic_output_dir
 
@@ -293,11 +296,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def _check_and_report(
     checked: Any, args: argparse.Namespace, *, out: Any = None, force: bool | None = None
-) -> Any:
-    """Run every check on ``checked``, write the report into ``out`` (default ``--out``).
-
-    Returns 0 for a command's own report, or the report dict when ``out`` is given.
-    """
+) -> dict[str, Any]:
+    """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
     import torch
 
     from sae_steer_checks.check import CheckConfig, run_checks
@@ -325,7 +325,7 @@ def _check_and_report(
         _say(args, f"Wrote {', '.join(written)} to {target}")
     for v in verdicts(report):
         _say(args, f"- {v.mechanism}: {v.status}. {v.sentence}")
-    return 0 if out is None else report
+    return report
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -5,16 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import torch
+import tiny_models
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _WORD = re.compile(r"\w+|[^\w\s]+")
@@ -48,28 +41,22 @@ def word_tokenizer(texts: Iterable[str], *, chat_template: str | None = None) ->
 
 
 def tiny_model(kind: str, vocab_size: int, *, seed: int = 0, n_layers: int = 3) -> PreTrainedModel:
-    """A random-weight Gemma 2 or Llama model with ``n_layers`` blocks and d_model 32, in eval mode."""
-    torch.manual_seed(seed)
-    common = dict(
+    """A random-weight Gemma 2 or Llama model with ``n_layers`` blocks and d_model 32, in eval mode,
+    eager attention and this tokenizer's special ids (pad 0, bos 1, eos 2)."""
+    if kind not in ("gemma2", "llama"):
+        raise ValueError(f"kind must be 'gemma2' or 'llama', got {kind!r}")
+    extra = {"sliding_window": 16} if kind == "gemma2" else {}
+    model = tiny_models.tiny_model(
+        kind,
+        n_layers,
+        seed,
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
         max_position_embeddings=512,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
+        attn_implementation="eager",
+        **extra,
     )
-    if kind == "gemma2":
-        config = Gemma2Config(**common, sliding_window=16, attn_implementation="eager")
-        model: PreTrainedModel = Gemma2ForCausalLM(config)
-    elif kind == "llama":
-        config = LlamaConfig(**common, attn_implementation="eager")
-        model = LlamaForCausalLM(config)
-    else:
-        raise ValueError(f"kind must be 'gemma2' or 'llama', got {kind!r}")
-    model.eval()
+    assert isinstance(model, PreTrainedModel)
     return model

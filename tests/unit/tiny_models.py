@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -37,16 +38,22 @@ _SMALL = {
 }
 
 
-def tiny_model(kind: str, n_layers: int = 3, seed: int = 0) -> nn.Module:
-    """A float32 causal LM of family ``kind``, 32 wide, random weights, in eval mode."""
+def tiny_model(
+    kind: str, n_layers: int = 3, seed: int = 0, *, vocab_size: int = TINY_VOCAB, **overrides: Any
+) -> nn.Module:
+    """A float32 causal LM of family ``kind``, 32 wide, random weights, in eval mode.
+
+    ``overrides`` are passed to the model's config (e.g. ``attn_implementation``, special token ids).
+    """
     torch.manual_seed(seed)
+    small = {**_SMALL, "vocab_size": vocab_size}
     model: nn.Module
     if kind == "gpt2":
         model = GPT2LMHeadModel(
-            GPT2Config(vocab_size=TINY_VOCAB, n_embd=TINY_WIDTH, n_layer=n_layers, n_head=4)
+            GPT2Config(vocab_size=vocab_size, n_embd=TINY_WIDTH, n_layer=n_layers, n_head=4, **overrides)
         )
     elif kind == "neox":
-        model = GPTNeoXForCausalLM(GPTNeoXConfig(**_SMALL, num_hidden_layers=n_layers))
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(**small, num_hidden_layers=n_layers, **overrides))
     else:
         builders = {
             "gemma2": (Gemma2Config, Gemma2ForCausalLM, {"head_dim": 8}),
@@ -56,7 +63,7 @@ def tiny_model(kind: str, n_layers: int = 3, seed: int = 0) -> nn.Module:
             "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
         }
         config_cls, model_cls, extra = builders[kind]
-        config = config_cls(**_SMALL, num_hidden_layers=n_layers, num_key_value_heads=2, **extra)
+        config = config_cls(**small, num_hidden_layers=n_layers, num_key_value_heads=2, **extra, **overrides)
         model = model_cls(config)
     return model.eval()
 
