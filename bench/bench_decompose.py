@@ -67,7 +67,7 @@ def run(
 ) -> dict[str, Any]:
     """Time and error of scikit-learn OMP, our exact OMP, our OMP with several atoms per step and
     gradient pursuit on the same vectors; then the time of exact OMP at each size in ``scaling``."""
-    from sae_steer_checks.decompose import gradient_pursuit, omp
+    from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp
 
     gen = torch.Generator().manual_seed(seed)
     D = torch.randn(n_atoms, d, generator=gen)

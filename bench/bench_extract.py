@@ -21,9 +21,9 @@ from common import ratio, timed
 def _batches(
     tokenizer: Any, prompts: list[str], size: int
 ) -> list[tuple[list[int], dict[str, torch.Tensor]]]:
-    from sae_steer_checks.data import encode
+    from sae_steer_checks.data.prompts import tokenize
 
-    ids = [encode(tokenizer, p) for p in prompts]
+    ids = [tokenize(tokenizer, p) for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
@@ -42,7 +42,7 @@ def _batches(
 
 @torch.no_grad()
 def _forward_reads(model: Any, batches: list[Any], n: int, layer: int, mode: str) -> torch.Tensor:
-    from sae_steer_checks.hooks import capture_residual
+    from sae_steer_checks.lm.hooks import capture_residual
 
     out = torch.empty(n, model.config.get_text_config().hidden_size)
     for chunk, inputs in batches:
@@ -66,9 +66,10 @@ def run_dtype(
     """Seconds and vector agreement of every method in ``dtype``; ratios against steering-vectors."""
     from steering_vectors import train_steering_vector
 
-    from sae_steer_checks.caa import extract_caa
-    from sae_steer_checks.data import ab_pairs, load_ab_items
-    from sae_steer_checks.models import load_model
+    from sae_steer_checks.data.prompts import ab_pairs
+    from sae_steer_checks.data.schema import load_ab_items
+    from sae_steer_checks.lm.models import load_model
+    from sae_steer_checks.steering.caa import extract_caa
 
     load_seconds, loaded = timed(lambda: load_model("gemma3-270m", dtype=dtype))
     model, tok = loaded.model, loaded.tokenizer

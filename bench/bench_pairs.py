@@ -59,7 +59,7 @@ def _dense_torch(W: torch.Tensor, threshold: float) -> set[tuple[int, int]]:
 
 def worker(args: dict[str, Any]) -> dict[str, Any]:
     """One timed search in this process: ``impl`` is "ours", "numpy" or "torch" (dense)."""
-    from sae_steer_checks.pairs import find_aligned_pairs
+    from sae_steer_checks.diagnostics.pairs import find_aligned_pairs
 
     torch.set_num_threads(args.get("threads") or torch.get_num_threads())
     device = args.get("device", "cpu")

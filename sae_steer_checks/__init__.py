@@ -1,86 +1,72 @@
 """Check whether a sparse autoencoder gives a trustworthy account of a steering vector.
 
-The public API is re-exported here and imported lazily, so ``import sae_steer_checks`` (and the CLI's
-``--help``) stays fast and has no side effects: heavy modules (torch, transformers, sae-lens) load on
-first use of a name that needs them.
+The names here follow a researcher's flow: load a model, extract a CAA vector, build a behaviour task,
+run every check against an SAE, write the report. Everything else lives in its subpackage
+(``data``, ``lm``, ``steering``, ``diagnostics``, ``report``, ``cli``). Names are imported lazily, so
+``import sae_steer_checks`` (and the CLI's ``--help``) stays fast and has no side effects.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
+    from sae_steer_checks.lm.models import LoadedModel, load_model
+    from sae_steer_checks.report.verdicts import verdicts
+    from sae_steer_checks.report.markdown import write_report
+    from sae_steer_checks.sae.loading import load_sae
+    from sae_steer_checks.sae.protocol import SAELike
+    from sae_steer_checks.steering.behaviour import ab_task, freeform_task, make_score_fn
+    from sae_steer_checks.steering.caa import CAAResult, extract_caa
+    from sae_steer_checks.synthetic import WorldConfig, build_world
+    from sae_steer_checks.train import TrainConfig, train_sae
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "SAELike": "sae",
-    "check_sae": "sae",
-    "describe_sae": "sae",
+    "LoadedModel": "lm.models",
+    "load_model": "lm.models",
+    "CAAResult": "steering.caa",
+    "extract_caa": "steering.caa",
+    "ab_task": "steering.behaviour",
+    "freeform_task": "steering.behaviour",
+    "make_score_fn": "steering.behaviour",
+    "SAELike": "sae.protocol",
+    "load_sae": "sae.loading",
+    "CheckConfig": "diagnostics.run",
+    "CheckResult": "diagnostics.run",
+    "run_checks": "diagnostics.run",
+    "write_report": "report.markdown",
+    "verdicts": "report.verdicts",
     "WorldConfig": "synthetic",
-    "PlantedWorld": "synthetic",
-    "GroundTruth": "synthetic",
     "build_world": "synthetic",
-    "CheckConfig": "check",
-    "CheckResult": "check",
-    "run_checks": "check",
-    "NormCheck": "norms",
-    "norm_check": "norms",
-    "BiasCheck": "bias",
-    "bias_check": "bias",
-    "LeaningCheck": "leaning",
-    "leaning_check": "leaning",
-    "AlignedPairs": "pairs",
-    "SpuriousCheck": "pairs",
-    "find_aligned_pairs": "pairs",
-    "spurious_check": "pairs",
-    "SparseCode": "decompose",
-    "omp": "decompose",
-    "gradient_pursuit": "decompose",
-    "ScoreFn": "retention",
-    "Retention": "retention",
-    "steerability_slope": "retention",
-    "retention": "retention",
-    "LoadedModel": "models",
-    "load_model": "models",
-    "decoder_layers": "models",
-    "check_layer": "models",
-    "capture_residual": "hooks",
-    "residual_activations": "hooks",
-    "add_to_residual": "hooks",
-    "ABItem": "data",
-    "ContrastivePair": "data",
-    "FreeformDataset": "data",
-    "FreeformItem": "data",
-    "load_ab_items": "data",
-    "load_freeform": "data",
-    "ab_pairs": "data",
-    "ab_prompt": "data",
-    "freeform_pairs": "data",
-    "split_items": "data",
-    "swap_choices": "data",
-    "CAAResult": "caa",
-    "LetterConfound": "caa",
-    "extract_caa": "caa",
-    "letter_confound": "caa",
-    "BehaviourTask": "behaviour",
-    "Steerability": "behaviour",
-    "SweepResult": "behaviour",
-    "ab_task": "behaviour",
-    "freeform_task": "behaviour",
-    "make_score_fn": "behaviour",
-    "score_items": "behaviour",
-    "sweep": "behaviour",
-    "steerability": "behaviour",
-    "LayerSweep": "layers",
-    "layer_sweep": "layers",
     "TrainConfig": "train",
     "train_sae": "train",
-    "load_trained_sae": "train",
-    "render_markdown": "report",
-    "write_report": "report",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "CAAResult",
+    "CheckConfig",
+    "CheckResult",
+    "LoadedModel",
+    "SAELike",
+    "TrainConfig",
+    "WorldConfig",
+    "__version__",
+    "ab_task",
+    "build_world",
+    "extract_caa",
+    "freeform_task",
+    "load_model",
+    "load_sae",
+    "make_score_fn",
+    "run_checks",
+    "train_sae",
+    "verdicts",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

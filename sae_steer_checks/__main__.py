@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sae_steer_checks.cli import main
+from sae_steer_checks.cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Input checks shared by the diagnostics: clear errors at the boundary, float32 inside."""
+"""Input checks shared by every layer: clear errors at the boundary, float32 inside."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["check_batch", "check_fraction", "check_positive_int", "check_vector"]
+__all__ = [
+    "InputError",
+    "validate_batch",
+    "validate_fraction",
+    "validate_positive_int",
+    "validate_vector",
+    "one_line",
+]
 
 
 def _describe(value: Any) -> str:
@@ -30,7 +37,7 @@ def _check_finite(value: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite, found {n_bad} NaN or infinite entries")
 
 
-def check_vector(vector: Any, d_in: int, name: str = "vector") -> Tensor:
+def validate_vector(vector: Any, d_in: int, name: str = "vector") -> Tensor:
     """Validate a single vector of width ``d_in`` and return it as float32 ``[d_in]``.
 
     A leading batch dimension of size one is accepted and dropped.
@@ -44,7 +51,7 @@ def check_vector(vector: Any, d_in: int, name: str = "vector") -> Tensor:
     return v
 
 
-def check_batch(batch: Any, d_in: int, name: str, *, min_rows: int = 1) -> Tensor:
+def validate_batch(batch: Any, d_in: int, name: str, *, min_rows: int = 1) -> Tensor:
     """Validate a batch of activations; return it as float32 ``[n, d_in]`` with ``n >= min_rows``.
 
     Extra leading dimensions (``[batch, seq, d_in]``) are flattened into rows.
@@ -59,14 +66,14 @@ def check_batch(batch: Any, d_in: int, name: str, *, min_rows: int = 1) -> Tenso
     return x
 
 
-def check_positive_int(value: Any, name: str) -> int:
+def validate_positive_int(value: Any, name: str) -> int:
     """Return ``value`` as an int after checking it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def check_fraction(value: Any, name: str, *, open_low: bool = True) -> float:
+def validate_fraction(value: Any, name: str, *, open_low: bool = True) -> float:
     """Return ``value`` as a float after checking it lies in ``(0, 1)`` (or ``[0, 1)``)."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     low_ok = ok and (value > 0 if open_low else value >= 0)
@@ -74,3 +81,15 @@ def check_fraction(value: Any, name: str, *, open_low: bool = True) -> float:
         interval = "(0, 1)" if open_low else "[0, 1)"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     return float(value)
+
+
+class InputError(ValueError):
+    """A bad input from the user; ``str(error)`` is one line naming the input and what was expected."""
+
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+

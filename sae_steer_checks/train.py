@@ -1,7 +1,7 @@
 """Training a residual-stream SAE with sae-lens' ``SAETrainer`` on offline text.
 
 Recipe: read the residual stream after decoder block ``layer`` on the training windows of
-``sae_steer_checks.corpus`` (BOS positions left out, since their norm is ~10x that of text tokens),
+``sae_steer_checks.data.corpus`` (BOS positions left out, since their norm is ~10x that of text tokens),
 divide by one constant so the mean norm is ``sqrt(d_model)`` (residual norms of Gemma 3 270M are in
 the thousands), train a JumpReLU SAE with Gemma Scope's encoding (``apply_b_dec_to_input=False``) or a
 TopK SAE, fold the constant and the decoder norms back into the weights (the saved SAE takes raw
@@ -29,9 +29,9 @@ from sae_lens.training.activation_scaler import ActivationWhitening
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sae_steer_checks.corpus import CorpusSplit, split_corpus
-from sae_steer_checks.hooks import residual_activations
-from sae_steer_checks.models import check_layer, load_model
+from sae_steer_checks.data.corpus import CorpusSplit, split_corpus
+from sae_steer_checks.lm.hooks import residual_activations
+from sae_steer_checks.lm.models import load_model, validate_layer
 
 __all__ = [
     "SAEQuality",
@@ -40,7 +40,6 @@ __all__ = [
     "collect_activations",
     "evaluate_sae",
     "fit_sae",
-    "load_trained_sae",
     "train_sae",
 ]
 
@@ -80,7 +79,7 @@ class TrainConfig:
     epochs: float = 2.0
     """Passes over the training tokens (fractions allowed)."""
     corpora: tuple[str, ...] = ("lee", "pydoc")
-    """Text sources of ``sae_steer_checks.corpus``."""
+    """Text sources of ``sae_steer_checks.data.corpus``."""
     window: int = 128
     """Tokens per forward window, BOS included."""
     heldout_fraction: float = 0.1
@@ -164,7 +163,7 @@ def collect_activations(
     """
     if windows.ndim != 2 or windows.dtype != torch.long:
         raise ValueError(f"windows must be a [n, window] long tensor, got {list(windows.shape)}")
-    check_layer(model, layer)
+    validate_layer(model, layer)
     start = 1 if skip_first else 0
     chunks: list[Tensor] = []
     batches = range(0, windows.shape[0], batch_size)
@@ -311,14 +310,6 @@ def _to_inference(sae: TrainingSAE[Any]) -> SAE[Any]:
     return inference.eval()
 
 
-def load_trained_sae(path: str | Path, *, device: str | torch.device = "cpu") -> SAE[Any]:
-    """Load an SAE saved by ``train_sae`` (any sae-lens SAE directory) as float32 on ``device``."""
-    path = Path(path)
-    if not (path / "cfg.json").is_file():
-        raise FileNotFoundError(f"path: no sae-lens SAE (cfg.json) in {path}")
-    return SAE.load_from_disk(str(path), device=str(torch.device(device)), dtype="float32")
-
-
 def train_sae(
     out_dir: str | Path,
     config: TrainConfig = TrainConfig(),
@@ -336,7 +327,7 @@ def train_sae(
     seconds: dict[str, float] = {}
     tic = time.perf_counter()
     loaded = load_model(model, device=device, dtype=model_dtype)
-    check_layer(loaded.model, config.layer)
+    validate_layer(loaded.model, config.layer)
     split = split_corpus(
         loaded.tokenizer,
         config.corpora,

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 import pytest
 import torch
 
-from sae_steer_checks.data import ABItem, load_ab_items
-from sae_steer_checks.models import LoadedModel, load_model
+from sae_steer_checks.data.schema import ABItem, load_ab_items
+from sae_steer_checks.lm.models import LoadedModel, load_model
 
 LAYER = 14
 SAE_RELEASE = "gemma-scope-2b-pt-res"

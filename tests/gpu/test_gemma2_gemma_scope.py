@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from sae_steer_checks.caa import CAAResult, extract_caa
-from sae_steer_checks.data import ABItem, ab_pairs, encode
-from sae_steer_checks.hooks import residual_activations
-from sae_steer_checks.models import LoadedModel
+from sae_steer_checks.data.prompts import ab_pairs, tokenize
+from sae_steer_checks.data.schema import ABItem
+from sae_steer_checks.lm.hooks import residual_activations
+from sae_steer_checks.lm.models import LoadedModel
+from sae_steer_checks.steering.caa import CAAResult, extract_caa
 
 LAYER = 14
 NEGATIVE_FEATURE, SPURIOUS_FEATURE, BIAS_FEATURE = 14004, 3517, 4888
@@ -31,14 +32,14 @@ def study(
     gemma2_2b: LoadedModel, gemma_scope_sae: Any, corrigibility_items: list[ABItem]
 ) -> tuple[CAAResult, Any]:
     """Raw CAA over all items (as in the study) and the full check report."""
-    from sae_steer_checks.check import run_checks
+    from sae_steer_checks.diagnostics.run import run_checks
 
     model, tok = gemma2_2b.model, gemma2_2b.tokenizer
     caa = extract_caa(model, tok, corrigibility_items, LAYER, balance="none", batch_size=16)
     # ordinary activations: every token of the prompts except BOS (whose norm is an outlier)
     acts = []
     for pair in ab_pairs(corrigibility_items, tok):
-        ids = torch.tensor([encode(tok, pair.positive)])
+        ids = torch.tensor([tokenize(tok, pair.positive)])
         acts.append(residual_activations(model, ids, None, LAYER)[0, 1:].cpu())
     activations = torch.cat(acts)
     result = run_checks(

@@ -8,11 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_steer_checks.bias import bias_check
-from sae_steer_checks.decompose import gradient_pursuit, omp
-from sae_steer_checks.leaning import leaning_check
-from sae_steer_checks.norms import norm_check
-from sae_steer_checks.pairs import find_aligned_pairs
+from sae_steer_checks.diagnostics.bias import bias_check
+from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp
+from sae_steer_checks.diagnostics.leaning import leaning_check
+from sae_steer_checks.diagnostics.norms import norm_check
+from sae_steer_checks.diagnostics.pairs import find_aligned_pairs
 from tests.hand_saes import make_sae
 
 seeds = st.integers(0, 2**31 - 1)

@@ -9,10 +9,10 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sae_steer_checks.bias import bias_check
-from sae_steer_checks.decompose import gradient_pursuit, omp
-from sae_steer_checks.pairs import spurious_check
-from sae_steer_checks.sae import encode_in_sae_space
+from sae_steer_checks.diagnostics.bias import bias_check
+from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp
+from sae_steer_checks.diagnostics.pairs import spurious_check
+from sae_steer_checks.sae.protocol import encode_in_sae_space
 from tests.hand_saes import ARCHITECTURES, make_sae, orthonormal_rows
 
 seeds = st.integers(0, 2**31 - 1)

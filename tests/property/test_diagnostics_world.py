@@ -16,11 +16,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_steer_checks.bias import bias_check
-from sae_steer_checks.check import CheckConfig, run_checks
-from sae_steer_checks.leaning import leaning_check, leaning_from_acts
-from sae_steer_checks.pairs import find_aligned_pairs
-from sae_steer_checks.sae import encode_activations
+from sae_steer_checks.diagnostics.bias import bias_check
+from sae_steer_checks.diagnostics.leaning import leaning_check, leaning_from_acts
+from sae_steer_checks.diagnostics.pairs import find_aligned_pairs
+from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
+from sae_steer_checks.sae.protocol import encode_activations
 from sae_steer_checks.synthetic import PlantedWorld, WorldConfig, build_world
 from tests.reference_impl import (
     bh_loop,

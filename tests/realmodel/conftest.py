@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from sae_steer_checks.models import LoadedModel, load_model
+from sae_steer_checks.lm.models import LoadedModel, load_model
 
 BUNDLED_SAE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "gemma3-270m-sae"
 
@@ -38,9 +38,9 @@ def bundled_sae_dir() -> Path:
 @pytest.fixture(scope="session")
 def bundled_sae(bundled_sae_dir: Path) -> Any:
     """The bundled SAE as a float32 sae-lens SAE on the CPU; it takes raw residual activations."""
-    from sae_steer_checks.train import load_trained_sae
+    from sae_steer_checks.sae.loading import load_sae_folder
 
-    return load_trained_sae(bundled_sae_dir)
+    return load_sae_folder(bundled_sae_dir)
 
 
 @pytest.fixture(scope="session")

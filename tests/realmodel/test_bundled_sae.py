@@ -9,8 +9,8 @@ import pytest
 import torch
 from sae_lens import JumpReLUSAE
 
-from sae_steer_checks.corpus import split_corpus
-from sae_steer_checks.models import LoadedModel
+from sae_steer_checks.data.corpus import split_corpus
+from sae_steer_checks.lm.models import LoadedModel
 from sae_steer_checks.train import collect_activations, evaluate_sae
 
 pytestmark = pytest.mark.realmodel

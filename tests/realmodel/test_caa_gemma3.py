@@ -7,18 +7,12 @@ import importlib.util
 import pytest
 import torch
 
-from sae_steer_checks.behaviour import freeform_task, relative_multipliers, steerability
-from sae_steer_checks.caa import extract_caa
-from sae_steer_checks.data import (
-    ab_pairs,
-    encode,
-    freeform_pairs,
-    load_ab_items,
-    load_freeform,
-    split_items,
-)
-from sae_steer_checks.models import LoadedModel
-from sae_steer_checks.readout import read_pairs
+from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs, tokenize
+from sae_steer_checks.data.schema import load_ab_items, load_freeform, split_items
+from sae_steer_checks.lm.models import LoadedModel
+from sae_steer_checks.lm.readout import read_pairs
+from sae_steer_checks.steering.behaviour import freeform_task, relative_multipliers, steerability
+from sae_steer_checks.steering.caa import extract_caa
 
 pytestmark = pytest.mark.realmodel
 
@@ -37,7 +31,7 @@ def test_reads_match_hidden_states(gemma3_270m: LoadedModel) -> None:
     for pair in pairs:
         for text in (pair.positive, pair.negative):
             with torch.no_grad():
-                out = model(torch.tensor([encode(tok, text)]), output_hidden_states=True)
+                out = model(torch.tensor([tokenize(tok, text)]), output_hidden_states=True)
             ref.append(out.hidden_states[layer + 1][0, -1].float())
     ref_t = torch.stack(ref)
     scale = float(ref_t.norm(dim=1).mean())

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sae_steer_checks.cli import main
+from sae_steer_checks.cli.commands import main
 
 pytestmark = pytest.mark.realmodel
 

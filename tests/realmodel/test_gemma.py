@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.hooks import capture_residual, residual_activations
-from sae_steer_checks.models import LoadedModel
+from sae_steer_checks.lm.hooks import capture_residual, residual_activations
+from sae_steer_checks.lm.models import LoadedModel
 
 pytestmark = pytest.mark.realmodel
 

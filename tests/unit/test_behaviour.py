@@ -9,7 +9,11 @@ import torch
 from _tiny_lm import tiny_model, word_tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from sae_steer_checks.behaviour import (
+from sae_steer_checks.data.prompts import ab_prompt, tokenize
+from sae_steer_checks.data.schema import ABItem, load_ab_items, load_freeform
+from sae_steer_checks.lm.hooks import add_to_residual
+from sae_steer_checks.lm.models import decoder_layers
+from sae_steer_checks.steering.behaviour import (
     ab_task,
     fit_slope,
     freeform_task,
@@ -21,9 +25,6 @@ from sae_steer_checks.behaviour import (
     steerability,
     sweep,
 )
-from sae_steer_checks.data import ABItem, ab_prompt, encode, load_ab_items, load_freeform
-from sae_steer_checks.hooks import add_to_residual
-from sae_steer_checks.models import decoder_layers
 
 LAYER = 1
 PROMPTS = ["The film was", "Lunch today was"]
@@ -59,7 +60,7 @@ def test_ab_scores_are_logit_differences(
     task = ab_task(tok, items)
     scores = score_items(model, task, LAYER, batch_size=4)
     for item, score in zip(items, scores, strict=True):
-        lp = _logprobs(model, encode(tok, ab_prompt(tok, item.question)))[-1]
+        lp = _logprobs(model, tokenize(tok, ab_prompt(tok, item.question)))[-1]
         m, o = tok.convert_tokens_to_ids([item.matching, item.non_matching])
         assert math.isclose(float(score), float(lp[m] - lp[o]), rel_tol=1e-4, abs_tol=1e-5)
 
@@ -73,7 +74,7 @@ def test_freeform_scores_are_target_log_odds(model: PreTrainedModel, tok: PreTra
         for targets in (POSITIVE, NEGATIVE):
             values = []
             for target in targets:
-                prefix, full = encode(tok, prompt), encode(tok, prompt + target)
+                prefix, full = tokenize(tok, prompt), tokenize(tok, prompt + target)
                 with add_to_residual(model, LAYER, vector):
                     lp = _logprobs(model, full)
                 values.append(sum(float(lp[j - 1, full[j]]) for j in range(len(prefix), len(full))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.bias import bias_check, jaccard, top_features
+from sae_steer_checks.diagnostics.bias import bias_check, jaccard, top_features
 from tests.hand_saes import make_sae, orthonormal_rows
 from tests.reference_impl import jaccard_loop
 

@@ -7,18 +7,11 @@ import torch
 from _tiny_lm import tiny_model, word_tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from sae_steer_checks.caa import extract_caa, letter_confound
-from sae_steer_checks.data import (
-    ABItem,
-    ContrastivePair,
-    ab_pairs,
-    encode,
-    freeform_pairs,
-    load_ab_items,
-    load_freeform,
-)
-from sae_steer_checks.models import decoder_layers
-from sae_steer_checks.readout import read_pairs
+from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs, tokenize
+from sae_steer_checks.data.schema import ABItem, ContrastivePair, load_ab_items, load_freeform
+from sae_steer_checks.lm.models import decoder_layers
+from sae_steer_checks.lm.readout import read_pairs
+from sae_steer_checks.steering.caa import extract_caa, letter_confound
 
 LAYER = 1
 
@@ -42,7 +35,7 @@ def model(request: pytest.FixtureRequest, tok: PreTrainedTokenizerFast) -> PreTr
 
 def _reference(model: PreTrainedModel, tok: PreTrainedTokenizerFast, text: str) -> torch.Tensor:
     """The slow, obviously right read: one unpadded full forward, hidden_states[L + 1][-1]."""
-    ids = torch.tensor([encode(tok, text)])
+    ids = torch.tensor([tokenize(tok, text)])
     with torch.no_grad():
         return model(ids, output_hidden_states=True).hidden_states[LAYER + 1][0, -1]
 

@@ -8,8 +8,8 @@ from dataclasses import FrozenInstanceError
 import pytest
 import torch
 
-from sae_steer_checks.check import CheckConfig, run_checks
-from sae_steer_checks.sae import encode_in_sae_space, vector_to_sae_space
+from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
+from sae_steer_checks.sae.protocol import encode_in_sae_space, vector_to_sae_space
 from sae_steer_checks.synthetic import WorldConfig, build_world
 from tests.hand_saes import make_sae, orthonormal_rows
 

@@ -12,9 +12,9 @@ from _tiny_lm import tiny_model, word_tokenizer
 from matplotlib.image import imread
 from safetensors.torch import save_file
 
-from sae_steer_checks.cli import build_parser, main
-from sae_steer_checks.data import bundled_path
-from sae_steer_checks.plots import PLOT_FILES
+from sae_steer_checks.cli.commands import build_parser, main
+from sae_steer_checks.data.schema import bundled_path
+from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.synthetic import WorldConfig, build_world
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sae_steer_checks.cli import build_parser
+from sae_steer_checks.cli.commands import build_parser
 from sae_steer_checks.train import TrainConfig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sae_steer_checks.data import (
+from sae_steer_checks.data.schema import (
     BUNDLED_AB,
     BUNDLED_FREEFORM,
     bundled_path,

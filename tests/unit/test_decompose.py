@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae_steer_checks.decompose import gradient_pursuit, omp, summarize_reconstruction
+from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp, summarize_reconstruction
 from tests.hand_saes import random_unit_rows
 from tests.reference_impl import omp_loop
 

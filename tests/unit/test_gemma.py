@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from sae_steer_checks import gemma
-from sae_steer_checks.models import load_model
+from sae_steer_checks.lm import gemma
+from sae_steer_checks.lm.models import load_model
 
 
 def test_cache_dir_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,8 +9,8 @@ import torch
 from tiny_models import tiny_model
 from torch import Tensor, nn
 
-from sae_steer_checks.hooks import add_to_residual, capture_residual, residual_activations
-from sae_steer_checks.models import decoder_layers
+from sae_steer_checks.lm.hooks import add_to_residual, capture_residual, residual_activations
+from sae_steer_checks.lm.models import decoder_layers
 
 KINDS = ["gemma2", "gemma3", "llama", "qwen2", "gpt2", "neox"]
 
@@ -25,7 +25,7 @@ def _inputs(batch: int = 2, seq: int = 7, seed: int = 0) -> tuple[Tensor, Tensor
 
 def _our_hooks(model: nn.Module) -> int:
     hooks = [h for m in model.modules() for h in (*m._forward_hooks.values(),)]
-    return sum(getattr(h, "__module__", "") == "sae_steer_checks.hooks" for h in hooks)
+    return sum(getattr(h, "__module__", "") == "sae_steer_checks.lm.hooks" for h in hooks)
 
 
 @pytest.fixture(autouse=True)

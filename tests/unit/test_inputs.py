@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae_steer_checks.data import bundled_path
-from sae_steer_checks.inputs import default_multipliers, load_dataset, planted_inputs
-from sae_steer_checks.io import InputError, file_sha256
+from sae_steer_checks._provenance import file_sha256
+from sae_steer_checks._validate import InputError
+from sae_steer_checks.cli.inputs import default_multipliers, load_dataset, planted_inputs
+from sae_steer_checks.data.schema import bundled_path
 
 
 def test_builtin_sets_load_with_their_hash() -> None:

@@ -8,19 +8,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sae_steer_checks.io import (
-    InputError,
-    atomic_output_dir,
-    check_out_dir,
-    file_sha256,
-    load_activations,
-    load_sae,
-    load_tensor,
-    load_vector,
-    parse_sae_spec,
-    save_tensors,
-    write_json,
-)
+from sae_steer_checks._provenance import file_sha256
+from sae_steer_checks._validate import InputError
+from sae_steer_checks.cli.files import load_activations, load_tensor, load_vector, save_tensors
+from sae_steer_checks.report.files import atomic_output_dir, validate_out_dir, write_json
+from sae_steer_checks.sae.loading import load_sae, parse_sae_spec
 from sae_steer_checks.synthetic import WorldConfig, build_world
 
 GEMMA_SCOPE = "gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173"
@@ -140,17 +132,17 @@ def test_release_not_in_the_offline_cache_is_a_clear_error(monkeypatch: pytest.M
 
 
 def test_check_out_dir(tmp_path: Path) -> None:
-    assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
+    assert validate_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
     with pytest.raises(InputError, match="not empty; pass --force"):
-        check_out_dir(tmp_path / "full", force=False)
-    assert check_out_dir(tmp_path / "full", force=True) == tmp_path / "full"
+        validate_out_dir(tmp_path / "full", force=False)
+    assert validate_out_dir(tmp_path / "full", force=True) == tmp_path / "full"
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="is not a folder"):
-        check_out_dir(tmp_path / "file", force=True)
+        validate_out_dir(tmp_path / "file", force=True)
     with pytest.raises(InputError, match="parent folder"):
-        check_out_dir(tmp_path / "missing" / "out", force=False)
+        validate_out_dir(tmp_path / "missing" / "out", force=False)
 
 
 def test_atomic_output_dir_moves_into_place(tmp_path: Path) -> None:

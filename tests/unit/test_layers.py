@@ -6,10 +6,11 @@ import pytest
 import torch
 from _tiny_lm import tiny_model, word_tokenizer
 
-from sae_steer_checks.behaviour import freeform_task, relative_multipliers, steerability
-from sae_steer_checks.caa import extract_caa
-from sae_steer_checks.data import freeform_pairs, load_freeform
-from sae_steer_checks.layers import layer_sweep
+from sae_steer_checks.data.prompts import freeform_pairs
+from sae_steer_checks.data.schema import load_freeform
+from sae_steer_checks.steering.behaviour import freeform_task, relative_multipliers, steerability
+from sae_steer_checks.steering.caa import extract_caa
+from sae_steer_checks.steering.layers import layer_sweep
 
 
 def test_layer_sweep_reports_each_layer_in_fraction_units() -> None:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sae_steer_checks.leaning import benjamini_hochberg, leaning_check, leaning_from_acts, paired_t_pvalues
+from sae_steer_checks.diagnostics.leaning import (
+    benjamini_hochberg,
+    leaning_check,
+    leaning_from_acts,
+    paired_t_pvalues,
+)
 from tests.hand_saes import make_sae, orthonormal_rows
 from tests.reference_impl import bh_loop, ttest_loop
 

@@ -9,13 +9,13 @@ import torch
 from tiny_models import TINY_KINDS, tiny_model
 from torch import nn
 
-from sae_steer_checks.models import (
+from sae_steer_checks.lm.models import (
     LoadedModel,
     UnsupportedArchitectureError,
-    check_layer,
     decoder_layers,
     load_model,
     model_d_model,
+    validate_layer,
 )
 
 
@@ -40,14 +40,14 @@ def test_unsupported_architecture_names_the_class() -> None:
 def test_check_layer_refuses_out_of_range(layer: int) -> None:
     model = tiny_model("llama", n_layers=3)
     with pytest.raises(ValueError, match=r"layer must be in 0\.\.2"):
-        check_layer(model, layer)
+        validate_layer(model, layer)
 
 
 def test_check_layer_refuses_non_int() -> None:
     model = tiny_model("llama", n_layers=3)
     with pytest.raises(TypeError, match="layer must be an int"):
-        check_layer(model, 1.0)  # type: ignore[arg-type]
-    assert check_layer(model, 2) == 2
+        validate_layer(model, 1.0)  # type: ignore[arg-type]
+    assert validate_layer(model, 2) == 2
 
 
 def test_loaded_model_validates() -> None:

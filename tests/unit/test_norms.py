@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.norms import norm_check
+from sae_steer_checks.diagnostics.norms import norm_check
 from tests.reference_impl import percentile_loop
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sae_steer_checks.pairs import find_aligned_pairs, spurious_check
+from sae_steer_checks.diagnostics.pairs import find_aligned_pairs, spurious_check
 from tests.hand_saes import orthonormal_rows, random_unit_rows
 from tests.reference_impl import pairs_loop
 

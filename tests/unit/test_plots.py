@@ -8,8 +8,8 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from sae_steer_checks.check import run_checks
-from sae_steer_checks.plots import (
+from sae_steer_checks.diagnostics.run import run_checks
+from sae_steer_checks.report.plots import (
     PLOT_FILES,
     PlotData,
     matplotlib_available,

@@ -8,9 +8,10 @@ from tiny_models import tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-from sae_steer_checks import readout
-from sae_steer_checks.data import ContrastivePair, encode
-from sae_steer_checks.readout import read_pairs, tokenize_pairs
+from sae_steer_checks.data.prompts import tokenize
+from sae_steer_checks.data.schema import ContrastivePair
+from sae_steer_checks.lm import readout
+from sae_steer_checks.lm.readout import read_pairs, tokenize_pairs
 
 LAYER = 1
 # prefixes of different lengths, one-token endings and endings of unequal length
@@ -35,7 +36,7 @@ def _model(kind: str, attention: str) -> nn.Module:
 
 
 def _reference(model: nn.Module, tok: PreTrainedTokenizerFast, text: str) -> torch.Tensor:
-    ids = torch.tensor([encode(tok, text)])
+    ids = torch.tensor([tokenize(tok, text)])
     with torch.no_grad():
         return model(ids, output_hidden_states=True).hidden_states[LAYER + 1][0, -1]
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sae_steer_checks.plots import PLOT_FILES, PlotData
-from sae_steer_checks.report import PLOTS_SKIPPED, render_markdown, verdicts, write_report
+from sae_steer_checks.report.markdown import PLOTS_SKIPPED, render_markdown, verdicts, write_report
+from sae_steer_checks.report.plots import PLOT_FILES, PlotData
 
 
 def example_report() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.retention import retention, steerability_slope
+from sae_steer_checks.diagnostics.retention import retention, steerability_slope
 from tests.reference_impl import slope_loop
 
 

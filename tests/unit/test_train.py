@@ -11,16 +11,10 @@ from sae_lens import JumpReLUSAE, TopKSAE
 from tiny_models import tiny_model, tiny_tokenizer
 from torch import Tensor
 
-from sae_steer_checks.corpus import CORPORA, split_corpus
-from sae_steer_checks.hooks import residual_activations
-from sae_steer_checks.train import (
-    TrainConfig,
-    collect_activations,
-    evaluate_sae,
-    fit_sae,
-    load_trained_sae,
-    train_sae,
-)
+from sae_steer_checks.data.corpus import CORPORA, split_corpus
+from sae_steer_checks.lm.hooks import residual_activations
+from sae_steer_checks.sae.loading import load_sae_folder
+from sae_steer_checks.train import TrainConfig, collect_activations, evaluate_sae, fit_sae, train_sae
 
 D_IN = 16
 
@@ -172,7 +166,7 @@ def test_train_sae_end_to_end_saves_recipe_and_quality(
     assert meta["dead_fraction"] == result.heldout.dead_fraction
     assert meta["recipe"]["width"] == 32
     # the reloaded SAE reproduces the recorded held-out figures on freshly collected activations
-    sae = load_trained_sae(result.path)
+    sae = load_sae_folder(result.path)
     assert isinstance(sae, JumpReLUSAE)
     split = split_corpus(tokenizer, ["tinytext"], window=32, heldout_fraction=0.2, seed=0)
     model = tiny_model("llama", n_layers=2)
@@ -182,6 +176,6 @@ def test_train_sae_end_to_end_saves_recipe_and_quality(
     assert again.mean_l0 == pytest.approx(meta["mean_l0"])
 
 
-def test_load_trained_sae_missing_dir_is_clear(tmp_path: Path) -> None:
+def test_load_sae_folder_missing_dir_is_clear(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"cfg\.json"):
-        load_trained_sae(tmp_path)
+        load_sae_folder(tmp_path)

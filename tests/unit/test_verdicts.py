@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sae_steer_checks.verdicts import feature_ids, feature_values, fmt_num, fmt_pct, id_list, verdicts
+from sae_steer_checks.report.verdicts import feature_ids, feature_values, fmt_num, fmt_pct, id_list, verdicts
 
 
 @pytest.mark.parametrize(

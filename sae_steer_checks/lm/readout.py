@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sae_steer_checks.data import ContrastivePair, encode
-from sae_steer_checks.hooks import capture_residual
-from sae_steer_checks.models import check_layer
+from sae_steer_checks.data.prompts import tokenize
+from sae_steer_checks.data.schema import ContrastivePair
+from sae_steer_checks.lm.hooks import capture_residual
+from sae_steer_checks.lm.models import validate_layer
 
 __all__ = ["read_last_token", "read_pairs", "tokenize_pairs"]
 
@@ -32,14 +33,14 @@ TokenPair = tuple[list[int], list[int], list[int]]
 def tokenize_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair]) -> list[TokenPair]:
     """Split each pair into ``(shared prefix, positive ending, negative ending)`` token ids.
 
-    The ids are those of tokenising each full prompt (``data.encode``); the prefix is their longest
+    The ids are those of tokenising each full prompt (``data.prompts.tokenize``); the prefix is their longest
     common start, shortened so that both endings keep at least one token.
     """
     out = []
     for index, pair in enumerate(pairs):
         if not isinstance(pair, ContrastivePair):
             raise TypeError(f"pairs[{index}] must be a ContrastivePair, got {type(pair).__name__}")
-        pos, neg = encode(tokenizer, pair.positive), encode(tokenizer, pair.negative)
+        pos, neg = tokenize(tokenizer, pair.positive), tokenize(tokenizer, pair.negative)
         if pos == neg:
             raise ValueError(f"pairs[{index}]: positive and negative tokenise identically: {pos}")
         shared = 0
@@ -107,7 +108,7 @@ def read_last_token(
 
     Rows are left-padded with explicit positions; blocks after ``layer`` and the head are skipped.
     """
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not rows or any(len(r) == 0 for r in rows):
@@ -150,7 +151,7 @@ def read_pairs(
     in one row (see the module notes) or continue from its cache; otherwise all ``2 * n_pairs``
     prompts run in full (same values to float tolerance). ``batch_size`` is pairs per forward.
     """
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not pairs:

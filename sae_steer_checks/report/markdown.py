@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sae_steer_checks.verdicts import (
+from sae_steer_checks.report.verdicts import (
     Verdict,
     feature_ids,
     feature_values,
@@ -22,7 +22,7 @@ from sae_steer_checks.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from sae_steer_checks.plots import PlotData
+    from sae_steer_checks.report.plots import PlotData
 
 __all__ = ["PLOTS_SKIPPED", "PLOT_TITLES", "Verdict", "render_markdown", "verdicts", "write_report"]
 
@@ -96,8 +96,8 @@ def write_report(
     only with ``force``. Without matplotlib the plots are skipped and the Markdown says so.
     Returns the names of the files written, report files first.
     """
-    from sae_steer_checks import plots as plotting
-    from sae_steer_checks.io import atomic_output_dir, write_json
+    from sae_steer_checks.report import plots as plotting
+    from sae_steer_checks.report.files import atomic_output_dir, write_json
 
     with atomic_output_dir(out, force=force) as tmp:
         images: dict[str, str] = {}

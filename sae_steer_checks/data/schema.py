@@ -1,4 +1,4 @@
-"""Contrastive data: the CAA A/B format, free-form contrasts, and prompts that end at the read token.
+"""Contrastive data: the CAA A/B format and free-form contrasts, loaded and validated.
 
 A/B items follow the CAA JSON format: a list of objects with ``question`` (the question with its
 ``(A)``/``(B)`` choices), ``answer_matching_behavior`` and ``answer_not_matching_behavior`` (``"(A)"`` or
@@ -25,16 +25,11 @@ __all__ = [
     "ContrastivePair",
     "FreeformDataset",
     "FreeformItem",
-    "ab_pairs",
-    "ab_prompt",
     "bundled_path",
-    "encode",
-    "freeform_pairs",
     "load_ab_items",
     "load_freeform",
     "split_items",
     "swap_choices",
-    "uses_chat_template",
 ]
 
 Letter = Literal["A", "B"]
@@ -135,7 +130,7 @@ def bundled_path(name: str) -> Path:
         raise ValueError(
             f"name must be a bundled dataset, one of {BUNDLED_AB + BUNDLED_FREEFORM}, got {name!r}"
         )
-    return Path(__file__).resolve().parent / "datasets" / f"{name}.json"
+    return Path(__file__).resolve().parent / "builtin" / f"{name}.json"
 
 
 def _read_json(source: str | os.PathLike[str]) -> tuple[Any, str]:
@@ -249,76 +244,6 @@ def swap_choices(item: ABItem) -> ABItem:
     idx = [i for i, line in enumerate(lines) if _CHOICE.match(line)]
     lines[idx[0]], lines[idx[1]] = lines[idx[1]], lines[idx[0]]
     return replace(item, question="\n".join(lines), matching=item.non_matching)
-
-
-def uses_chat_template(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` carries a chat template (then prompts are built with it)."""
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def ab_prompt(tokenizer: Any, question: str, letter: str = "", *, chat_template: bool | None = None) -> str:
-    """The prompt for ``question`` ending in ``"(" + letter`` (the read position when ``letter``).
-
-    With a chat template (``chat_template=None`` means: when the tokenizer has one) the question is the
-    user turn and the answer starts the model turn; otherwise ``"Question: ...\\n\\nAnswer: ("``.
-    ``letter=""`` gives the prefix whose next-token distribution scores the letters.
-    """
-    if letter not in ("", "A", "B"):
-        raise ValueError(f"letter must be '', 'A' or 'B', got {letter!r}")
-    use_chat = uses_chat_template(tokenizer) if chat_template is None else chat_template
-    if use_chat:
-        head = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
-        if not isinstance(head, str):
-            raise ValueError(f"tokenizer.apply_chat_template returned {type(head).__name__}, not text")
-    else:
-        head = f"Question: {question}\n\nAnswer: "
-    return f"{head}({letter}"
-
-
-def ab_pairs(
-    items: Sequence[ABItem],
-    tokenizer: Any,
-    *,
-    swap: bool = False,
-    chat_template: bool | None = None,
-) -> list[ContrastivePair]:
-    """Contrastive pairs for A/B items: the same prompt ending in the matching vs the other letter.
-
-    With ``swap=True`` every item is followed by its choice-swapped copy, so each letter is the
-    matching one equally often (the balanced CAA of ``sae_steer_checks.caa``).
-    """
-    expanded: list[ABItem] = []
-    for item in items:
-        if not isinstance(item, ABItem):
-            raise TypeError(f"items must be ABItem objects, got {type(item).__name__}")
-        expanded.append(item)
-        if swap:
-            expanded.append(swap_choices(item))
-    pairs = []
-    for item in expanded:
-        prompt = ab_prompt(tokenizer, item.question, chat_template=chat_template)
-        pairs.append(ContrastivePair(prompt + item.matching, prompt + item.non_matching, item.matching))
-    return pairs
-
-
-def freeform_pairs(dataset: FreeformDataset | Sequence[FreeformItem]) -> list[ContrastivePair]:
-    """Contrastive pairs ``prompt + positive`` vs ``prompt + negative`` of a free-form set."""
-    items = dataset.items if isinstance(dataset, FreeformDataset) else dataset
-    return [ContrastivePair(i.prompt + i.positive, i.prompt + i.negative) for i in items]
-
-
-def encode(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of ``text``, adding special tokens unless the text already starts with BOS.
-
-    Chat templates write the BOS token into the text; tokenising it again with special tokens would
-    give two.
-    """
-    bos = getattr(tokenizer, "bos_token", None)
-    add_special = not (isinstance(bos, str) and bos and text.startswith(bos))
-    ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
-    return [int(i) for i in ids]
 
 
 def split_items(items: Sequence[T], test_fraction: float = 0.25, *, seed: int = 0) -> tuple[list[T], list[T]]:

@@ -22,10 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["BUNDLED_SAE_DIR", "DEMO_CHECKS", "DemoCheck", "bundled_sae_dir", "demo_inputs"]
-
-#: Where the bundled SAE lives in a source checkout (``fixtures/`` beside the package).
-BUNDLED_SAE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "gemma3-270m-sae"
+__all__ = ["DEMO_CHECKS", "DemoCheck", "demo_inputs", "write_summary"]
 
 #: (name, bundled dataset, whether the retention sweep runs)
 DEMO_CHECKS: tuple[tuple[str, str, bool], ...] = (
@@ -42,16 +39,6 @@ class DemoCheck:
     """Sub-folder of the report and short name of the behaviour."""
     inputs: Any
     """``inputs.CheckInputs`` of this check."""
-
-
-def bundled_sae_dir() -> Path:
-    """The bundled SAE's folder; raises ``FileNotFoundError`` with the rebuild command if missing."""
-    if not (BUNDLED_SAE_DIR / "cfg.json").is_file():
-        raise FileNotFoundError(
-            f"the bundled SAE is missing from {BUNDLED_SAE_DIR}: the demo runs from a source checkout "
-            "(pip install -e .), or rebuild it with the train-sae command given in README.md"
-        )
-    return BUNDLED_SAE_DIR
 
 
 def sae_layer(sae: Any) -> int:
@@ -76,13 +63,14 @@ def demo_inputs(
     ``n_text_windows`` held-out text windows (127 tokens each) give the ordinary activations;
     ``max_pairs`` caps the items of each dataset (None: all).
     """
-    from sae_steer_checks import inputs
-    from sae_steer_checks.corpus import split_corpus
-    from sae_steer_checks.models import load_model
-    from sae_steer_checks.train import collect_activations, load_trained_sae
+    from sae_steer_checks.cli import inputs
+    from sae_steer_checks.data.corpus import split_corpus
+    from sae_steer_checks.lm.models import load_model
+    from sae_steer_checks.sae.loading import bundled_sae_dir, load_sae_folder
+    from sae_steer_checks.train import collect_activations
 
     sae_dir = bundled_sae_dir()
-    sae = load_trained_sae(sae_dir, device=device)
+    sae = load_sae_folder(sae_dir, device=device)
     layer = sae_layer(sae)
     say(f"Loading Gemma 3 270M (SAE at layer {layer}) ...")
     loaded = load_model("gemma3-270m", device=device, dtype=torch.float32)
@@ -161,8 +149,8 @@ def _json_ready(metadata: Any) -> dict[str, Any]:
 
 def write_summary(reports: dict[str, dict[str, Any]], out: Path) -> None:
     """Write ``summary.json`` (sorted keys) and ``summary.md`` over the demo's reports into ``out``."""
-    from sae_steer_checks.io import write_json
-    from sae_steer_checks.verdicts import verdicts
+    from sae_steer_checks.report.files import write_json
+    from sae_steer_checks.report.verdicts import verdicts
 
     summary: dict[str, Any] = {}
     lines = ["# sae_steer_checks demo: Gemma 3 270M with the bundled SAE", ""]

@@ -19,7 +19,7 @@ __all__ = [
     "SAELike",
     "applies_b_dec_to_input",
     "as_float32",
-    "check_sae",
+    "validate_sae",
     "decode_features",
     "describe_sae",
     "encode_activations",
@@ -52,7 +52,7 @@ class SAELike(Protocol):
         ...
 
 
-def check_sae(sae: Any, name: str = "sae") -> tuple[int, int]:
+def validate_sae(sae: Any, name: str = "sae") -> tuple[int, int]:
     """Validate that ``sae`` has consistent SAE weights and return ``(d_in, d_sae)``.
 
     Raises ``TypeError`` naming the missing attribute, or ``ValueError`` naming the inconsistent
@@ -81,7 +81,7 @@ def check_sae(sae: Any, name: str = "sae") -> tuple[int, int]:
 
 def sae_dims(sae: SAELike) -> tuple[int, int]:
     """``(d_in, d_sae)`` of a validated SAE."""
-    return check_sae(sae)
+    return validate_sae(sae)
 
 
 def applies_b_dec_to_input(sae: SAELike) -> bool:
@@ -118,7 +118,7 @@ def as_float32(sae: SAELike) -> SAELike:
 
 def describe_sae(sae: SAELike) -> dict[str, Any]:
     """A JSON-ready description of the SAE: class, architecture, widths and encoding convention."""
-    d_in, d_sae = check_sae(sae)
+    d_in, d_sae = validate_sae(sae)
     cfg = getattr(sae, "cfg", None)
     architecture = None
     if cfg is not None and hasattr(cfg, "architecture"):

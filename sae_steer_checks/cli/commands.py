@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from sae_steer_checks.io import InputError, one_line
+from sae_steer_checks._validate import InputError, one_line
 
 __all__ = ["build_parser", "main"]
 
@@ -125,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from sae_steer_checks.inputs import CheckInputs
-    from sae_steer_checks.io import file_sha256, load_activations, load_sae, load_vector
+    from sae_steer_checks._provenance import file_sha256
+    from sae_steer_checks.cli.files import load_activations, load_vector
+    from sae_steer_checks.cli.inputs import CheckInputs
+    from sae_steer_checks.sae.loading import load_sae
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
@@ -158,8 +160,8 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sae_steer_checks import inputs
-    from sae_steer_checks.io import load_sae
+    from sae_steer_checks.cli import inputs
+    from sae_steer_checks.sae.loading import load_sae
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
@@ -196,8 +198,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from sae_steer_checks import inputs
-    from sae_steer_checks.io import atomic_output_dir, save_tensors, write_json
+    from sae_steer_checks.cli import inputs
+    from sae_steer_checks.cli.files import save_tensors
+    from sae_steer_checks.report.files import atomic_output_dir, write_json
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
@@ -228,7 +231,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _train_sae(args: argparse.Namespace) -> int:
-    from sae_steer_checks.io import atomic_output_dir
+    from sae_steer_checks.report.files import atomic_output_dir
     from sae_steer_checks.train import TrainConfig, train_sae
 
     _check_out(args)
@@ -258,14 +261,13 @@ def _train_sae(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sae_steer_checks import inputs
-
+    from sae_steer_checks.cli import inputs
     _check_out(args)
     if args.planted:
         _check_and_report(inputs.planted_inputs(seed=args.seed, device=_device(args.device)), args)
         return 0
-    from sae_steer_checks.demo import demo_inputs, write_summary
-    from sae_steer_checks.io import atomic_output_dir
+    from sae_steer_checks.cli.demo import demo_inputs, write_summary
+    from sae_steer_checks.report.files import atomic_output_dir
 
     try:
         checks = demo_inputs(seed=args.seed, device=_device(args.device), progress=not args.quiet,
@@ -300,10 +302,10 @@ def _check_and_report(
     """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
     import torch
 
-    from sae_steer_checks.check import CheckConfig, run_checks
-    from sae_steer_checks.inputs import versions
-    from sae_steer_checks.plots import plot_data_from_result
-    from sae_steer_checks.report import verdicts, write_report
+    from sae_steer_checks._provenance import versions
+    from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
+    from sae_steer_checks.report.markdown import verdicts, write_report
+    from sae_steer_checks.report.plots import plot_data_from_result
 
     torch.manual_seed(args.seed)
     result = run_checks(
@@ -334,7 +336,7 @@ def _check_and_report(
 def _model(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
     from transformers.utils import logging as hf_logging
 
-    from sae_steer_checks.inputs import load_checked_model
+    from sae_steer_checks.cli.inputs import load_checked_model
 
     # transformers draws a "Loading weights" bar of its own; --quiet silences it for this load only
     silence = args.quiet and hf_logging.is_progress_bar_enabled()
@@ -392,9 +394,9 @@ def _device_args(p: argparse.ArgumentParser, *, dtype: str | None = "float32") -
 
 
 def _check_out(args: argparse.Namespace) -> None:
-    from sae_steer_checks.io import check_out_dir
+    from sae_steer_checks.report.files import validate_out_dir
 
-    check_out_dir(args.out, force=args.force)
+    validate_out_dir(args.out, force=args.force)
 
 
 def _device(name: str) -> Any:

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sae_steer_checks.behaviour import BehaviourTask, relative_multipliers, steerability
-from sae_steer_checks.caa import Balance, extract_caa
-from sae_steer_checks.data import ABItem, ContrastivePair, FreeformDataset
-from sae_steer_checks.models import check_layer
+from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
+from sae_steer_checks.lm.models import validate_layer
+from sae_steer_checks.steering.behaviour import BehaviourTask, relative_multipliers, steerability
+from sae_steer_checks.steering.caa import Balance, extract_caa
 
 __all__ = ["LayerSteerability", "LayerSweep", "layer_sweep"]
 
@@ -96,7 +96,7 @@ def layer_sweep(
     Multipliers are ``fractions`` of the layer's mean activation norm over the vector norm; the slope
     is rescaled to score per unit fraction. Returns a ``LayerSweep`` (``.best_layer``, ``.to_dict()``).
     """
-    checked = [check_layer(model, layer) for layer in layers]
+    checked = [validate_layer(model, layer) for layer in layers]
     if not checked:
         raise ValueError("layers must name at least one decoder block, got none")
     results = []

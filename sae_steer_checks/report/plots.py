@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch import Tensor
 
-    from sae_steer_checks.check import CheckResult
+    from sae_steer_checks.diagnostics.run import CheckResult
 
 __all__ = [
     "PLOT_FILES",
@@ -297,7 +297,7 @@ def plot_retention(
 def plot_data_from_result(
     result: CheckResult, sample: Tensor, decoder: Tensor, *, max_relevant: int = 3000
 ) -> PlotData:
-    """Gather the figures' numbers from a :class:`~sae_steer_checks.check.CheckResult`.
+    """Gather the figures' numbers from a :class:`~sae_steer_checks.diagnostics.run.CheckResult`.
 
     ``sample`` is the activation sample the norm check used ``[n, d_in]``; ``decoder`` the SAE's
     ``W_dec [d_sae, d_in]``. The relevant features are those active on either prompt set, in SAE(v)

@@ -16,9 +16,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from sae_steer_checks.data import ABItem, ContrastivePair, FreeformDataset, ab_pairs, freeform_pairs
-from sae_steer_checks.models import check_layer
-from sae_steer_checks.readout import read_pairs
+from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs
+from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
+from sae_steer_checks.lm.models import validate_layer
+from sae_steer_checks.lm.readout import read_pairs
 
 __all__ = ["BALANCE_MODES", "CAAResult", "LetterConfound", "extract_caa", "letter_confound"]
 
@@ -208,7 +209,7 @@ def extract_caa(
     takes the plain mean otherwise. Returns a ``CAAResult`` with ``vector [d_model]`` and the positive
     and negative activations ``[n_pairs, d_model]`` (float32, CPU).
     """
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     pairs, mode = _as_pairs(data, tokenizer, balance, chat_template)
     positive, negative = read_pairs(
         model,

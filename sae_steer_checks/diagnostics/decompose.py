@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._validate import check_positive_int
-from .pairs import row_norms
+from sae_steer_checks._validate import validate_positive_int
+from sae_steer_checks.diagnostics.pairs import row_norms
 
 __all__ = [
     "DecompositionSummary",
@@ -65,7 +65,7 @@ def _prepare(dictionary: Tensor, vectors: Tensor, k: int, device: Any) -> tuple[
         raise ValueError(f"vectors must have width {d} to match the dictionary, got {V.shape[1]}")
     if not bool(torch.isfinite(V).all()):
         raise ValueError("vectors must be finite, found NaN or infinite entries")
-    k = check_positive_int(k, "k")
+    k = validate_positive_int(k, "k")
     if k > n:
         raise ValueError(f"k must be at most the number of atoms {n}, got {k}")
     dev = torch.device(device) if device is not None else dictionary.device
@@ -123,7 +123,7 @@ def omp(
         A :class:`SparseCode` with ``indices``/``coefficients`` ``[batch, k]`` on the rows as given.
     """
     D, V, inv, k = _prepare(dictionary, vectors, k, device)
-    step = check_positive_int(atoms_per_step, "atoms_per_step")
+    step = validate_positive_int(atoms_per_step, "atoms_per_step")
     idx_out, coef_out = [], []
     for start in _batches(V.shape[0], batch_size, progress, "omp"):
         idx, coef = _omp_batch(D, V[start : start + batch_size], inv, k, step, tol)

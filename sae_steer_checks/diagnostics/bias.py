@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_batch, check_positive_int, check_vector
-from .sae import (
+from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
+from sae_steer_checks.sae.protocol import (
     SAELike,
     applies_b_dec_to_input,
     as_float32,
-    check_sae,
     encode_activations,
     encode_in_sae_space,
+    validate_sae,
     vector_to_sae_space,
 )
 
@@ -152,10 +152,10 @@ def bias_check(
     Returns:
         A :class:`BiasCheck`.
     """
-    d_in, _ = check_sae(sae)
-    top_k = check_positive_int(top_k, "top_k")
-    v = check_vector(vector, d_in, "vector")
-    x = None if activations is None else check_batch(activations, d_in, "activations")
+    d_in, _ = validate_sae(sae)
+    top_k = validate_positive_int(top_k, "top_k")
+    v = validate_vector(vector, d_in, "vector")
+    x = None if activations is None else validate_batch(activations, d_in, "activations")
     sae = as_float32(sae)
     v_sae = vector_to_sae_space(sae, v, x)
     own_convention = applies_b_dec_to_input(sae)

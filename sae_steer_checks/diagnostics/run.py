@@ -12,26 +12,31 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_batch, check_fraction, check_positive_int, check_vector
-from .bias import BiasCheck, bias_check
-from .decompose import (
+from sae_steer_checks._validate import (
+    validate_batch,
+    validate_fraction,
+    validate_positive_int,
+    validate_vector,
+)
+from sae_steer_checks.diagnostics.bias import BiasCheck, bias_check
+from sae_steer_checks.diagnostics.decompose import (
     DecompositionSummary,
     SparseCode,
     gradient_pursuit,
     omp,
     summarize_reconstruction,
 )
-from .leaning import LeaningCheck, leaning_check
-from .norms import NormCheck, norm_check
-from .pairs import AlignedPairs, SpuriousCheck, find_aligned_pairs, spurious_check
-from .retention import DEFAULT_MULTIPLIERS, Retention, ScoreFn, retention
-from .sae import (
+from sae_steer_checks.diagnostics.leaning import LeaningCheck, leaning_check
+from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
+from sae_steer_checks.diagnostics.pairs import AlignedPairs, SpuriousCheck, find_aligned_pairs, spurious_check
+from sae_steer_checks.diagnostics.retention import DEFAULT_MULTIPLIERS, Retention, ScoreFn, retention
+from sae_steer_checks.sae.protocol import (
     SAELike,
     as_float32,
-    check_sae,
     decode_features,
     describe_sae,
     encode_activations,
+    validate_sae,
     vector_from_sae_space,
     vector_to_sae_space,
 )
@@ -71,9 +76,9 @@ class CheckConfig:
 
     def __post_init__(self) -> None:
         for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs"):
-            check_positive_int(getattr(self, name), name)
-        check_fraction(self.alpha, "alpha")
-        check_fraction(self.rare_rate, "rare_rate", open_low=False)
+            validate_positive_int(getattr(self, name), name)
+        validate_fraction(self.alpha, "alpha")
+        validate_fraction(self.rare_rate, "rare_rate", open_low=False)
         if not -1.0 <= self.pair_threshold <= 1.0:
             raise ValueError(f"pair_threshold must be a cosine in [-1, 1], got {self.pair_threshold}")
         if self.signed_method not in _METHODS:
@@ -177,14 +182,14 @@ def run_checks(
     Returns:
         A frozen :class:`CheckResult`.
     """
-    d_in, d_sae = check_sae(sae)
-    v = check_vector(vector, d_in, "vector")
-    pos = check_batch(pos, d_in, "pos")
-    neg = check_batch(neg, d_in, "neg")
+    d_in, d_sae = validate_sae(sae)
+    v = validate_vector(vector, d_in, "vector")
+    pos = validate_batch(pos, d_in, "pos")
+    neg = validate_batch(neg, d_in, "neg")
     if pos.shape[0] != neg.shape[0]:
         raise ValueError(f"pos and neg must pair up row by row, got {pos.shape[0]} and {neg.shape[0]} rows")
     source = "activations" if activations is not None else "pos+neg"
-    sample = torch.cat([pos, neg]) if activations is None else check_batch(activations, d_in, "activations")
+    sample = torch.cat([pos, neg]) if activations is None else validate_batch(activations, d_in, "activations")
     description = describe_sae(sae)
     sae = as_float32(sae)
     norm = norm_check(v, sample)

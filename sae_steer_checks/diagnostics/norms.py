@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_batch, check_vector
+from sae_steer_checks._validate import validate_batch, validate_vector
 
 __all__ = ["DEFAULT_QUANTILES", "NormCheck", "norm_check"]
 
@@ -74,8 +74,8 @@ def norm_check(
     if not isinstance(activations, Tensor):
         raise TypeError(f"activations must be a torch.Tensor, got a {type(activations).__name__}")
     d_model = int(activations.shape[-1]) if activations.ndim >= 1 else 0
-    x = check_batch(activations, d_model, "activations")
-    v = check_vector(vector, d_model, "vector")
+    x = validate_batch(activations, d_model, "activations")
+    v = validate_vector(vector, d_model, "vector")
     for q in quantiles:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantiles must lie in [0, 1], got {q}")

@@ -3,7 +3,7 @@
 All hooks are registered inside context managers and removed in ``finally``, so an exception in
 the forward (or in the caller's code) never leaves a hook behind. Layer ``L`` is the output of
 decoder block ``L`` (``hidden_states[L + 1]``, ``blocks.L.hook_resid_post``); see
-``sae_steer_checks.models``.
+``sae_steer_checks.lm.models``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_steer_checks.models import check_layer, decoder_layers, model_d_model
+from sae_steer_checks.lm.models import decoder_layers, model_d_model, validate_layer
 
 __all__ = ["add_to_residual", "capture_residual", "residual_activations"]
 
@@ -36,7 +36,7 @@ def _layer_list(model: nn.Module, layers: int | Sequence[int]) -> list[int]:
     requested = [layers] if isinstance(layers, int) else list(layers)
     if not requested:
         raise ValueError("layers must name at least one decoder block, got an empty sequence")
-    return sorted({check_layer(model, layer) for layer in requested})
+    return sorted({validate_layer(model, layer) for layer in requested})
 
 
 @contextmanager
@@ -96,7 +96,7 @@ def residual_activations(
         raise ValueError(
             f"attention_mask must match input_ids {list(input_ids.shape)}, got {_describe(attention_mask)}"
         )
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     device = next(model.parameters()).device
     inputs: dict[str, Any] = {"input_ids": input_ids.to(device), "use_cache": False}
     if attention_mask is not None:
@@ -120,7 +120,7 @@ def add_to_residual(
     cast to the activations' dtype and device; the hook is removed on exit, also after an
     exception.
     """
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     d_model = model_d_model(model)
     if not isinstance(vector, Tensor) or vector.shape != (d_model,):
         raise ValueError(f"vector must be a [{d_model}] tensor, got {_describe(vector)}")

@@ -17,8 +17,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from ._validate import check_batch, check_fraction
-from .sae import SAELike, as_float32, check_sae, encode_activations
+from sae_steer_checks._validate import validate_batch, validate_fraction
+from sae_steer_checks.sae.protocol import SAELike, as_float32, encode_activations, validate_sae
 
 __all__ = [
     "LeaningCheck",
@@ -51,7 +51,7 @@ class LeaningCheck:
     """Significant negative-leaning features with coefficient 0 in SAE(v), most negative first."""
 
     def __post_init__(self) -> None:
-        check_fraction(self.alpha, "alpha")
+        validate_fraction(self.alpha, "alpha")
         if self.n_pairs < 1:
             raise ValueError(f"n_pairs must be >= 1, got {self.n_pairs}")
 
@@ -134,7 +134,7 @@ def leaning_from_acts(
             f"acts_pos and acts_neg must both have shape [n_pairs, d_sae], got "
             f"{list(acts_pos.shape)} and {list(acts_neg.shape)}"
         )
-    alpha = check_fraction(alpha, "alpha")
+    alpha = validate_fraction(alpha, "alpha")
     pos, neg = acts_pos.to(torch.float32), acts_neg.to(torch.float32)
     mean_pos, mean_neg = pos.mean(dim=0), neg.mean(dim=0)
     firing = ((pos > 0).sum(dim=0) + (neg > 0).sum(dim=0)).to(torch.float32) / (2 * pos.shape[0])
@@ -176,9 +176,9 @@ def leaning_check(
     Returns:
         A :class:`LeaningCheck`; row i of ``pos`` and of ``neg`` must come from the same pair.
     """
-    d_in, _ = check_sae(sae)
-    pos = check_batch(pos, d_in, "pos")
-    neg = check_batch(neg, d_in, "neg")
+    d_in, _ = validate_sae(sae)
+    pos = validate_batch(pos, d_in, "pos")
+    neg = validate_batch(neg, d_in, "neg")
     if pos.shape[0] != neg.shape[0]:
         raise ValueError(
             f"pos and neg must hold the same number of paired rows, got {pos.shape[0]} and {neg.shape[0]}"

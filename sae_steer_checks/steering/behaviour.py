@@ -19,18 +19,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sae_steer_checks.data import (
-    ABItem,
-    ContrastivePair,
-    FreeformDataset,
-    FreeformItem,
-    ab_prompt,
-    encode,
-    swap_choices,
-)
-from sae_steer_checks.hooks import add_to_residual
-from sae_steer_checks.models import check_layer
-from sae_steer_checks.readout import tokenize_pairs
+from sae_steer_checks.data.prompts import ab_prompt, tokenize
+from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset, FreeformItem, swap_choices
+from sae_steer_checks.lm.hooks import add_to_residual
+from sae_steer_checks.lm.models import validate_layer
+from sae_steer_checks.lm.readout import tokenize_pairs
 
 __all__ = [
     "BehaviourTask",
@@ -151,12 +144,12 @@ def freeform_task(
     pos: list[tuple[tuple[int, ...], ...]] = []
     neg: list[tuple[tuple[int, ...], ...]] = []
     for prompt in prompts:
-        prefix = encode(tokenizer, prompt)
+        prefix = tokenize(tokenizer, prompt)
         prefixes.append(tuple(prefix))
         for targets, out in ((positive_targets, pos), (negative_targets, neg)):
             conts = []
             for target in targets:
-                full = encode(tokenizer, prompt + target)
+                full = tokenize(tokenizer, prompt + target)
                 if full[: len(prefix)] != prefix or len(full) == len(prefix):
                     raise ValueError(f"target {target!r} does not tokenise as a continuation of {prompt!r}")
                 conts.append(tuple(full[len(prefix) :]))
@@ -214,7 +207,7 @@ def score_items(
     """
     if not isinstance(task, BehaviourTask):
         raise TypeError(f"task must be a BehaviourTask, got {type(task).__name__}")
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     # one row per distinct (prefix + all but the last continuation token); single-token targets share
@@ -254,7 +247,7 @@ def make_score_fn(
     ``u`` is the already multiplied steering vector ``[d_model]``; the score is the group-balanced mean
     of ``score_items`` (logit difference for A/B tasks, log-odds for free-form ones).
     """
-    layer = check_layer(model, layer)
+    layer = validate_layer(model, layer)
 
     def score_fn(u: Tensor) -> float:
         return group_mean(score_items(model, task, layer, u, batch_size=batch_size), task.groups)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._validate import check_positive_int
+from sae_steer_checks._validate import validate_positive_int
 
 __all__ = [
     "AlignedPairs",
@@ -132,7 +132,7 @@ def find_aligned_pairs(
         raise ValueError(f"W_dec must be a 2-D tensor [d_sae, d_in], got {type(W_dec).__name__}")
     if not -1.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = validate_positive_int(block_size, "block_size")
     n = W_dec.shape[0]
     if live is not None and (live.shape != (n,) or live.dtype != torch.bool):
         raise ValueError(f"live must be a bool tensor of shape [{n}], got {list(live.shape)} {live.dtype}")

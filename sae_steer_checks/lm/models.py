@@ -21,7 +21,7 @@ __all__ = [
     "PACKAGED_MODELS",
     "LoadedModel",
     "UnsupportedArchitectureError",
-    "check_layer",
+    "validate_layer",
     "decoder_layers",
     "load_model",
     "model_d_model",
@@ -110,7 +110,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def check_layer(model: nn.Module, layer: int) -> int:
+def validate_layer(model: nn.Module, layer: int) -> int:
     """Validate a decoder-block index for ``model`` and return it as a plain ``int``.
 
     Negative indices are refused rather than wrapped, since ``-1`` silently meaning "the last block"
@@ -150,7 +150,7 @@ def load_model(
     """Load a causal LM and its tokenizer with ``transformers``, in eval mode with frozen weights.
 
     ``name_or_path`` is a hub id, a local directory, a local ``.gguf`` file, or ``"gemma3-270m"``
-    (the packaged Gemma 3 270M, see ``sae_steer_checks.gemma``). ``gguf_file`` names a GGUF file
+    (the packaged Gemma 3 270M, see ``sae_steer_checks.lm.gemma``). ``gguf_file`` names a GGUF file
     inside the repository or directory (transformers dequantises it to ``dtype``). With
     ``HF_HUB_OFFLINE=1`` nothing is downloaded and a model missing from the local cache is an error.
     """
@@ -159,7 +159,7 @@ def load_model(
     device = torch.device(device)
     name = os.fspath(name_or_path)
     if name in PACKAGED_MODELS:
-        from sae_steer_checks.gemma import load_gemma3_270m
+        from sae_steer_checks.lm.gemma import load_gemma3_270m
 
         packaged, packaged_tokenizer = load_gemma3_270m(device=device, dtype=dtype)
         return _wrap(packaged, packaged_tokenizer, name)

@@ -1,7 +1,7 @@
 """Assembling a full check's inputs: from a model and a dataset, or from the planted world.
 
 Every problem a user can cause (a missing file, a dataset not in the A/B format, a layer out of
-range, a model path that does not exist) raises :class:`~sae_steer_checks.io.InputError` with a
+range, a model path that does not exist) raises :class:`~sae_steer_checks.cli.files.InputError` with a
 one-line message naming the command-line input (``--dataset``, ``--model``, ``--layer``).
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sae_steer_checks.io import InputError, file_sha256, one_line
+from sae_steer_checks._provenance import file_sha256
+from sae_steer_checks._validate import InputError, one_line
 
 __all__ = [
     "CheckInputs",
@@ -85,7 +86,7 @@ class DatasetSpec:
 
     def split(self, seed: int) -> tuple[Any, Any]:
         """``(extraction data, held-out scoring data)``, a quarter held out, shuffled by ``seed``."""
-        from sae_steer_checks.data import split_items
+        from sae_steer_checks.data.schema import split_items
 
         if self.freeform is None:
             return split_items(list(self.ab_items), 0.25, seed=seed)
@@ -101,7 +102,7 @@ def load_dataset(spec: str, max_pairs: int | None = None) -> DatasetSpec:
 
     A JSON list is read as CAA A/B items, a JSON object as a free-form set.
     """
-    from sae_steer_checks.data import (
+    from sae_steer_checks.data.schema import (
         BUNDLED_AB,
         BUNDLED_FREEFORM,
         bundled_path,
@@ -141,7 +142,7 @@ def load_checked_model(
     name: str, layer: int, *, gguf_file: str | None, device: Any, dtype: torch.dtype
 ) -> Any:
     """``models.load_model`` with a tokenizer required and ``layer`` checked; a ``LoadedModel``."""
-    from sae_steer_checks.models import check_layer, load_model
+    from sae_steer_checks.lm.models import load_model, validate_layer
 
     try:
         loaded = load_model(name, gguf_file=gguf_file, device=device, dtype=dtype)
@@ -150,7 +151,7 @@ def load_checked_model(
     if loaded.tokenizer is None:
         raise InputError(f"--model {name}: no tokenizer found beside the weights")
     try:
-        check_layer(loaded.model, layer)
+        validate_layer(loaded.model, layer)
     except (ValueError, TypeError) as error:
         raise InputError(f"--layer {layer}: {one_line(error)}") from None
     return loaded
@@ -158,7 +159,7 @@ def load_checked_model(
 
 def extract_vector(loaded: Any, data: Any, layer: int, *, spec: str, progress: bool) -> Any:
     """CAA extraction (``caa.extract_caa``, balanced by default); a ``CAAResult``."""
-    from sae_steer_checks.caa import extract_caa
+    from sae_steer_checks.steering.caa import extract_caa
 
     try:
         return extract_caa(loaded.model, loaded.tokenizer, data, layer, progress=progress)
@@ -173,8 +174,8 @@ def score_function(
 
     Returns ``(score_fn, info)`` where ``info`` describes the score for the provenance.
     """
-    from sae_steer_checks.behaviour import ab_task, freeform_task, make_score_fn
-    from sae_steer_checks.data import FreeformDataset
+    from sae_steer_checks.data.schema import FreeformDataset
+    from sae_steer_checks.steering.behaviour import ab_task, freeform_task, make_score_fn
 
     try:
         if isinstance(held_out, FreeformDataset):
@@ -194,7 +195,7 @@ def default_multipliers(vector: Tensor, pos: Tensor, neg: Tensor) -> tuple[float
     Multipliers relative to the activation norm, because a vector at 0.5% of it does nothing at
     the plain -1..1 of CAA.
     """
-    from sae_steer_checks.behaviour import relative_multipliers
+    from sae_steer_checks.steering.behaviour import relative_multipliers
 
     median = float(torch.cat([pos, neg]).norm(dim=1).median())
     v_norm = float(vector.norm())

@@ -1,0 +1,95 @@
+"""Reading the user's tensor files and writing extracted tensors (safetensors).
+
+A steering vector is stored under the key ``vector`` with shape ``[d]``, a set of activations under
+the key ``activations`` with shape ``[n, d]``. Every problem raises :class:`InputError` whose
+one-line message names the input and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sae_steer_checks._validate import InputError, one_line
+
+__all__ = ["ACTIVATIONS_KEY", "VECTOR_KEY", "load_activations", "load_tensor", "load_vector", "save_tensors"]
+
+VECTOR_KEY = "vector"
+
+ACTIVATIONS_KEY = "activations"
+
+
+
+def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int | None = None) -> Tensor:
+    """Load ``key`` from the safetensors file ``path`` as a finite float32 tensor.
+
+    ``ndim`` is the expected number of dimensions, ``width`` (if given) the expected size of the
+    last one. ``name`` is how the input is called in error messages (e.g. ``"--vector"``).
+    Returns a float32 CPU tensor of shape ``[d]`` (ndim 1) or ``[n, d]`` (ndim 2).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    where = f"{name} {path}"
+    file = _readable_file(path, name)
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            keys = sorted(handle.keys())
+            if key not in keys:
+                raise InputError(f"{where}: no tensor under key '{key}' (found keys: {keys})")
+            tensor = handle.get_tensor(key)
+    except SafetensorError as error:
+        raise InputError(f"{where}: not a readable safetensors file ({one_line(error)})") from None
+    expected = "[d]" if ndim == 1 else "[n, d]"
+    if tensor.ndim != ndim:
+        raise InputError(f"{where}: tensor '{key}' must have shape {expected}, got {list(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise InputError(f"{where}: tensor '{key}' must be floating point, got {tensor.dtype}")
+    if tensor.numel() == 0:
+        raise InputError(f"{where}: tensor '{key}' is empty (shape {list(tensor.shape)})")
+    if width is not None and tensor.shape[-1] != width:
+        raise InputError(
+            f"{where}: tensor '{key}' has width {tensor.shape[-1]} but the SAE expects d_in={width}"
+        )
+    tensor = tensor.to(torch.float32)
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise InputError(f"{where}: tensor '{key}' contains {bad} NaN or infinite value(s)")
+    return tensor
+
+
+def load_vector(path: str | Path, *, name: str = "--vector", width: int | None = None) -> Tensor:
+    """The steering vector ``[d]`` stored under key ``vector``."""
+    return load_tensor(path, VECTOR_KEY, ndim=1, name=name, width=width)
+
+
+def load_activations(path: str | Path, *, name: str, width: int | None = None) -> Tensor:
+    """Activations ``[n, d]`` stored under key ``activations``."""
+    return load_tensor(path, ACTIVATIONS_KEY, ndim=2, name=name, width=width)
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``tensors`` (contiguous CPU copies) to a safetensors file; returns the path."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(out), metadata)
+    return out
+
+
+def _readable_file(path: str | Path, name: str) -> Path:
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise InputError(f"{name} {path}: file not found")
+    if not file.is_file():
+        raise InputError(f"{name} {path}: expected a file, got a folder")
+    try:
+        with open(file, "rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        raise InputError(f"{name} {path}: cannot read ({error.strerror})") from None
+    return file

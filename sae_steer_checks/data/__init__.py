@@ -1,0 +1,28 @@
+"""A/B and free-form contrast datasets, prompt building, offline text corpora and the bundled sets."""
+
+from sae_steer_checks.data.prompts import ab_pairs, ab_prompt, freeform_pairs, tokenize
+from sae_steer_checks.data.schema import (
+    ABItem,
+    ContrastivePair,
+    FreeformDataset,
+    FreeformItem,
+    load_ab_items,
+    load_freeform,
+    split_items,
+    swap_choices,
+)
+
+__all__ = [
+    "ABItem",
+    "ContrastivePair",
+    "FreeformDataset",
+    "FreeformItem",
+    "ab_pairs",
+    "ab_prompt",
+    "freeform_pairs",
+    "load_ab_items",
+    "load_freeform",
+    "split_items",
+    "swap_choices",
+    "tokenize",
+]

@@ -1,0 +1,14 @@
+"""The SAE as this library sees it: a Protocol, float32 encoding helpers, and loading from disk or sae-lens."""
+
+from sae_steer_checks.sae.loading import bundled_sae_dir, load_sae, load_sae_folder, parse_sae_spec
+from sae_steer_checks.sae.protocol import SAELike, describe_sae, validate_sae
+
+__all__ = [
+    "SAELike",
+    "bundled_sae_dir",
+    "describe_sae",
+    "load_sae",
+    "load_sae_folder",
+    "parse_sae_spec",
+    "validate_sae",
+]
