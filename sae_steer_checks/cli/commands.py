@@ -1,9 +1,10 @@
-"""The ``sae-steer-checks`` command: run the checks and write the report a researcher reads.
+"""The ``sae-steer-checks`` command's handlers: run the checks and write the report a researcher reads.
 
 Commands: ``run`` (model + dataset + SAE -> report), ``diagnose`` (saved tensors + SAE -> report),
 ``extract`` (model + dataset -> tensors ready for ``diagnose``), ``train-sae`` and ``demo`` (the
 embedded default). Exit code 0 on success, 2 on bad input with a one-line error naming the input.
-Heavy libraries are imported inside the commands so that ``--help`` answers at once.
+Heavy libraries are imported inside the commands so that ``--help`` answers at once; the options
+live in :mod:`sae_steer_checks.cli.parser`.
 """
 
 from __future__ import annotations
@@ -11,95 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any
 
 from sae_steer_checks._validate import InputError, one_line
+from sae_steer_checks.cli.parser import PROG, TrainDefault, build_parser
 
-__all__ = ["build_parser", "main"]
-
-PROG = "sae-steer-checks"
-_DTYPES = ("float32", "bfloat16", "float16")
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (and exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command (see ``sae-steer-checks COMMAND --help``)."""
-    common = _Parser(add_help=False)
-    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
-                        help="print nothing but errors; no progress bars")  # fmt: skip
-    parser = _Parser(
-        prog=PROG,
-        description="Check whether a sparse autoencoder (SAE) gives a trustworthy account of a "
-        "steering vector: is the vector in distribution, does the encoder bias decide its top "
-        "features, are negative projections lost, do negatively aligned decoder pairs fake "
-        "positive ones, and does steering with the SAE's reconstruction still move the behaviour?",
-        epilog="Run 'sae-steer-checks COMMAND --help' for a command's options.",
-        parents=[common],
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = _command(sub, "run", "extract a CAA vector from a model and a dataset, then run every "
-                   "check and write the report", common)  # fmt: skip
-    _model_args(run)
-    _sae_arg(run)
-    run.add_argument("--multipliers", type=float, nargs="+", metavar="M",
-                     help="steering multipliers for the behaviour sweep (default: five, chosen so "
-                     "that |m|*||v|| reaches half the median activation norm)")  # fmt: skip
-    _out_args(run)
-    _device_args(run)
-
-    diag = _command(sub, "diagnose", "run the checks on a saved vector and activations", common)
-    _sae_arg(diag)
-    diag.add_argument("--vector", required=True, metavar="FILE",
-                      help="safetensors file with key 'vector' of shape [d]")  # fmt: skip
-    diag.add_argument("--pos", required=True, metavar="FILE",
-                      help="positive activations: key 'activations' of shape [n, d]")  # fmt: skip
-    diag.add_argument("--neg", required=True, metavar="FILE",
-                      help="negative activations, paired row by row with --pos")  # fmt: skip
-    diag.add_argument("--activations", metavar="FILE",
-                      help="ordinary activations at the layer [n, d] for the norm check "
-                      "(default: --pos and --neg together)")  # fmt: skip
-    _out_args(diag)
-    _device_args(diag)
-
-    ext = _command(sub, "extract", "extract a CAA vector and its activations into safetensors "
-                   "files ready for 'diagnose'", common)  # fmt: skip
-    _model_args(ext)
-    _out_args(ext, what="vector.safetensors, pos.safetensors, neg.safetensors")
-    _device_args(ext)
-
-    train = _command(sub, "train-sae", "train an SAE on a model's residual stream over offline text "
-                     "and save it in sae-lens format", common)  # fmt: skip
-    train.add_argument("--model", default="gemma3-270m", metavar="ID_OR_PATH",
-                       help="model to read activations from (default gemma3-270m)")  # fmt: skip
-    train.add_argument("--layer", required=True, type=int, metavar="L",
-                       help="decoder block whose output the SAE reads")  # fmt: skip
-    train.add_argument("--width", type=int, default=2048, help="number of features (default 2048)")
-    train.add_argument("--architecture", choices=("jumprelu", "topk"), default="jumprelu",
-                       help="JumpReLU with Gemma Scope's encoding (default) or TopK")  # fmt: skip
-    train.add_argument("--k", type=int, default=64, help="TopK: active features per token")
-    train.add_argument("--l0-coefficient", type=float, default=1.0,
-                       help="JumpReLU: weight of the L0 penalty (default 1.0)")  # fmt: skip
-    train.add_argument("--epochs", type=float, default=2.0,
-                       help="passes over the training tokens (default 2)")  # fmt: skip
-    train.add_argument("--corpora", nargs="+", default=["lee", "pydoc"], choices=("lee", "pydoc"),
-                       help="offline text sources (default: lee pydoc)")  # fmt: skip
-    _out_args(train, what="cfg.json and sae_weights.safetensors")
-    _device_args(train, dtype="bfloat16")
-    demo = _command(sub, "demo", "run the whole check on the embedded default and write the "
-                    "report", common)  # fmt: skip
-    demo.add_argument("--planted", action="store_true",
-                      help="use the planted-feature world (a synthetic SAE whose answers are "
-                      "known) instead of the default model")  # fmt: skip
-    _out_args(demo)
-    _device_args(demo, dtype=None)
-    return parser
+__all__ = ["build_parser", "main", "train_config"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,10 +93,18 @@ def _run(args: argparse.Namespace) -> int:
             f"the residual width {loaded.d_model} of --model {args.model}"
         )
     train, held_out = dataset.split(args.seed)
-    caa = inputs.extract_vector(loaded, train, args.layer, spec=args.dataset,
-                                progress=not args.quiet)  # fmt: skip
-    score_fn, behaviour = inputs.score_function(loaded, held_out, args.layer, spec=args.dataset)
-    multipliers = args.multipliers or inputs.default_multipliers(caa.vector, caa.positive, caa.negative)
+    fmt = args.prompt_format
+    caa = inputs.extract_vector(
+        loaded, train, args.layer, spec=args.dataset, progress=not args.quiet, prompt_format=fmt
+    )
+    score_fn, behaviour = inputs.score_function(
+        loaded, held_out, args.layer, spec=args.dataset, prompt_format=fmt, progress=not args.quiet
+    )
+    _say(args, "Reading ordinary text activations for the norm check ...")
+    activations, source = inputs.text_activations(
+        loaded, args.layer, args.text, seed=args.seed, progress=not args.quiet
+    )
+    multipliers = args.multipliers or inputs.default_multipliers(caa.vector, activations, activations)
     prov = {
         "command": "run",
         "model": loaded.name,
@@ -187,17 +114,29 @@ def _run(args: argparse.Namespace) -> int:
         **dataset.provenance(),
         "extraction": caa.to_dict(),
         "behaviour": behaviour,
+        "prompt_format": inputs.resolved_prompt_format(loaded, fmt, dataset),
+        "activation_source": source,
         "device": str(device),
         "dtype": args.dtype,
         "seed": args.seed,
     }
-    checked = inputs.CheckInputs(sae, caa.vector, caa.positive, caa.negative, None, score_fn,
-                                 multipliers, prov)  # fmt: skip
+    checked = inputs.CheckInputs(
+        sae,
+        caa.vector,
+        caa.positive,
+        caa.negative,
+        activations,
+        score_fn=score_fn,
+        multipliers=multipliers,
+        provenance=prov,
+        item_ids=caa.item_tensor(),
+    )
     _check_and_report(checked, args)
     return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from sae_steer_checks._provenance import versions
     from sae_steer_checks.cli import inputs
     from sae_steer_checks.cli.files import save_tensors
     from sae_steer_checks.report.files import atomic_output_dir, write_json
@@ -206,8 +145,9 @@ def _extract(args: argparse.Namespace) -> int:
     device, dtype = _device(args.device), _dtype(args.dtype)
     dataset = inputs.load_dataset(args.dataset, args.max_pairs)
     loaded = _model(args, device, dtype)
-    caa = inputs.extract_vector(loaded, dataset.all_data(), args.layer, spec=args.dataset,
-                                progress=not args.quiet)  # fmt: skip
+    caa = inputs.extract_vector(
+        loaded, dataset.all_data(), args.layer, spec=args.dataset, progress=not args.quiet
+    )
     meta = {"model": loaded.name, "layer": str(args.layer), "dataset": args.dataset}
     record = {
         "model": loaded.name,
@@ -218,36 +158,48 @@ def _extract(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "device": str(device),
         "dtype": args.dtype,
-        "versions": inputs.versions(),
+        "versions": versions(),
     }
     with atomic_output_dir(args.out, force=args.force) as tmp:
         save_tensors(tmp / "vector.safetensors", {"vector": caa.vector}, meta)
         save_tensors(tmp / "pos.safetensors", {"activations": caa.positive}, meta)
         save_tensors(tmp / "neg.safetensors", {"activations": caa.negative}, meta)
         write_json(tmp / "extract.json", record)
-    _say(args, f"Wrote vector.safetensors, pos.safetensors, neg.safetensors and extract.json to "
-         f"{args.out} (||v|| = {caa.norm:.4g} from {caa.positive.shape[0]} pairs).")  # fmt: skip
+    files = "vector.safetensors, pos.safetensors, neg.safetensors and extract.json"
+    _say(args, f"Wrote {files} to {args.out} (||v|| = {caa.norm:.4g} from {caa.positive.shape[0]} pairs).")
     return 0
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """The ``TrainConfig`` of parsed ``train-sae`` arguments; options not given keep the field's default."""
+    from sae_steer_checks.train import TrainConfig
+
+    given = {
+        name: getattr(args, name)
+        for name in ("width", "architecture", "k", "l0_coefficient", "epochs", "corpora")
+        if not isinstance(getattr(args, name), TrainDefault)
+    }
+    if "corpora" in given or args.text:
+        named = tuple(given.get("corpora", ())) if "corpora" in given or not args.text else ()
+        given["corpora"] = named + tuple(str(Path(t).expanduser().resolve()) for t in args.text or ())
+    try:
+        return TrainConfig(layer=args.layer, seed=args.seed, **given)
+    except ValueError as error:  # the message names the field, which is the option's name
+        raise InputError(f"--{one_line(error).replace('_', '-')}") from None
 
 
 def _train_sae(args: argparse.Namespace) -> int:
     from sae_steer_checks.report.files import atomic_output_dir
-    from sae_steer_checks.train import TrainConfig, train_sae
+    from sae_steer_checks.train import train_sae
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
-    try:
-        config = TrainConfig(
-            layer=args.layer, width=args.width, architecture=args.architecture, k=args.k,
-            l0_coefficient=args.l0_coefficient, epochs=args.epochs, corpora=tuple(args.corpora),
-            seed=args.seed,
-        )  # fmt: skip
-    except ValueError as error:  # the message names the field, which is the option's name
-        raise InputError(f"--{one_line(error).replace('_', '-')}") from None
+    config = train_config(args)
     with atomic_output_dir(args.out, force=args.force) as tmp:
         try:
-            result = train_sae(tmp, config, model=args.model, device=device, model_dtype=dtype,
-                               progress=not args.quiet)  # fmt: skip
+            result = train_sae(
+                tmp, config, model=args.model, device=device, model_dtype=dtype, progress=not args.quiet
+            )
         except (FileNotFoundError, ImportError, OSError) as error:
             raise InputError(f"--model {args.model}: {one_line(error)}") from None
         except ValueError as error:
@@ -262,6 +214,7 @@ def _train_sae(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from sae_steer_checks.cli import inputs
+
     _check_out(args)
     if args.planted:
         _check_and_report(inputs.planted_inputs(seed=args.seed, device=_device(args.device)), args)
@@ -270,8 +223,12 @@ def _demo(args: argparse.Namespace) -> int:
     from sae_steer_checks.report.files import atomic_output_dir
 
     try:
-        checks = demo_inputs(seed=args.seed, device=_device(args.device), progress=not args.quiet,
-                             say=lambda text: _say(args, text))  # fmt: skip
+        checks = demo_inputs(
+            seed=args.seed,
+            device=_device(args.device),
+            progress=not args.quiet,
+            say=lambda text: _say(args, text),
+        )
     except (FileNotFoundError, ImportError) as error:
         raise InputError(f"demo: {one_line(error)}") from None
     reports = {}
@@ -297,37 +254,40 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _check_and_report(
-    checked: Any, args: argparse.Namespace, *, out: Any = None, force: bool | None = None
+    checked: Any, args: argparse.Namespace, *, out: Path | None = None, force: bool | None = None
 ) -> dict[str, Any]:
     """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
     import torch
 
-    from sae_steer_checks._provenance import versions
     from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
-    from sae_steer_checks.report.markdown import verdicts, write_report
-    from sae_steer_checks.report.plots import plot_data_from_result
+    from sae_steer_checks.report.write import report_files, write_report
 
+    config = CheckConfig(seed=args.seed)
+    if checked.multipliers is not None:
+        try:
+            config = CheckConfig(multipliers=tuple(float(m) for m in checked.multipliers), seed=args.seed)
+        except ValueError as error:
+            raise InputError(f"--multipliers: {one_line(error)}") from None
     torch.manual_seed(args.seed)
     result = run_checks(
-        checked.sae, checked.vector, checked.pos, checked.neg, checked.activations,
-        score_fn=checked.score_fn, multipliers=checked.multipliers,
-        config=CheckConfig(seed=args.seed), progress=not args.quiet,
-    )  # fmt: skip
-    report = result.to_dict()
-    report["provenance"].update(checked.provenance)
-    report["provenance"].setdefault("versions", versions())
-    sample = checked.activations
-    if sample is None:
-        sample = torch.cat([checked.pos, checked.neg])
-    plot_data = plot_data_from_result(result, sample, checked.sae.W_dec)
+        checked.sae,
+        checked.vector,
+        checked.pos,
+        checked.neg,
+        checked.activations,
+        item_ids=checked.item_ids,
+        score_fn=checked.score_fn,
+        config=config,
+        progress=not args.quiet,
+    )
     target = args.out if out is None else out
-    written = write_report(report, target, force=args.force if force is None else force,
-                           plot_data=plot_data)  # fmt: skip
+    force = args.force if force is None else force
+    report = write_report(result, target, provenance=checked.provenance, force=force)
     if out is None:  # the demo's sub-reports are written into a temporary folder, named at the end
-        _say(args, f"Wrote {', '.join(written)} to {target}")
-    for v in verdicts(report):
-        _say(args, f"- {v.mechanism}: {v.status}. {v.sentence}")
-    return report
+        _say(args, f"Wrote {', '.join(report_files(target))} to {target}")
+    for v in report["verdicts"]:
+        _say(args, f"- {v['mechanism']}: {v['status']}. {v['sentence']}")
+    return dict(report)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -349,48 +309,6 @@ def _model(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
     finally:
         if silence:
             hf_logging.enable_progress_bar()
-
-
-def _command(sub: Any, name: str, text: str, common: argparse.ArgumentParser) -> Any:
-    return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
-                          parents=[common])  # fmt: skip
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="ID_OR_PATH",
-                   help="Hugging Face id, local folder or .gguf file, or 'gemma3-270m' for the "
-                   "packaged Gemma 3 270M")  # fmt: skip
-    p.add_argument("--gguf-file", metavar="FILE", help="GGUF file inside the --model folder or repo")
-    p.add_argument("--dataset", required=True, metavar="FILE_OR_builtin:NAME",
-                   help="CAA A/B JSON file (question, answer_matching_behavior, "
-                   "answer_not_matching_behavior), a free-form contrast set, or a bundled set: "
-                   "builtin:corrigibility, builtin:survival_instinct, builtin:sentiment")  # fmt: skip
-    p.add_argument("--layer", required=True, type=int, metavar="L",
-                   help="decoder block whose output is read and steered (hidden_states[L+1], "
-                   "blocks.L.hook_resid_post)")  # fmt: skip
-    p.add_argument("--max-pairs", type=int, metavar="N",
-                   help="use at most the first N items of the dataset")  # fmt: skip
-
-
-def _sae_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sae", required=True, metavar="DIR_OR_RELEASE/ID",
-                   help="sae-lens SAE folder (cfg.json + sae_weights.safetensors) or sae-lens "
-                   "release/id, e.g. gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173")  # fmt: skip
-
-
-def _out_args(p: argparse.ArgumentParser, what: str = "report.json, report.md and PNG plots") -> None:
-    p.add_argument("--out", required=True, metavar="DIR", help=f"folder to write ({what})")
-    p.add_argument("--force", action="store_true",
-                   help="replace --out if it exists and is not empty")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-
-def _device_args(p: argparse.ArgumentParser, *, dtype: str | None = "float32") -> None:
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    if dtype is not None:
-        p.add_argument("--dtype", default=dtype, choices=_DTYPES,
-                       help=f"dtype of the model weights (default {dtype}; the checks compute in "
-                       "float32)")  # fmt: skip
 
 
 def _check_out(args: argparse.Namespace) -> None:

@@ -94,11 +94,13 @@ def demo_inputs(
         dataset = inputs.load_dataset(f"builtin:{dataset_name}", max_pairs)
         train, held_out = dataset.split(seed)
         caa = inputs.extract_vector(loaded, train, layer, spec=dataset.spec, progress=progress)
-        score_fn: Callable[[Tensor], float] | None = None
+        score_fn: Callable[[Tensor], Any] | None = None
         multipliers = None
         behaviour: dict[str, Any] = {"retention": "not run: the model does not express this behaviour"}
         if with_retention:
-            score_fn, behaviour = inputs.score_function(loaded, held_out, layer, spec=dataset.spec)
+            score_fn, behaviour = inputs.score_function(
+                loaded, held_out, layer, spec=dataset.spec, progress=progress
+            )
             multipliers = inputs.default_multipliers(caa.vector, activations, activations)
         provenance = {
             "command": "demo",
@@ -130,6 +132,7 @@ def demo_inputs(
                     score_fn,
                     multipliers,
                     provenance,
+                    caa.item_tensor(),
                 ),
             )
         )
@@ -148,22 +151,22 @@ def _json_ready(metadata: Any) -> dict[str, Any]:
 
 
 def write_summary(reports: dict[str, dict[str, Any]], out: Path) -> None:
-    """Write ``summary.json`` (sorted keys) and ``summary.md`` over the demo's reports into ``out``."""
+    """Write ``summary.json`` (sorted keys) and ``summary.md`` over the demo's reports into ``out``.
+
+    The verdicts are read from each report's ``verdicts`` list (see ``report.schema.VerdictEntry``).
+    """
     from sae_steer_checks.report.files import write_json
-    from sae_steer_checks.report.verdicts import verdicts
 
     summary: dict[str, Any] = {}
     lines = ["# sae_steer_checks demo: Gemma 3 270M with the bundled SAE", ""]
     for name, report in reports.items():
-        prov = report.get("provenance", {})
-        found = verdicts(report)
+        prov = report["provenance"]
+        found = report["verdicts"]
         summary[name] = {
             "report": f"{name}/report.json",
             "layer": prov.get("layer"),
             "dataset": prov.get("dataset"),
-            "verdicts": [
-                {"mechanism": v.mechanism, "status": v.status, "sentence": v.sentence} for v in found
-            ],
+            "verdicts": [{key: v[key] for key in ("mechanism", "status", "sentence")} for v in found],
         }
         lines += [
             f"## {name} (layer {prov.get('layer')}, `{prov.get('dataset')}`)",
@@ -171,7 +174,7 @@ def write_summary(reports: dict[str, dict[str, Any]], out: Path) -> None:
             f"Full report: [{name}/report.md]({name}/report.md)",
             "",
         ]
-        lines += [f"- **{v.mechanism}** ({v.status}): {v.sentence}" for v in found]
+        lines += [f"- **{v['mechanism']}** ({v['status']}): {v['sentence']}" for v in found]
         lines.append("")
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")

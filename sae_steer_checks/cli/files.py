@@ -21,7 +21,6 @@ VECTOR_KEY = "vector"
 ACTIVATIONS_KEY = "activations"
 
 
-
 def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int | None = None) -> Tensor:
     """Load ``key`` from the safetensors file ``path`` as a finite float32 tensor.
 

@@ -8,18 +8,17 @@ one-line message naming the command-line input (``--dataset``, ``--model``, ``--
 from __future__ import annotations
 
 import dataclasses
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from sae_steer_checks._provenance import file_sha256
+from sae_steer_checks._provenance import file_sha256, versions
 from sae_steer_checks._validate import InputError, one_line
+from sae_steer_checks.data.prompts import PromptFormat
 
 __all__ = [
     "CheckInputs",
@@ -48,12 +47,14 @@ class CheckInputs:
     """Negative activations, paired row by row with ``pos`` ``[n_pairs, d_in]``."""
     activations: Tensor | None = None
     """Ordinary activations ``[n, d_in]`` for the norm check (None: ``pos`` and ``neg`` stand in)."""
-    score_fn: Callable[[Tensor], float] | None = None
-    """Behaviour score of an added vector, enabling the retention check."""
+    score_fn: Callable[[Tensor], Any] | None = None
+    """Behaviour score of an added vector (one score per held-out item), enabling the retention check."""
     multipliers: Sequence[float] | None = None
     """Multipliers of the retention sweep (None: the library default)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     """Where the inputs came from (model, SAE, layer, dataset and its hash, device, dtype, seed)."""
+    item_ids: Tensor | None = None
+    """Item of each pair ``[n_pairs]``; an A/B item and its choice-swapped copy share one (None: own)."""
 
 
 @dataclass(frozen=True)
@@ -157,36 +158,47 @@ def load_checked_model(
     return loaded
 
 
-def extract_vector(loaded: Any, data: Any, layer: int, *, spec: str, progress: bool) -> Any:
+def extract_vector(
+    loaded: Any, data: Any, layer: int, *, spec: str, progress: bool, prompt_format: PromptFormat = "auto"
+) -> Any:
     """CAA extraction (``caa.extract_caa``, balanced by default); a ``CAAResult``."""
     from sae_steer_checks.steering.caa import extract_caa
 
     try:
-        return extract_caa(loaded.model, loaded.tokenizer, data, layer, progress=progress)
+        return extract_caa(
+            loaded.model, loaded.tokenizer, data, layer, progress=progress, prompt_format=prompt_format
+        )
     except ValueError as error:  # e.g. a question without exactly one (A) and one (B) line
         raise InputError(f"--dataset {spec}: {one_line(error)}") from None
 
 
 def score_function(
-    loaded: Any, held_out: Any, layer: int, *, spec: str
-) -> tuple[Callable[[Tensor], float], dict[str, Any]]:
+    loaded: Any,
+    held_out: Any,
+    layer: int,
+    *,
+    spec: str,
+    prompt_format: PromptFormat = "auto",
+    progress: bool = False,
+) -> tuple[Callable[[Tensor], Any], dict[str, Any]]:
     """The behaviour score on held-out data (A/B logit difference or free-form log-odds).
 
     Returns ``(score_fn, info)`` where ``info`` describes the score for the provenance.
     """
     from sae_steer_checks.data.schema import FreeformDataset
-    from sae_steer_checks.steering.behaviour import ab_task, freeform_task, make_score_fn
+    from sae_steer_checks.steering.scoring import make_score_fn
+    from sae_steer_checks.steering.tasks import ab_task, freeform_task
 
     try:
         if isinstance(held_out, FreeformDataset):
             task = freeform_task(loaded.tokenizer, held_out)
         else:
-            task = ab_task(loaded.tokenizer, held_out, swap=True)
+            task = ab_task(loaded.tokenizer, held_out, swap=True, prompt_format=prompt_format)
     except ValueError as error:
         raise InputError(f"--dataset {spec}: {one_line(error)}") from None
     score = "logit difference" if task.kind == "ab" else "log-odds of positive over negative"
-    info = {"kind": task.kind, "n_scored": len(task), "score": score}
-    return make_score_fn(loaded.model, task, layer), info
+    info = {"kind": task.kind, "n_scored": len(task), "n_items": task.n_items, "score": score}
+    return make_score_fn(loaded.model, task, layer, per_item=True, progress=progress), info
 
 
 def default_multipliers(vector: Tensor, pos: Tensor, neg: Tensor) -> tuple[float, ...]:
@@ -195,7 +207,7 @@ def default_multipliers(vector: Tensor, pos: Tensor, neg: Tensor) -> tuple[float
     Multipliers relative to the activation norm, because a vector at 0.5% of it does nothing at
     the plain -1..1 of CAA.
     """
-    from sae_steer_checks.steering.behaviour import relative_multipliers
+    from sae_steer_checks.steering.steerability import relative_multipliers
 
     median = float(torch.cat([pos, neg]).norm(dim=1).median())
     v_norm = float(vector.norm())
@@ -234,18 +246,52 @@ def planted_inputs(
         pos=pos,
         neg=neg,
         activations=acts,
-        score_fn=world.behaviour_score,
+        score_fn=world.item_scores,
         multipliers=(-2.0, -1.0, 0.0, 1.0, 2.0),
         provenance=provenance,
     )
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries that shape the numbers."""
-    out = {"python": platform.python_version()}
-    for dist in ("sae-steer-checks", "torch", "sae-lens", "transformers", "numpy", "scipy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+def text_activations(
+    loaded: Any,
+    layer: int,
+    texts: Sequence[str] | None,
+    *,
+    n_windows: int = 32,
+    window: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[Tensor, str]:
+    """Residual activations at ``layer`` on ordinary text, for the norm check; ``(activations, source)``.
+
+    ``texts`` are the user's files or folders (``--text``); None means the bundled offline corpora's
+    held-out documents. ``n_windows`` windows of ``window`` tokens are read (BOS positions dropped).
+    """
+    from sae_steer_checks.data.corpus import split_corpus
+    from sae_steer_checks.train import collect_activations
+
+    corpora = tuple(texts) if texts else ("lee", "pydoc")
+    try:
+        split = split_corpus(loaded.tokenizer, corpora, window=window, heldout_fraction=0.1, seed=seed)
+    except (ValueError, OSError) as error:
+        raise InputError(f"--text {' '.join(corpora)}: {one_line(error)}") from None
+    except ImportError as error:  # gensim (the lee corpus) is in the gemma extra
+        raise InputError(f"--text: {one_line(error)}; or pass --text with your own text") from None
+    # the user's own text is all read; of the bundled corpora only documents held out from SAE training
+    pool = torch.cat([split.train, split.heldout]) if texts else split.heldout
+    order = torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(seed))
+    acts = collect_activations(loaded.model, pool[order[:n_windows]], layer, progress=progress)
+    return (
+        acts,
+        f"{acts.shape[0]} tokens of {'your text' if texts else 'held-out offline text'} "
+        f"({', '.join(corpora)})",
+    )
+
+
+def resolved_prompt_format(loaded: Any, prompt_format: PromptFormat, dataset: DatasetSpec) -> str | None:
+    """The concrete prompt format (``plain``/``chat``) A/B prompts used; None for free-form data."""
+    from sae_steer_checks.data.prompts import resolve_prompt_format
+
+    if dataset.freeform is not None:
+        return None
+    return resolve_prompt_format(loaded.tokenizer, prompt_format)

@@ -14,6 +14,7 @@ training), deterministically from a seed, then tokenised into fixed-length windo
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,42 @@ CORPORA: dict[str, Callable[[], list[str]]] = {"lee": _lee_documents, "pydoc": _
 
 
 def load_documents(name: str) -> list[str]:
-    """The documents of corpus ``name`` (a key of ``CORPORA``), in a fixed order."""
-    if name not in CORPORA:
-        raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {name!r}")
-    return CORPORA[name]()
+    """The documents of corpus ``name``, in a fixed order.
+
+    ``name`` is a key of ``CORPORA`` or the path of a user's text: a plain-text file (documents
+    separated by blank lines), a JSON-lines file (``.jsonl``; one document per line, a string or an
+    object with a ``"text"`` key), or a folder of such files (``*.txt``, ``*.jsonl``, sorted by name).
+    """
+    if name in CORPORA:
+        return CORPORA[name]()
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ValueError(f"corpus must be one of {sorted(CORPORA)} or a text file or folder, got {name!r}")
+    files = sorted(f for f in path.iterdir() if f.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
+    documents = [doc for f in files for doc in _file_documents(f)]
+    if not documents:
+        raise ValueError(f"corpus {name}: no text found (expected .txt or .jsonl files with text)")
+    return documents
+
+
+def _file_documents(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".jsonl":
+        return [d.strip() for d in text.split("\n\n") if d.strip()]
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"corpus {path}: line {number} is not JSON ({error.msg})") from None
+        doc = record.get("text") if isinstance(record, dict) else record
+        if not isinstance(doc, str):
+            raise ValueError(f"corpus {path}: line {number} holds no string or 'text' field")
+        if doc.strip():
+            documents.append(doc.strip())
+    return documents
 
 
 @dataclass(frozen=True)

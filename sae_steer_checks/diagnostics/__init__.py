@@ -1,4 +1,4 @@
-"""The checks on an SAE and a steering vector: norms, encoder bias, leaning, pairs, decompositions, retention."""
+"""The checks on an SAE and a steering vector: norm, encoder bias, leaning, pairs, fits, retention."""
 
 from sae_steer_checks.diagnostics.bias import BiasCheck, bias_check
 from sae_steer_checks.diagnostics.decompose import SparseCode, gradient_pursuit, omp

@@ -3,17 +3,20 @@
 The study found the top features of SAE(v) nearly coincide with those of SAE(0). Both decoder-bias
 conventions are compared (subtracting ``b_dec`` before encoding or not), because a mismatch between
 them is one way to read numbers like 89.06 vs an encoder bias of 86.20. The "delta" view,
-``mean_x SAE(x + v) - SAE(x)``, keeps v in distribution by adding it to real activations.
+``mean_x SAE(x + v) - SAE(x)``, keeps v in distribution by adding it to real activations; it lists
+the features v lowers as well as those it raises, since a negative projection (mechanism 2) shows up
+as a decrease.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
 from sae_steer_checks.sae.protocol import (
     SAELike,
@@ -25,7 +28,7 @@ from sae_steer_checks.sae.protocol import (
     vector_to_sae_space,
 )
 
-__all__ = ["BiasCheck", "ConventionComparison", "bias_check", "jaccard", "top_features"]
+__all__ = ["BiasCheck", "ConventionComparison", "bias_check", "bottom_features", "jaccard", "top_features"]
 
 
 def top_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
@@ -35,6 +38,15 @@ def top_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
     """
     order = torch.sort(values, descending=True, stable=True).indices[:k]
     return tuple((int(i), float(values[i])) for i in order.tolist() if float(values[i]) > 0)
+
+
+def bottom_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
+    """The up to ``k`` most negative strictly negative entries of ``values [d_sae]`` as ``(id, value)``.
+
+    Ties are broken by the smaller feature id, so the result is deterministic.
+    """
+    order = torch.sort(values, stable=True).indices[:k]
+    return tuple((int(i), float(values[i])) for i in order.tolist() if float(values[i]) < 0)
 
 
 def jaccard(a: set[int], b: set[int]) -> float:
@@ -63,6 +75,10 @@ class ConventionComparison:
     """Share of SAE(v)'s L1 mass already present in SAE(0): ``sum min(f_v, f_0) / sum f_v``."""
     same_support: bool
     """Whether SAE(v) and SAE(0) fire exactly the same features."""
+    increases: tuple[tuple[int, float], ...] = ()
+    """Largest increases of ``SAE(v) - SAE(0)`` as ``(id, change)``."""
+    decreases: tuple[tuple[int, float], ...] = ()
+    """Largest decreases of ``SAE(v) - SAE(0)`` as ``(id, change)``, most negative first."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -73,6 +89,8 @@ class ConventionComparison:
             "overlap": self.overlap,
             "mass_in_zero": self.mass_in_zero,
             "same_support": self.same_support,
+            "top_increases": _pairs(self.increases),
+            "top_decreases": _pairs(self.decreases),
             "l0_vector": int((self.acts_vector > 0).sum()),
             "l0_zero": int((self.acts_zero > 0).sum()),
         }
@@ -92,6 +110,13 @@ class BiasCheck:
     """``mean_x SAE(x + v) - SAE(x)`` ``[d_sae]``, or None without activations."""
     delta_top: tuple[tuple[int, float], ...] | None
     """Top features of the delta view as ``(id, value)``, or None without activations."""
+    delta_bottom: tuple[tuple[int, float], ...] | None = None
+    """Features the delta view lowers most as ``(id, value)``, most negative first (mechanism 2 shows
+    up as decreases), or None without activations."""
+    mass_interval: tuple[float, float] | None = None
+    """95% bootstrap interval over items of ``own.mass_in_zero`` (None without paired activations)."""
+    mass_null: stats.NullSummary | None = None
+    """``mass_in_zero`` of label-shuffled vectors of v's norm (vectors that carry no behaviour)."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -102,7 +127,49 @@ class BiasCheck:
         own = self.own.to_dict()
         out: dict[str, Any] = {"top_k": self.top_k, **own, "other_convention": self.other.to_dict()}
         out["delta_top_features"] = None if self.delta_top is None else _pairs(self.delta_top)
+        out["delta_bottom_features"] = None if self.delta_bottom is None else _pairs(self.delta_bottom)
+        out["mass_interval"] = None if self.mass_interval is None else list(self.mass_interval)
+        null = self.mass_null
+        out["mass_null"] = (
+            None
+            if null is None
+            else {
+                "mean": null.mean,
+                "sd": null.sd,
+                "q95": null.q95,
+                "n": null.n,
+                "percentile": null.percentile,
+            }
+        )
         return out
+
+    def with_draws(
+        self, sae: SAELike, bootstrap: Tensor, shuffled: Tensor, *, batch_size: int = 4096
+    ) -> BiasCheck:
+        """This check with ``mass_in_zero``'s interval and null from vector draws in SAE input space.
+
+        Args:
+            sae: The SAE the check ran on.
+            bootstrap: Bootstrap draws of v ``[n_boot, d_in]`` (items resampled).
+            shuffled: Label-shuffled vectors of v's norm ``[n_null, d_in]``.
+            batch_size: Rows encoded at once.
+
+        Returns:
+            A copy with ``mass_interval`` and ``mass_null`` set.
+        """
+        f_0 = self.own.acts_zero
+
+        def mass(vectors: Tensor) -> Tensor:
+            subtract = self.own.subtract_b_dec
+            f = encode_in_sae_space(sae, vectors, subtract_b_dec=subtract, batch_size=batch_size)
+            total = f.sum(dim=1)
+            shared = torch.minimum(f, f_0).clamp_min(0).sum(dim=1)
+            return torch.where(total > 0, shared / total.clamp_min(1e-30), torch.zeros_like(total))
+
+        boot = mass(bootstrap).to(torch.float64)
+        low, high = (float(q) for q in boot.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)))
+        null = stats.summarize_null(self.own.mass_in_zero, mass(shuffled).to(torch.float64))
+        return replace(self, mass_interval=(low, high), mass_null=null)
 
 
 def _pairs(top: tuple[tuple[int, float], ...]) -> list[dict[str, Any]]:
@@ -129,6 +196,8 @@ def _compare(sae: SAELike, v_sae: Tensor, subtract: bool, k: int, batch_size: in
         overlap=jaccard({i for i, _ in top_v}, {i for i, _ in top_0}),
         mass_in_zero=shared / total if total > 0 else 0.0,
         same_support=bool(torch.equal(f_v > 0, f_0 > 0)),
+        increases=top_features(f_v - f_0, k),
+        decreases=bottom_features(f_v - f_0, k),
     )
 
 
@@ -147,7 +216,8 @@ def bias_check(
         vector: steering vector ``[d_in]`` in model space (mapped through the SAE's input
             normalisation, if any, with the scale typical ``activations`` receive).
         activations: optional real activations ``[n, d_in]`` for the delta view.
-        top_k: number of top features to compare.
+        top_k: number of top features (and of largest decreases) to list.
+        batch_size: rows encoded at once.
 
     Returns:
         A :class:`BiasCheck`.
@@ -161,7 +231,7 @@ def bias_check(
     own_convention = applies_b_dec_to_input(sae)
     own = _compare(sae, v_sae, own_convention, top_k, batch_size)
     other = _compare(sae, v_sae, not own_convention, top_k, batch_size)
-    delta_mean = delta_top = None
+    delta_mean = delta_top = delta_bottom = None
     if x is not None:
         total = torch.zeros(sae.W_dec.shape[0], dtype=torch.float64)
         for start in range(0, x.shape[0], batch_size):
@@ -170,4 +240,12 @@ def bias_check(
             total += diff.to(torch.float64).sum(dim=0)
         delta_mean = (total / x.shape[0]).to(torch.float32)
         delta_top = top_features(delta_mean, top_k)
-    return BiasCheck(top_k=top_k, own=own, other=other, delta_mean=delta_mean, delta_top=delta_top)
+        delta_bottom = bottom_features(delta_mean, top_k)
+    return BiasCheck(
+        top_k=top_k,
+        own=own,
+        other=other,
+        delta_mean=delta_mean,
+        delta_top=delta_top,
+        delta_bottom=delta_bottom,
+    )

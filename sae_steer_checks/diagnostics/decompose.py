@@ -39,6 +39,23 @@ class SparseCode:
     """Coefficient of each selected row ``[batch, k]`` (float32; 0 in unused slots)."""
     n_atoms: int
     """Number of dictionary rows."""
+    residual_norms: Tensor | None = None
+    """``||v - fit_t||`` after t = 1..k atoms ``[batch, k]`` (float32), when OMP ran with ``return_path``."""
+
+    def path_cosines(self, vectors: Tensor) -> Tensor:
+        """Cosine of each vector ``[batch, d]`` with its t-atom fit, t = 1..k ``[batch, k]`` (float64).
+
+        OMP's fit is the orthogonal projection of v on its support, so ``cos_t = ||fit_t|| / ||v|| =
+        sqrt(1 - (||r_t|| / ||v||)^2)``; a zero vector gets 0.
+        """
+        if self.residual_norms is None:
+            raise ValueError("residual_norms is None: run omp(..., return_path=True) for the path")
+        vnorm = (
+            vectors.detach().reshape(-1, vectors.shape[-1]).to(torch.float64).norm(dim=1, keepdim=True).cpu()
+        )
+        ratio = self.residual_norms.to(torch.float64) / vnorm.clamp_min(1e-30)
+        cos = (1.0 - ratio.clamp(0.0, 1.0) ** 2).sqrt()
+        return torch.where(vnorm > 0, cos, torch.zeros_like(cos))
 
     def dense(self) -> Tensor:
         """Coefficients as a dense ``[batch, n_atoms]`` tensor."""
@@ -110,6 +127,7 @@ def omp(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     progress: bool = False,
+    return_path: bool = False,
 ) -> SparseCode:
     """Orthogonal matching pursuit of ``vectors [batch, d]`` over ``dictionary [n, d]``.
 
@@ -117,22 +135,30 @@ def omp(
     the residual, then solves least squares on the support by Cholesky of its Gram matrix. A
     vector stops growing once its residual is below ``tol`` times its norm (a zero vector gets an
     empty code), so supports hold at most ``k`` atoms. Supports for k and k+1 are nested, so the
-    error never rises with k.
+    error never rises with k. With ``return_path`` the residual norm after every step is kept, so one
+    run gives the fit's quality for every support size 1..k (needs ``atoms_per_step == 1``).
 
     Returns:
-        A :class:`SparseCode` with ``indices``/``coefficients`` ``[batch, k]`` on the rows as given.
+        A :class:`SparseCode` with ``indices``/``coefficients`` ``[batch, k]`` on the rows as given
+        (and ``residual_norms [batch, k]`` with ``return_path``).
     """
     D, V, inv, k = _prepare(dictionary, vectors, k, device)
     step = validate_positive_int(atoms_per_step, "atoms_per_step")
-    idx_out, coef_out = [], []
+    if return_path and step != 1:
+        raise ValueError(f"return_path needs atoms_per_step=1, got atoms_per_step={step}")
+    idx_out, coef_out, path_out = [], [], []
     for start in _batches(V.shape[0], batch_size, progress, "omp"):
-        idx, coef = _omp_batch(D, V[start : start + batch_size], inv, k, step, tol)
+        idx, coef, path = _omp_batch(D, V[start : start + batch_size], inv, k, step, tol)
         idx_out.append(idx)
         coef_out.append(coef)
-    return SparseCode(torch.cat(idx_out).cpu(), torch.cat(coef_out).cpu(), int(D.shape[0]))
+        path_out.append(path)
+    residuals = torch.cat(path_out).cpu() if return_path else None
+    return SparseCode(torch.cat(idx_out).cpu(), torch.cat(coef_out).cpu(), int(D.shape[0]), residuals)
 
 
-def _omp_batch(D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float) -> tuple[Tensor, Tensor]:
+def _omp_batch(
+    D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float
+) -> tuple[Tensor, Tensor, Tensor]:
     b, d = V.shape
     dev = D.device
     idx = torch.zeros(b, k, dtype=torch.int64, device=dev)
@@ -144,6 +170,7 @@ def _omp_batch(D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float)
     vnorm = V.norm(dim=1)
     growing = vnorm > 0
     R = V.clone()
+    path = torch.zeros(b, k, device=dev)
     t = 0
     while t < k and bool(growing.any()):
         s = min(step, k - t)
@@ -164,10 +191,15 @@ def _omp_batch(D: Tensor, V: Tensor, inv: Tensor, k: int, step: int, tol: float)
         G = G + torch.diag_embed((~m).to(G.dtype))
         x[:, :T] = _spd_solve(G, rhs[:, :T] * m)
         R = V - torch.bmm(x[:, None, :T], atoms[:, :T])[:, 0]
-        growing &= R.norm(dim=1) > tol * vnorm
+        rnorm = R.norm(dim=1)
+        path[:, t:T] = rnorm[:, None]
+        growing &= rnorm > tol * vnorm
         t = T
+    # A batch that stopped early keeps its last residual for the larger supports.
+    if t < k:
+        path[:, t:] = R.norm(dim=1)[:, None]
     x = torch.where(valid, x, torch.zeros_like(x))
-    return torch.where(valid, idx, torch.full_like(idx, -1)), x
+    return torch.where(valid, idx, torch.full_like(idx, -1)), x, path
 
 
 def _spd_solve(G: Tensor, rhs: Tensor) -> Tensor:

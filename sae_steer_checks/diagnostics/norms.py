@@ -6,7 +6,7 @@ activations the SAE was trained on; fed to the encoder on its own it is out of d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -35,6 +35,10 @@ class NormCheck:
     """Percentage of activation norms below the vector's norm, ties counted half (0-100)."""
     n_activations: int = 0
     """Number of activation rows the distribution was taken from."""
+    interval: tuple[float, float] | None = None
+    """95% bootstrap interval of ``steering_norm`` over items (None without paired activations)."""
+    percentile_interval: tuple[float, float] | None = None
+    """Percentiles of the interval's two ends among the activation norms."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.percentile <= 100.0:
@@ -51,7 +55,28 @@ class NormCheck:
             "ratio": self.ratio,
             "percentile": self.percentile,
             "n_activations": self.n_activations,
+            "interval": None if self.interval is None else list(self.interval),
+            "percentile_interval": (
+                None if self.percentile_interval is None else list(self.percentile_interval)
+            ),
         }
+
+    def with_draws(self, norms: Tensor, activation_norms: Tensor) -> NormCheck:
+        """This check with the bootstrap interval of the vector's norm from draws ``norms [n_boot]``.
+
+        ``activation_norms [n]`` are the norms the percentile is taken among (mid-rank, as above).
+        """
+        levels = torch.tensor([0.025, 0.975], dtype=torch.float64)
+        low, high = (float(q) for q in norms.to(torch.float64).quantile(levels))
+        pct = tuple(_mid_rank(activation_norms.to(torch.float64), x) for x in (low, high))
+        return replace(self, interval=(low, high), percentile_interval=(pct[0], pct[1]))
+
+
+def _mid_rank(norms: Tensor, value: float) -> float:
+    """Percentage of ``norms`` below ``value``, ties counted half (0-100)."""
+    below = int((norms < value).sum())
+    ties = int((norms == value).sum())
+    return 100.0 * (below + 0.5 * ties) / norms.numel()
 
 
 def norm_check(
@@ -83,9 +108,7 @@ def norm_check(
     norms = x.to(torch.float64).norm(dim=-1)
     v_norm = float(v.to(torch.float64).norm())
     median = float(norms.quantile(0.5))
-    below = int((norms < v_norm).sum())
-    ties = int((norms == v_norm).sum())
-    percentile = 100.0 * (below + 0.5 * ties) / norms.numel()
+    percentile = _mid_rank(norms, v_norm)
     q_values = norms.quantile(torch.tensor(list(quantiles), dtype=torch.float64)) if quantiles else []
     return NormCheck(
         steering_norm=v_norm,

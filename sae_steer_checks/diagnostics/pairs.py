@@ -20,6 +20,14 @@ from tqdm.auto import tqdm
 
 from sae_steer_checks._validate import validate_positive_int
 
+# Re-exported for callers that import them from here; they live in spurious.py.
+from sae_steer_checks.diagnostics.spurious import (
+    SignConflict,
+    SpuriousCheck,
+    SpuriousProjection,
+    spurious_check,
+)
+
 __all__ = [
     "AlignedPairs",
     "SignConflict",
@@ -126,7 +134,8 @@ def find_aligned_pairs(
 
     Returns:
         :class:`AlignedPairs` sorted by cosine, then by feature ids. Zero rows have no direction
-        and are never paired.
+        and are never paired, whatever the threshold (a positive threshold is allowed: "pairs
+        below cosine 0.1"; zero rows, whose cosine is taken as 0, are excluded from it).
     """
     if not isinstance(W_dec, Tensor) or W_dec.ndim != 2:
         raise ValueError(f"W_dec must be a 2-D tensor [d_sae, d_in], got {type(W_dec).__name__}")
@@ -146,6 +155,8 @@ def find_aligned_pairs(
         # A view (no copy) when the decoder is already float32 on ``dev``.
         return W_dec[start:stop].detach().to(device=dev, dtype=torch.float32)
 
+    nonzero = norms.to(dev) > 0
+    has_zero = threshold > 0 and not bool(nonzero.all())
     buf = torch.empty(min(block_size, n) ** 2, device=dev)
     found: list[tuple[Tensor, Tensor, Tensor]] = []
 
@@ -154,6 +165,9 @@ def find_aligned_pairs(
         if not S.numel() or float(S.min()) >= threshold:
             return
         mask = threshold > S
+        if has_zero:
+            # A zero row has cosine 0 with everything: with a positive threshold it would pair with all.
+            mask &= nonzero[row0 : row0 + S.shape[0], None] & nonzero[None, col0 : col0 + S.shape[1]]
         if diagonal:
             mask = mask.triu(diagonal=1)
         ij = mask.nonzero()
@@ -196,152 +210,4 @@ def find_aligned_pairs(
         second=second[order],
         cosine=cosine[order],
         live=None if live is None else live.cpu(),
-    )
-
-
-@dataclass(frozen=True)
-class SpuriousProjection:
-    """A positive SAE(v) coefficient on a rare feature, explained by an anti-aligned partner."""
-
-    feature: int
-    """The feature with the positive coefficient."""
-    explained_by: int
-    """The negative-leaning partner on which v projects negatively."""
-    cosine: float
-    """Cosine between the two decoder rows."""
-    value: float
-    """SAE(v) coefficient of ``feature``."""
-    partner_projection: float
-    """Projection of v on the partner's unit decoder row (negative)."""
-
-
-@dataclass(frozen=True)
-class SignConflict:
-    """A feature with a positive SAE(v) coefficient although v points against it."""
-
-    feature: int
-    """Feature id."""
-    value: float
-    """SAE(v) coefficient (positive)."""
-    projection: float
-    """Projection of v on the feature's unit decoder row."""
-    signed_coefficient: float
-    """Coefficient in the signed decomposition (0 if not selected)."""
-
-
-@dataclass(frozen=True)
-class SpuriousCheck:
-    """Positive SAE(v) coefficients on rare features, sorted by what explains them."""
-
-    threshold: float
-    """Cosine below which a partner counts as anti-aligned."""
-    rare_rate: float
-    """Features firing on at most this share of prompts count as rare."""
-    spurious: tuple[SpuriousProjection, ...]
-    """Rare positives explained by a negative projection on an anti-aligned partner."""
-    bias_explained: tuple[int, ...]
-    """Rare positives already on in SAE(0) that v does not push up."""
-    unexplained: tuple[int, ...]
-    """Rare positives explained by neither."""
-    sign_conflicts: tuple[SignConflict, ...]
-    """Positive SAE(v) coefficients with a negative projection or signed coefficient."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            "spurious": [
-                {
-                    "feature": s.feature,
-                    "explained_by": s.explained_by,
-                    "cosine": s.cosine,
-                    "value": s.value,
-                    "partner_projection": s.partner_projection,
-                }
-                for s in self.spurious
-            ],
-            "bias_explained": list(self.bias_explained),
-            "unexplained": list(self.unexplained),
-            "sign_conflicts": [
-                {
-                    "feature": c.feature,
-                    "value": c.value,
-                    "projection": c.projection,
-                    "signed_coefficient": c.signed_coefficient,
-                }
-                for c in self.sign_conflicts
-            ],
-            "rare_rate": self.rare_rate,
-        }
-
-
-def spurious_check(
-    W_dec: Tensor,
-    W_enc: Tensor,
-    vector: Tensor,
-    acts_vector: Tensor,
-    acts_zero: Tensor,
-    firing_rate: Tensor,
-    *,
-    negative: Tensor | None = None,
-    signed_coefficients: Tensor | None = None,
-    threshold: float = -0.5,
-    rare_rate: float = 0.05,
-) -> SpuriousCheck:
-    """Explain every positive SAE(v) coefficient on a rare feature, and list sign conflicts.
-
-    A rare feature i with ``SAE(v)_i > 0`` is *spurious* when v raises its pre-activation
-    (``v @ W_enc[:, i] > 0``) and some partner j with ``cos(d_i, d_j) < threshold`` is
-    negative-leaning (``negative[j]``, any feature if ``negative`` is None) and v projects
-    negatively on it; the most anti-aligned such partner is named. Otherwise it is
-    *bias-explained* when ``SAE(0)_i > 0``, else *unexplained*.
-
-    Args:
-        W_dec, W_enc: decoder ``[d_sae, d_in]`` and encoder ``[d_in, d_sae]``.
-        vector: steering vector in the SAE's input space ``[d_in]``.
-        acts_vector, acts_zero: SAE(v) and SAE(0) ``[d_sae]``.
-        firing_rate: share of prompts on which each feature fires ``[d_sae]``.
-        negative: bool mask ``[d_sae]`` of negative-leaning features.
-        signed_coefficients: dense signed decomposition of v ``[d_sae]``, for sign conflicts.
-
-    Returns:
-        A :class:`SpuriousCheck`; every list is sorted by feature id, conflicts by projection.
-    """
-    v = vector.to(torch.float32)
-    U = unit_rows(W_dec)
-    proj = U @ v
-    pre_change = v @ W_enc.detach().to(torch.float32)
-    f_v, f_0 = acts_vector.to(torch.float32), acts_zero.to(torch.float32)
-    eligible = proj < 0 if negative is None else negative & (proj < 0)
-    candidates = torch.nonzero((f_v > 0) & (firing_rate <= rare_rate)).flatten().tolist()
-    spurious, bias_explained, unexplained = [], [], []
-    for i in candidates:
-        partner = None
-        if float(pre_change[i]) > 0:
-            cos = U @ U[i]
-            ok = eligible & (cos < threshold)
-            ok[i] = False
-            if bool(ok.any()):
-                ids = torch.nonzero(ok).flatten()
-                j = int(ids[torch.argmin(cos[ids])])
-                partner = SpuriousProjection(i, j, float(cos[j]), float(f_v[i]), float(proj[j]))
-        if partner is not None:
-            spurious.append(partner)
-        elif float(f_0[i]) > 0:
-            bias_explained.append(i)
-        else:
-            unexplained.append(i)
-    signed = torch.zeros_like(f_v) if signed_coefficients is None else signed_coefficients.float()
-    conflict = torch.nonzero((f_v > 0) & ((proj < 0) | (signed < 0))).flatten()
-    order = torch.argsort(proj[conflict], stable=True)
-    conflicts = tuple(
-        SignConflict(int(i), float(f_v[i]), float(proj[i]), float(signed[i]))
-        for i in conflict[order].tolist()
-    )
-    return SpuriousCheck(
-        threshold=float(threshold),
-        rare_rate=float(rare_rate),
-        spurious=tuple(spurious),
-        bias_explained=tuple(bias_explained),
-        unexplained=tuple(unexplained),
-        sign_conflicts=conflicts,
     )

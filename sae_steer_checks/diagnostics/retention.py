@@ -1,47 +1,117 @@
 """Retention: does steering with a reconstruction move the behaviour like the original vector?
 
-Steerability is the slope of a least-squares line through the behaviour score against the
-multiplier. A reconstruction that keeps the geometry but loses the behaviour-carrying part shows up
-here as a slope ratio well below one.
+Each vector is swept over the multipliers; with per-item scores every held-out item gets its own
+least-squares slope, and a vector's steerability is their mean with an item-level standard error.
+Before any ratio the original must steer: its slope must beat random directions of its norm (|slope|
+above their 95th percentile of |slope|) and its t interval must exclude 0; otherwise retention is
+inconclusive ("the vector does not steer this behaviour here"). The ratio ``b_recon / b_orig`` comes
+with an interval over items (Fieller by default, or a bootstrap), and the status follows it:
+
+- ``"problem"``: the whole interval lies below the retained threshold (upper end < threshold);
+- ``"fine"``: the whole interval lies at or above it (lower end >= threshold);
+- ``"inconclusive"``: the interval reaches both sides, is unbounded, or there is nothing to compare.
+
+A score function that returns one float per vector (no items) still gives slopes and ratios, but no
+interval: its status is inconclusive. The random directions and the "beats its null" rule live here
+so that steering's steerability check uses the same ones.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from sae_steer_checks.stats import (
+    RatioInterval,
+    SlopeEstimate,
+    SteeringNull,
+    beats_null,
+    fit_slope,
+    item_slopes_summary,
+    random_directions,
+    ratio_interval,
+    slope_estimate,
+    steering_null,
+)
+
 __all__ = [
     "DEFAULT_MULTIPLIERS",
+    "DEFAULT_THRESHOLD",
+    "NOT_STEERING",
     "Retention",
     "ScoreFn",
     "Slope",
     "retention",
-    "steerability_slope",
+    "score_vectors",
 ]
 
-ScoreFn = Callable[[Tensor], float]
-"""Behaviour score when the (already multiplied) steering vector ``u [d_model]`` is added."""
+ScoreFn = Callable[[Tensor], Any]
+"""Behaviour score when the (already multiplied) steering vector ``u [d_model]`` is added: a float, or
+one score per held-out item ``[n_items]``. It may also offer ``score_batch(us [k, d_model]) -> [k, n_items]``
+(several vectors at once) and ``item_groups`` (group of each item, or None), as
+``steering.scoring.ItemScoreFn`` does."""
 
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (-1.0, 0.0, 1.0)
+DEFAULT_THRESHOLD = 0.8
+NOT_STEERING = "the vector does not steer this behaviour here"
+_NO_ITEMS = "the score gives one number per vector, not one per item, so the ratio has no interval"
 
 
 @dataclass(frozen=True)
 class Slope:
-    """A least-squares line through (multiplier, score) points."""
+    """A vector's steerability: the mean of per-item least-squares slopes over the multipliers."""
 
     slope: float
-    """Change of the score per unit multiplier."""
+    """Change of the (group-balanced) mean score per unit multiplier."""
     intercept: float
-    """Score at multiplier 0 on the fitted line."""
+    """Mean score at multiplier 0 on the fitted line."""
     stderr: float | None
-    """Standard error of the slope (None with fewer than three multipliers)."""
+    """Item-level standard error of the slope (None without per-item scores)."""
     scores: tuple[float, ...]
-    """Score at each multiplier."""
+    """(Group-balanced) mean score at each multiplier."""
+    estimate: SlopeEstimate | None = None
+    """Mean slope with its SE and t interval over items (None without per-item scores)."""
+    item_slopes: Tensor | None = field(default=None, repr=False)
+    """Per-item slopes ``[n_items]`` (float64)."""
+    score_se: tuple[float, ...] | None = None
+    """Item-level standard error of each mean score in ``scores`` (for a confidence band), or None."""
+
+
+def score_vectors(score_fn: ScoreFn, us: Tensor) -> Tensor:
+    """Scores of each added vector ``us [k, d]`` as ``[k, n_items]`` float64 (``n_items = 1`` for floats).
+
+    Uses ``score_fn.score_batch`` when there is one (several vectors per forward), else one call each.
+    """
+    batch = getattr(score_fn, "score_batch", None)
+    if callable(batch):
+        out = torch.as_tensor(batch(us)).detach().to(torch.float64).cpu()
+    else:
+        each = [torch.as_tensor(score_fn(u)).detach().to(torch.float64).cpu() for u in us]
+        if any(t.ndim > 1 for t in each):
+            raise ValueError(f"score_fn must give one score or one per item, got shape {list(each[0].shape)}")
+        out = torch.stack([t.reshape(-1) for t in each])
+    if out.ndim != 2 or out.shape[0] != us.shape[0]:
+        raise ValueError(f"score_fn must give one score or one per item per vector, got {list(out.shape)}")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"score_fn returned a non-finite score {out[~torch.isfinite(out)][0].item()}")
+    return out
+
+
+def _sweep_scores(score_fn: ScoreFn, vectors: Tensor, ms: tuple[float, ...]) -> Tensor:
+    """Scores ``[k, n_mult, n_items]`` of ``m * v`` for every vector ``[k, d]`` and multiplier.
+
+    Each distinct added vector is scored once (multiplier 0 is shared by all).
+    """
+    us = torch.tensor(ms, dtype=torch.float32)[None, :, None] * vectors.detach().float()[:, None, :].cpu()
+    flat = us.reshape(-1, vectors.shape[1])
+    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+    scores = score_vectors(score_fn, unique.to(vectors.device))
+    return scores[inverse].reshape(vectors.shape[0], len(ms), -1)
 
 
 def _check_multipliers(multipliers: Sequence[float]) -> tuple[float, ...]:
@@ -53,47 +123,48 @@ def _check_multipliers(multipliers: Sequence[float]) -> tuple[float, ...]:
     return ms
 
 
-def steerability_slope(score_fn: ScoreFn, vector: Tensor, multipliers: Sequence[float]) -> Slope:
-    """Fit ``score_fn(m * vector)`` against ``m`` over ``multipliers``.
+def _group_mean(values: Tensor, groups: Sequence[int] | None) -> Tensor:
+    """Mean over the last axis of ``values [..., n_items]``, each group weighing the same."""
+    if groups is None:
+        return values.mean(-1)
+    g = torch.tensor(list(groups))
+    return torch.stack([values[..., g == k].mean(-1) for k in torch.unique(g)]).mean(0)
 
-    Args:
-        score_fn: behaviour score of an added vector ``[d_model]``.
-        vector: the direction to steer with ``[d_model]``.
-        multipliers: at least two distinct multipliers.
 
-    Returns:
-        A :class:`Slope`.
-    """
-    ms = _check_multipliers(multipliers)
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got a {type(score_fn).__name__}")
-    v = vector.detach().to(torch.float32)
-    scores = []
-    for m in ms:
-        s = float(score_fn(m * v))
-        if not math.isfinite(s):
-            raise ValueError(f"score_fn returned a non-finite score {s} at multiplier {m}")
-        scores.append(s)
-    n = len(ms)
-    mx, my = sum(ms) / n, sum(scores) / n
-    sxx = sum((m - mx) ** 2 for m in ms)
-    slope = sum((m - mx) * (s - my) for m, s in zip(ms, scores, strict=True)) / sxx
-    intercept = my - slope * mx
-    stderr = None
-    if n > 2:
-        rss = sum((s - intercept - slope * m) ** 2 for m, s in zip(ms, scores, strict=True))
-        stderr = math.sqrt(rss / (n - 2) / sxx)
-    return Slope(slope=slope, intercept=intercept, stderr=stderr, scores=tuple(scores))
+def _slope(ms: tuple[float, ...], scores: Tensor, groups: Sequence[int] | None, level: float) -> Slope:
+    """A :class:`Slope` from scores ``[n_mult, n_items]``."""
+    per_item = fit_slope(ms, scores.T)
+    means = _group_mean(scores, groups)
+    estimate = slope_estimate(per_item, groups, level=level) if scores.shape[1] > 1 else None
+    slope = float(_group_mean(per_item, groups))
+    intercept = float(means.mean()) - slope * sum(ms) / len(ms)
+    stderr = None if estimate is None else estimate.se
+    score_se = None
+    if estimate is not None:
+        score_se = tuple(item_slopes_summary(row, groups, level=level).se for row in scores)
+    return Slope(slope, intercept, stderr, tuple(means.tolist()), estimate, per_item, score_se)
 
 
 @dataclass(frozen=True)
 class Retention:
-    """Steerability of the original vector and of its reconstructions."""
+    """Steerability of the original vector and of its reconstructions, with the null and ratio intervals."""
 
     multipliers: tuple[float, ...]
     """Multipliers the slopes were fitted over."""
     slopes: dict[str, Slope]
-    """Name (``original``, ``sae``, ``signed``, ...) -> fitted slope."""
+    """Name (``original``, ``sae``, ``signed``, ...) -> its slope."""
+    null: SteeringNull | None = None
+    """Random directions of the original's norm (None when not measured: no per-item scores)."""
+    steers: bool = False
+    """Whether the original beats its null (|slope| > null's q95 of |slope| and t interval excludes 0)."""
+    ratios: dict[str, RatioInterval] = field(default_factory=dict)
+    """Name -> ``b_name / b_original`` with its interval over items (empty without per-item scores)."""
+    statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Name -> ``(status, reason)``: ``problem``, ``fine`` or ``inconclusive`` and why (module notes)."""
+    threshold: float = DEFAULT_THRESHOLD
+    """Share of the original slope that counts as retained."""
+    n_items: int = 1
+    """Held-out items behind each slope (1: the score function gave one number per vector)."""
 
     def __post_init__(self) -> None:
         if "original" not in self.slopes:
@@ -104,32 +175,159 @@ class Retention:
         base = self.slopes["original"].slope
         return self.slopes[name].slope / base if base != 0 else None
 
+    @property
+    def status(self) -> str:
+        """Status of SAE(v) (``"sae"``), else of the first reconstruction; ``"not run"`` if none."""
+        return self._headline()[0]
+
+    @property
+    def reason(self) -> str:
+        """Why :attr:`status` is what it is, in plain words."""
+        return self._headline()[1]
+
+    def _headline(self) -> tuple[str, str]:
+        if not self.statuses:
+            return "not run", "no reconstruction was compared"
+        key = "sae" if "sae" in self.statuses else next(iter(self.statuses))
+        return self.statuses[key]
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary with the stable keys of the report's ``retention`` section."""
+        """JSON-ready summary with the report's stable keys and the calibrated ones.
+
+        Stable: ``multipliers``, ``slopes``, ``stderr``, ``scores``, ``ratio_<name>``. Calibrated:
+        ``slope_estimates`` (with ``score_se`` per multiplier), ``null``, ``steers``,
+        ``ratio_intervals``, ``statuses``, ``status``, ``reason``, ``threshold``, ``n_items``.
+        """
+        names = sorted(self.slopes)
         out: dict[str, Any] = {
             "multipliers": list(self.multipliers),
-            "slopes": {name: s.slope for name, s in sorted(self.slopes.items())},
-            "stderr": {name: s.stderr for name, s in sorted(self.slopes.items())},
-            "scores": {name: list(s.scores) for name, s in sorted(self.slopes.items())},
+            "slopes": {n: self.slopes[n].slope for n in names},
+            "stderr": {n: self.slopes[n].stderr for n in names},
+            "scores": {n: list(self.slopes[n].scores) for n in names},
+            "slope_estimates": {n: _estimate_dict(self.slopes[n]) for n in names},
+            "null": None if self.null is None else self.null.to_dict(),
+            "steers": self.steers,
+            "ratio_intervals": {n: _ratio_dict(r) for n, r in sorted(self.ratios.items())},
+            "statuses": {n: {"status": s, "reason": r} for n, (s, r) in sorted(self.statuses.items())},
+            "status": self.status,
+            "reason": self.reason,
+            "threshold": self.threshold,
+            "n_items": self.n_items,
         }
-        for name in sorted(self.slopes):
+        for name in names:
             if name != "original":
                 out[f"ratio_{name}"] = self.ratio(name)
         return out
+
+
+def _estimate_dict(slope: Slope) -> dict[str, Any] | None:
+    e = slope.estimate
+    if e is None:
+        return None
+    return {"mean": e.mean, "se": e.se, "ci_low": e.ci_low, "ci_high": e.ci_high, "df": e.df,
+            "n_items": e.n_items, "level": e.level,
+            "score_se": None if slope.score_se is None else list(slope.score_se)}  # fmt: skip
+
+
+def _ratio_dict(r: RatioInterval) -> dict[str, Any]:
+    # JSON has no infinity: an unbounded end is None
+    return {"ratio": r.ratio if math.isfinite(r.ratio) else None,
+            "ci_low": r.ci_low if math.isfinite(r.ci_low) else None,
+            "ci_high": r.ci_high if math.isfinite(r.ci_high) else None,
+            "bounded": r.bounded, "method": r.method, "level": r.level}  # fmt: skip
+
+
+def _status(steers: bool, ratio: RatioInterval | None, threshold: float) -> tuple[str, str]:
+    if ratio is None:
+        return "inconclusive", _NO_ITEMS
+    if not steers:
+        return "inconclusive", NOT_STEERING
+    if not ratio.bounded:
+        return (
+            "inconclusive",
+            "the original slope is not clearly non-zero, so the ratio has no bounded interval",
+        )
+    span = f"[{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
+    if ratio.ci_high < threshold:
+        return "problem", f"the ratio's interval {span} lies below the retained threshold {threshold:g}"
+    if ratio.ci_low >= threshold:
+        return "fine", f"the ratio's interval {span} lies at or above the retained threshold {threshold:g}"
+    return (
+        "inconclusive",
+        f"the ratio's interval {span} reaches both sides of the retained threshold {threshold:g}",
+    )
 
 
 def retention(
     score_fn: ScoreFn,
     vectors: dict[str, Tensor],
     multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
+    *,
+    n_random: int = 8,
+    activations: Tensor | None = None,
+    generator: torch.Generator | int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    level: float = 0.95,
+    method: Literal["fieller", "bootstrap"] = "fieller",
+    n_boot: int = 2000,
 ) -> Retention:
-    """Steerability slopes of several vectors ``{name: [d_model]}``; must include ``"original"``.
+    """Steerability of several vectors, its random null, and the retention ratios with intervals.
+
+    Args:
+        score_fn: behaviour score of an added vector (a float or ``[n_items]``; see :data:`ScoreFn`).
+        vectors: name -> vector ``[d_model]``; ``"original"`` is the reference.
+        multipliers: at least two distinct multipliers.
+        n_random: random directions per kind (isotropic; and N(0, Sigma) when ``activations`` are given).
+        activations: ordinary activations ``[m, d_model]`` for the covariance-shaped null, or None.
+        generator: generator or seed of the random directions (None: seed 0).
+        threshold: share of the original slope that counts as retained (in (0, 1]).
+        level: confidence level of the slope and ratio intervals.
+        method: ratio interval, ``"fieller"`` or ``"bootstrap"`` (over items).
+        n_boot: bootstrap draws (bootstrap only).
 
     Returns:
-        A :class:`Retention` whose ``ratio(name)`` is the share of the original slope kept.
+        A :class:`Retention`; ``ratio(name)`` is the share of the original slope kept, ``statuses`` the
+        verdict per reconstruction. The null is only run with per-item scores (without them no
+        verdict can pass, so its forwards would be wasted).
     """
     if "original" not in vectors:
         raise ValueError(f"vectors must include 'original', got {sorted(vectors)}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if n_random < 1:
+        raise ValueError(f"n_random must be >= 1, got {n_random}")
     ms = _check_multipliers(multipliers)
-    slopes = {name: steerability_slope(score_fn, v, ms) for name, v in vectors.items()}
-    return Retention(multipliers=ms, slopes=slopes)
+    names = list(vectors)
+    stacked = torch.stack([vectors[n].detach().float().reshape(-1) for n in names])
+    groups = getattr(score_fn, "item_groups", None)
+    scores = _sweep_scores(score_fn, stacked, ms)
+    n_items = scores.shape[2]
+    slopes = {n: _slope(ms, scores[i], groups, level) for i, n in enumerate(names)}
+    per_item = {n: fit_slope(ms, scores[i].T) for i, n in enumerate(names)}
+    if n_items < 2:
+        undecided = {n: _status(False, None, threshold) for n in names if n != "original"}
+        return Retention(ms, slopes, None, False, {}, undecided, threshold, n_items)
+    original = slopes["original"]
+    directions, kinds = random_directions(
+        vectors["original"].detach().float().cpu(), n_random, activations=activations, generator=generator
+    )
+    null_scores = _sweep_scores(score_fn, directions.to(vectors["original"].device), ms)
+    null_slopes = [_slope(ms, s, groups, level).slope for s in null_scores]
+    null = steering_null(original.slope, null_slopes, kinds)
+    steers = beats_null(original.slope, original.estimate, null)
+    ratios: dict[str, RatioInterval] = {}
+    statuses: dict[str, tuple[str, str]] = {}
+    for name in names:
+        if name == "original":
+            continue
+        ratios[name] = ratio_interval(
+            per_item[name],
+            per_item["original"],
+            groups=groups,
+            level=level,
+            method=method,
+            n_boot=n_boot,
+            generator=generator,
+        )
+        statuses[name] = _status(steers, ratios[name], threshold)
+    return Retention(ms, slopes, null, steers, ratios, statuses, threshold, n_items)

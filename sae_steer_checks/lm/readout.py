@@ -22,10 +22,17 @@ from tqdm.auto import tqdm
 
 from sae_steer_checks.data.prompts import tokenize
 from sae_steer_checks.data.schema import ContrastivePair
-from sae_steer_checks.lm.hooks import capture_residual
+from sae_steer_checks.lm.hooks import run_to_layer
 from sae_steer_checks.lm.models import validate_layer
 
-__all__ = ["read_last_token", "read_pairs", "tokenize_pairs"]
+__all__ = [
+    "left_pad",
+    "pad_token_id",
+    "positions_from_mask",
+    "read_last_token",
+    "read_pairs",
+    "tokenize_pairs",
+]
 
 TokenPair = tuple[list[int], list[int], list[int]]
 
@@ -53,7 +60,11 @@ def tokenize_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair]) -> list[Tok
     return out
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with: the tokenizer's pad token, else its EOS token, else 0.
+
+    Padded positions are masked out, so the choice never changes a read or a score.
+    """
     for attr in ("pad_token_id", "eos_token_id"):
         value = getattr(tokenizer, attr, None)
         if isinstance(value, int):
@@ -61,27 +72,26 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _left_pad(rows: Sequence[list[int]], pad: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def left_pad(
+    rows: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Left-pad token-id rows to one width.
+
+    Returns ``(input_ids, attention_mask, position_ids)``, each ``[n_rows, width]`` long on ``device``.
+    Positions count real tokens only, so a left-padded row sees the positions it would see alone.
+    """
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
         mask[i, width - len(row) :] = 1
-    return ids.to(device), mask.to(device)
+    return ids.to(device), mask.to(device), positions_from_mask(mask).to(device)
 
 
-def _positions(mask: Tensor) -> Tensor:
-    # positions count real tokens only, so a left-padded row sees the positions it would see alone
+def positions_from_mask(mask: Tensor) -> Tensor:
+    """Position ids ``[batch, seq]`` that count the real (mask 1) tokens of each row from 0."""
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-
-def _forward(model: nn.Module, layer: int, **inputs: Any) -> Tensor:
-    with capture_residual(model, layer, stop_after_last=True) as captured:
-        model(**inputs)
-    if not captured[layer]:
-        raise RuntimeError(f"decoder block {layer} of {type(model).__name__} did not run")
-    return captured[layer][0]
 
 
 def _cache_kwarg(model: nn.Module) -> str:
@@ -119,14 +129,9 @@ def read_last_token(
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
         chunk = order[start : start + batch_size]
-        ids, mask = _left_pad([rows[i] for i in chunk], pad_id, device)
-        hidden = _forward(
-            model,
-            layer,
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=_positions(mask),
-            use_cache=False,
+        ids, mask, positions = left_pad([rows[i] for i in chunk], pad_id, device)
+        hidden = run_to_layer(
+            model, layer, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
         )
         for j, i in enumerate(chunk):
             out[i] = hidden[j, -1].float().cpu()
@@ -157,7 +162,7 @@ def read_pairs(
     if not pairs:
         raise ValueError("pairs must hold at least one ContrastivePair, got none")
     tokenized = tokenize_pairs(tokenizer, pairs)
-    pad = _pad_id(tokenizer)
+    pad = pad_token_id(tokenizer)
     if not share_prefix or any(not prefix for prefix, _, _ in tokenized):
         rows = [p + e for p, pos, neg in tokenized for e in (pos, neg)]
         acts = read_last_token(model, rows, layer, pad_id=pad, batch_size=2 * batch_size, progress=progress)
@@ -240,7 +245,7 @@ def _read_packed(
     for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
         chunk = order[start : start + batch_size]
         inputs, pos_index, neg_index = _packed_batch([tokenized[i] for i in chunk], pad, dtype, eager, device)
-        hidden = _forward(model, layer, use_cache=False, **inputs)
+        hidden = run_to_layer(model, layer, use_cache=False, **inputs)
         if pos_out is None or neg_out is None:
             pos_out = torch.empty((len(tokenized), hidden.shape[-1]), dtype=torch.float32)
             neg_out = torch.empty_like(pos_out)
@@ -272,15 +277,15 @@ def _read_shared(
     starts = range(0, len(tokenized), batch_size)
     for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
         chunk = order[start : start + batch_size]
-        prefix_ids, prefix_mask = _left_pad([tokenized[i][0] for i in chunk], pad, device)
+        prefix_ids, prefix_mask, prefix_positions = left_pad([tokenized[i][0] for i in chunk], pad, device)
         # the cache is made here, not by the model, because the stopped forward returns nothing
         cache = DynamicCache(config=config) if config is not None else DynamicCache()
-        _forward(
+        run_to_layer(
             model,
             layer,
             input_ids=prefix_ids,
             attention_mask=prefix_mask,
-            position_ids=_positions(prefix_mask),
+            position_ids=prefix_positions,
             use_cache=True,
             **{cache_arg: cache},
         )
@@ -294,7 +299,7 @@ def _read_shared(
             end_mask[r, : len(ending)] = 1
         full_mask = torch.cat([prefix_mask.repeat_interleave(2, dim=0), end_mask.to(device)], dim=1)
         start_pos = prefix_mask.sum(dim=1, keepdim=True).repeat_interleave(2, dim=0)
-        hidden = _forward(
+        hidden = run_to_layer(
             model,
             layer,
             input_ids=end_ids.to(device),

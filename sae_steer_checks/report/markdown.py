@@ -1,30 +1,21 @@
 """The Markdown report, rendered from the JSON report dict alone (so tests can assert on the JSON).
 
 One verdict line per mechanism in plain words, the key figures in small tables, the plots embedded,
-and the provenance at the end. Missing sections (e.g. ``retention`` when no behaviour score was
-given) are said to be missing rather than left out silently.
+and the provenance at the end. Sections are read by their schema keys (a renamed key raises
+``KeyError``); ``retention``, the one section that may be absent, is said to be missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from sae_steer_checks.report.verdicts import (
-    Verdict,
-    feature_ids,
-    feature_values,
-    fmt_num,
-    fmt_pct,
-    id_list,
-    verdicts,
-)
+from sae_steer_checks.report.verdicts import feature_ids, feature_values, fmt_num, fmt_pct, id_list
 
-if TYPE_CHECKING:
-    from sae_steer_checks.report.plots import PlotData
+__all__ = ["NEURONPEDIA_URL", "PLOTS_SKIPPED", "PLOT_TITLES", "neuronpedia_id", "render_markdown"]
 
-__all__ = ["PLOTS_SKIPPED", "PLOT_TITLES", "Verdict", "render_markdown", "verdicts", "write_report"]
+#: Dashboard of one feature; filled with the SAE's Neuronpedia id (e.g. ``gemma-2-2b/14-gemmascope-res-16k``).
+NEURONPEDIA_URL = "https://www.neuronpedia.org/{neuronpedia_id}/{feature}"
 
 # Plot key -> caption; the order is the order of the report's sections.
 PLOT_TITLES = {
@@ -32,6 +23,7 @@ PLOT_TITLES = {
     "bias": "Top features of SAE(v) beside SAE(0)",
     "leaning": "Mean activation on positive vs negative prompts, per feature",
     "pairs": "Decoder cosines among the relevant features, flagged pairs marked",
+    "decomposition": "Signed fit's cosine with v against k, beside null vectors' curves (mean to q95)",
     "retention": "Behaviour against multiplier: original vector, SAE(v) and signed decomposition",
 }
 
@@ -47,32 +39,38 @@ def render_markdown(
     plots: Mapping[str, str] | None = None,
     plots_note: str | None = None,
 ) -> str:
-    """Render the report as Markdown.
+    """Render the report (a :class:`~sae_steer_checks.report.schema.Report`) as Markdown.
 
-    ``plots`` maps plot keys (see :data:`PLOT_TITLES`) to image paths relative to the report;
+    The verdict lines are the report's ``verdicts`` entries. ``plots`` maps plot keys (see
+    :data:`PLOT_TITLES`) to image paths relative to the report;
     ``plots_note`` explains why plots are missing (e.g. matplotlib is not installed).
     Returns the Markdown text, ending in a newline.
     """
     plots = dict(plots or {})
-    prov = report.get("provenance") or {}
+    prov = report["provenance"]
     lines = ["# Does the SAE give a trustworthy account of this steering vector?", ""]
     subject = _subject(prov)
     if subject:
         lines += [subject, ""]
     lines += ["## Verdict", ""]
-    for v in verdicts(report):
-        mark = {"problem": "**problem**", "fine": "fine", "not run": "not run"}[v.status]
-        lines.append(f"- **{v.mechanism}** ({mark}): {v.sentence}")
-    lines.append("")
+    for v in report["verdicts"]:
+        mark = "**problem**" if v["status"] == "problem" else v["status"]
+        lines.append(f"- **{v['mechanism']}** ({mark}): {v['sentence']}")
+    lines += ["", *_verdict_table(report["verdicts"]), ""]
     if plots_note:
         lines += [f"> {plots_note}", ""]
+    link = _linker(neuronpedia_id(prov))
     sections = [
-        ("1. Norm: is the vector in distribution?", _norm_table(report.get("norm")), "norms"),
-        ("2. Encoder bias: SAE(v) against SAE(0)", _bias_table(report.get("bias")), "bias"),
-        ("3. Negative-leaning features", _leaning_table(report.get("negative_leaning")), "leaning"),
-        ("4. Negatively aligned decoder pairs", _pairs_table(report.get("aligned_pairs")), "pairs"),
-        ("5. Signed decomposition", _decomposition_table(report.get("decompositions")), None),
-        ("6. Behaviour retained", _retention_table(report.get("retention")), "retention"),
+        ("1. Norm: is the vector in distribution?", _norm_table(report["norm"]), "norms"),
+        ("2. Encoder bias: SAE(v) against SAE(0)", _bias_table(report["bias"], link), "bias"),
+        ("3. Negative-leaning features", _leaning_table(report["negative_leaning"], link), "leaning"),
+        ("4. Negatively aligned decoder pairs", _pairs_table(report["aligned_pairs"], link), "pairs"),
+        (
+            "5. Signed decomposition",
+            _decomposition_table(report["decompositions"], report.get("decomposition_nulls")),
+            "decomposition",
+        ),
+        ("6. Behaviour retained", _retention_table(report["retention"]), "retention"),
     ]
     for title, body, plot in sections:
         lines += [f"## {title}", "", *body, ""]
@@ -82,185 +80,191 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def write_report(
-    report: Mapping[str, Any],
-    out: str | Path,
-    *,
-    force: bool = False,
-    plot_data: PlotData | None = None,
-) -> list[str]:
-    """Write ``report.json``, ``report.md`` and the plots into the folder ``out``, atomically.
-
-    Everything is written into a temporary folder beside ``out`` and moved into place at the end,
-    so an interrupted run leaves nothing half-written; an existing non-empty ``out`` is replaced
-    only with ``force``. Without matplotlib the plots are skipped and the Markdown says so.
-    Returns the names of the files written, report files first.
-    """
-    from sae_steer_checks.report import plots as plotting
-    from sae_steer_checks.report.files import atomic_output_dir, write_json
-
-    with atomic_output_dir(out, force=force) as tmp:
-        images: dict[str, str] = {}
-        note = None
-        if plot_data is not None:
-            if plotting.matplotlib_available():
-                images = plotting.render_plots(plot_data, tmp)
-            else:
-                note = PLOTS_SKIPPED
-        write_json(tmp / "report.json", dict(report))
-        markdown = render_markdown(report, plots=images, plots_note=note)
-        (tmp / "report.md").write_text(markdown, encoding="utf-8")
-    return ["report.json", "report.md", *images.values()]
-
-
 # --- tables -----------------------------------------------------------------------------------
 
 
-def _norm_table(norm: Mapping[str, Any] | None) -> list[str]:
-    if not norm:
-        return ["Not run: no activation sample was given."]
+def _norm_table(norm: Mapping[str, Any]) -> list[str]:
     rows = [
-        ("Steering-vector norm", fmt_num(norm.get("steering_norm"))),
-        ("Median activation norm", fmt_num(norm.get("activation_norm_median"))),
-        ("Ratio to the median", fmt_num(norm.get("ratio"))),
-        ("Percentile of the vector among activation norms", fmt_num(norm.get("percentile"))),
-        ("Activations in the sample", fmt_num(norm.get("n_activations"))),
+        ("Steering-vector norm", fmt_num(norm["steering_norm"])),
+        ("Median activation norm", fmt_num(norm["activation_norm_median"])),
+        ("Ratio to the median", fmt_num(norm["ratio"])),
+        ("Percentile of the vector among activation norms", fmt_num(norm["percentile"])),
+        ("Activations in the sample", fmt_num(norm["n_activations"])),
     ]
-    for key, value in sorted((norm.get("quantiles") or {}).items(), key=lambda kv: float(kv[0])):
+    if norm["interval"] is not None:
+        rows.insert(1, ("95% interval of the norm (bootstrap over items)", _range(norm["interval"])))
+    if norm["percentile_interval"] is not None:
+        rows.insert(-1, ("95% interval of the percentile", _range(norm["percentile_interval"])))
+    for key, value in sorted(norm["quantiles"].items(), key=lambda kv: float(kv[0])):
         rows.append((f"Activation-norm quantile {key}", fmt_num(value)))
     return _table(("Figure", "Value"), rows)
 
 
-def _bias_table(bias: Mapping[str, Any] | None) -> list[str]:
-    if not bias:
-        return ["Not run."]
-    k = int(bias.get("top_k") or 0)
-    top_v = feature_values(bias.get("top_features_vector"))
-    zero = feature_values(bias.get("top_features_zero"))
+def _bias_table(bias: Mapping[str, Any], link: _Link) -> list[str]:
+    k = int(bias["top_k"])
+    top_v = feature_values(bias["top_features_vector"])
+    zero = feature_values(bias["top_features_zero"])
     top_0 = dict(zero)
     # top lists hold every positive entry up to k, so a shorter list means the rest are exactly 0
     missing = "0" if len(zero) < k else f"< {fmt_num(min(top_0.values()))}" if zero else "n/a"
     rows = [
-        (str(f), fmt_num(v), fmt_num(top_0[f]) if f in top_0 else missing, "yes" if f in top_0 else "no")
+        (link(f), fmt_num(v), fmt_num(top_0[f]) if f in top_0 else missing, "yes" if f in top_0 else "no")
         for f, v in top_v
     ]
-    own = "subtracted" if bias.get("decoder_bias_subtracted") else "not subtracted"
+    own = "subtracted" if bias["decoder_bias_subtracted"] else "not subtracted"
+    other = bias["other_convention"]
+    flip = "subtracted" if other["decoder_bias_subtracted"] else "not subtracted"
     out = [
         f"Encoded under the SAE's own convention (decoder bias {own} before encoding). Jaccard "
-        f"overlap of the top {k}: {fmt_num(bias.get('overlap'))}; share of SAE(v)'s mass already in "
-        f"SAE(0): {fmt_pct(bias.get('mass_in_zero'))}.",
+        f"overlap of the top {k}: {fmt_num(bias['overlap'])}; share of SAE(v)'s mass already in "
+        f"SAE(0): {fmt_pct(bias['mass_in_zero'])}{_mass_figures(bias)}.",
         "",
         *_table(("Feature", "SAE(v)", "SAE(0)", "In SAE(0)'s top"), rows),
         "",
+        f"Under the other convention (decoder bias {flip}): overlap {fmt_num(other['overlap'])}, "
+        f"mass already in SAE(0) {fmt_pct(other['mass_in_zero'])}, top features of SAE(v) "
+        f"{_ids(feature_ids(other['top_features_vector']), link)}.",
+        "",
     ]
-    other = bias.get("other_convention")
-    if isinstance(other, Mapping):
-        flip = "subtracted" if other.get("decoder_bias_subtracted") else "not subtracted"
-        out += [
-            f"Under the other convention (decoder bias {flip}): overlap {fmt_num(other.get('overlap'))}, "
-            f"mass already in SAE(0) {fmt_pct(other.get('mass_in_zero'))}, top features of SAE(v) "
-            f"{id_list(feature_ids(other.get('top_features_vector')))}.",
-            "",
-        ]
-    delta = bias.get("delta_top_features")
+    ups, downs = feature_values(bias["top_increases"]), feature_values(bias["top_decreases"])
+    if ups or downs:
+        out += _table(
+            ("Largest increases SAE(v) - SAE(0)", "Largest decreases SAE(v) - SAE(0)"),
+            [
+                (_fv(ups[i], link) if i < len(ups) else "", _fv(downs[i], link) if i < len(downs) else "")
+                for i in range(max(len(ups), len(downs)))
+            ],
+        )
+        out.append("")
+    delta = bias["delta_top_features"]
     if delta:
         out += [
             "Delta view, mean of SAE(x + v) - SAE(x) over real activations x (v kept in "
-            f"distribution): top features {id_list(feature_ids(delta))}.",
+            f"distribution): top features {_ids(feature_ids(delta), link)}.",
             "",
         ]
     return out[:-1]
 
 
-def _leaning_table(leaning: Mapping[str, Any] | None) -> list[str]:
-    if not leaning:
-        return ["Not run."]
+def _leaning_table(leaning: Mapping[str, Any], link: _Link) -> list[str]:
     rows = [
-        ("Contrastive pairs", fmt_num(leaning.get("n_pairs"))),
-        ("Features active on either set", fmt_num(leaning.get("n_active"))),
-        ("Share more active on negative prompts", fmt_pct(leaning.get("fraction"))),
+        ("Contrastive pairs", fmt_num(leaning["n_pairs"])),
+        ("Features active on either set", fmt_num(leaning["n_active"])),
+        ("Share more active on negative prompts", fmt_pct(leaning["fraction"])),
+        ("95% interval of that share (bootstrap over items)", _pct_range(leaning["fraction_interval"])),
         (
-            "Features with a significant lean (FDR " + fmt_num(leaning.get("alpha")) + ")",
-            fmt_num(leaning.get("n_significant")),
+            "Label-flip null of that share: mean (q05-q95), percentile",
+            _null_cell(leaning["fraction_null"], pct=True),
         ),
-        ("Share of those leaning negative", fmt_pct(leaning.get("significant_fraction"))),
+        (
+            f"Share leaning negative among leans of at least {fmt_num(leaning['min_effect'])}",
+            fmt_pct(leaning["min_effect_fraction"]),
+        ),
+        (
+            "Features with a significant lean (FDR " + fmt_num(leaning["alpha"]) + ")",
+            fmt_num(leaning["n_significant"]),
+        ),
+        ("Share of those leaning negative", fmt_pct(leaning["significant_fraction"])),
         (
             "Significantly negative-leaning, yet 0 in SAE(v)",
-            id_list(feature_ids(leaning.get("dropped_by_encoder"))),
+            _ids(feature_ids(leaning["dropped_by_encoder"]), link),
         ),
     ]
     return _table(("Figure", "Value"), rows)
 
 
-def _pairs_table(pairs: Mapping[str, Any] | None, limit: int = 10) -> list[str]:
-    if not pairs:
-        return ["Not run."]
-    found = list(pairs.get("pairs") or [])
-    spurious = list(pairs.get("spurious") or [])
-    n_pairs = pairs.get("n_pairs", len(found))
-    out = [f"{n_pairs} pair(s) below cosine {fmt_num(pairs.get('threshold'))}.", ""]
+def _pairs_table(pairs: Mapping[str, Any], link: _Link, limit: int = 10) -> list[str]:
+    found = list(pairs["pairs"])
+    spurious = list(pairs["spurious"])
+    n_pairs = pairs["n_pairs"]
+    out = [f"{n_pairs} pair(s) below cosine {fmt_num(pairs['threshold'])}.", ""]
     if found:
         rows = [
-            (str(p.get("feature")), str(p.get("partner")), fmt_num(p.get("cosine")), str(p.get("status", "")))
-            for p in found
+            (link(p["feature"]), link(p["partner"]), fmt_num(p["cosine"]), str(p["status"])) for p in found
         ]
         out += _table(("Feature", "Partner", "Cosine", "Status"), rows[:limit])
         if n_pairs > limit:
             out += ["", f"... and {n_pairs - limit} more (listed in report.json up to its limit)."]
         out.append("")
     if spurious:
-        explained = [
-            (str(s.get("feature")), str(s.get("explained_by")), fmt_num(s.get("cosine"))) for s in spurious
-        ]
+        explained = [(link(s["feature"]), link(s["explained_by"]), fmt_num(s["cosine"])) for s in spurious]
         out += ["Spurious positive coefficients of SAE(v):", ""]
         out += _table(("Feature", "Explained by", "Cosine"), explained[:limit])
     else:
         out.append("No spurious positive coefficient in SAE(v).")
-    bias_explained = feature_ids(pairs.get("bias_explained"))
+    bias_explained = feature_ids(pairs["bias_explained"])
     if bias_explained:
-        out += ["", f"Positive coefficients the encoder bias alone explains: {id_list(bias_explained)}."]
-    conflicts = list(pairs.get("sign_conflicts") or [])
+        out += ["", f"Positive coefficients the encoder bias alone explains: {_ids(bias_explained, link)}."]
+    conflicts = list(pairs["sign_conflicts"])
     if conflicts:
         out += [
             "",
             f"Sign conflicts (positive in SAE(v), yet v projects negatively on the feature or its "
-            f"signed coefficient is negative): {id_list(feature_ids(conflicts))}.",
+            f"signed coefficient is negative): {_ids(feature_ids(conflicts), link)}.",
         ]
     return out
 
 
-def _decomposition_table(dec: Mapping[str, Any] | None) -> list[str]:
-    if not dec:
-        return ["Not run."]
-    reported = (dec.get("signed") or {}).get("method")
+def _decomposition_table(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None = None) -> list[str]:
+    reported = dec["signed"]["method"]
     rows = []
     for key, fig in sorted(dec.items(), key=lambda kv: (kv[0] != "sae", kv[0])):
-        if key == "signed" or not (isinstance(fig, Mapping) and "cosine" in fig):
+        if key == "signed":
             continue
         label = "SAE(v), the SAE's own code" if key == "sae" else key.replace("_", " ")
         if key == reported:
             label += " (reported as signed)"
-        rows.append(
-            (label, fmt_num(fig.get("cosine")), fmt_num(fig.get("rel_error")), fmt_num(fig.get("l0")),
-             fmt_num(fig.get("n_negative")))
-        )  # fmt: skip
+        figures = (fig["cosine"], fig["rel_error"], fig["l0"], fig["n_negative"])
+        rows.append((label, *(fmt_num(x) for x in figures)))
     header = ("Decomposition of v", "Cosine", "Relative error", "Features", "Negative coefficients")
-    return _table(header, rows)
+    out = _table(header, rows)
+    if nulls is None:
+        return out
+    families = list(nulls["families"])
+    null_rows = []
+    for account, entry in sorted(nulls["accounts"].items()):
+        cells = [_null_cell(entry["null"].get(f)) for f in families]
+        null_rows.append((account.replace("_", " "), fmt_num(entry.get("cosine")), *cells))
+    out += [
+        "",
+        f"Against null vectors of v's norm ({fmt_num(nulls['norm'])}), signed fit at k_default = "
+        f"{fmt_num(nulls['k_default'])} ({nulls['k_rule']}); each null cell is mean (q05-q95), percentile "
+        "of v's cosine among the null's:",
+        "",
+        *_table(("Account", "Cosine with v", *(f"{f} null" for f in families)), null_rows),
+    ]
+    return out
 
 
 def _retention_table(ret: Mapping[str, Any] | None) -> list[str]:
-    if not ret:
+    if ret is None:
         return ["Not run: no behaviour score was given."]
-    slopes = ret.get("slopes") or {}
-    ratios = {"original": 1.0, "sae": ret.get("ratio_sae"), "signed": ret.get("ratio_signed")}
+    slopes = ret["slopes"]
+    ratios = {"original": 1.0, "sae": ret["ratio_sae"], "signed": ret["ratio_signed"]}
     names = {"original": "Original vector", "sae": "SAE(v)", "signed": "Signed decomposition"}
-    rows = [(names.get(k, k), fmt_num(slopes.get(k)), fmt_pct(ratios.get(k))) for k in slopes if k in names]
-    multipliers = ", ".join(fmt_num(m) for m in ret.get("multipliers") or [])
-    return [
-        f"Multipliers: {multipliers}.",
-        "",
-        *_table(("Steering with", "Slope", "Share of original"), rows),
-    ]
+    estimates, intervals = ret["slope_estimates"], ret["ratio_intervals"]
+    rows = []
+    for k in slopes:
+        if k not in names:
+            continue
+        est = estimates.get(k)
+        ci = "n/a" if not est else _range((est["ci_low"], est["ci_high"]))
+        ratio = intervals.get(k)
+        rci = "n/a" if not ratio else _pct_range({"low": ratio["ci_low"], "high": ratio["ci_high"]})
+        rows.append((names[k], fmt_num(slopes[k]), ci, fmt_pct(ratios[k]), rci))
+    multipliers = ", ".join(fmt_num(m) for m in ret["multipliers"])
+    header = ("Steering with", "Slope", "95% interval of slope", "Share of original", "95% interval of share")
+    out = [f"Multipliers: {multipliers}.", "", *_table(header, rows)]
+    null = ret["null"]
+    if null is not None:
+        out += [
+            "",
+            f"Random directions of the original's norm ({fmt_num(null['n'])}): |slope| q95 "
+            f"{fmt_num(null['abs_q95'])}, mean {fmt_num(null['mean'])}; the original's slope is at "
+            f"percentile {fmt_num(null['percentile'])}, so it "
+            f"{'steers' if ret['steers'] else 'does not beat them'}.",
+        ]
+    return out
 
 
 def _provenance_table(prov: Mapping[str, Any]) -> list[str]:
@@ -279,7 +283,105 @@ def _subject(prov: Mapping[str, Any]) -> str:
     return ", ".join(parts) + "." if parts else ""
 
 
+def _verdict_table(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for v in verdicts:
+        fig = v.get("figure") or {}
+        figure = f"`{fig['name']}` = {fmt_num(fig.get('value'))}" if fig else "n/a"
+        rows.append((str(v["mechanism"]), str(v["status"]), figure, _range_cell(v.get("interval")),
+                     _verdict_null(v.get("null"))))  # fmt: skip
+    return _table(("Mechanism", "Status", "Figure", "95% interval", "Null: mean, q95, percentile"), rows)
+
+
+def _verdict_null(null: Mapping[str, Any] | None) -> str:
+    if not null:
+        return "n/a"
+    return (
+        f"{null.get('name', 'null')}: mean {fmt_num(null.get('mean'))}, q95 {fmt_num(null.get('q95'))}, "
+        f"percentile {fmt_num(null.get('percentile'))}"
+    )
+
+
+def _mass_figures(bias: Mapping[str, Any]) -> str:
+    parts = []
+    if bias["mass_interval"] is not None:
+        parts.append(f"95% interval {_pct_range(bias['mass_interval'])}")
+    null = bias["mass_null"]
+    if null is not None:
+        parts.append(
+            f"label-shuffled vectors: mean {fmt_pct(null.get('mean'))}, q95 {fmt_pct(null.get('q95'))}, "
+            f"percentile {fmt_num(null.get('percentile'))}"
+        )
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+# --- Neuronpedia links ------------------------------------------------------------------------
+
+_Link = Callable[[int], str]
+
+
+def neuronpedia_id(prov: Mapping[str, Any]) -> str | None:
+    """The SAE's Neuronpedia id from the provenance (``sae`` first, then ``sae_source``), if recorded."""
+    for key in ("sae", "sae_source"):
+        entry = prov.get(key)
+        if isinstance(entry, Mapping) and entry.get("neuronpedia_id"):
+            return str(entry["neuronpedia_id"])
+    return None
+
+
+def _linker(np_id: str | None) -> _Link:
+    if np_id is None:
+        return str
+    return lambda f: f"[{f}]({NEURONPEDIA_URL.format(neuronpedia_id=np_id, feature=int(f))})"
+
+
+def _ids(ids: Sequence[int], link: _Link, limit: int = 8) -> str:
+    if link is str:
+        return id_list(ids, limit)
+    if not ids:
+        return "none"
+    shown = ", ".join(link(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _fv(entry: tuple[int, float], link: _Link) -> str:
+    return f"{link(entry[0])}: {fmt_num(entry[1])}"
+
+
 # --- formatting -------------------------------------------------------------------------------
+
+
+def _range(pair: Any) -> str:
+    return f"{fmt_num(pair[0])} to {fmt_num(pair[1])}"
+
+
+def _bounds(interval: Any) -> tuple[Any, Any] | None:
+    if interval is None:
+        return None
+    if isinstance(interval, Mapping):
+        return interval.get("low", interval.get("ci_low")), interval.get("high", interval.get("ci_high"))
+    return interval[0], interval[1]
+
+
+def _pct_range(interval: Any) -> str:
+    b = _bounds(interval)
+    return "n/a" if b is None else f"{fmt_pct(b[0])} to {fmt_pct(b[1])}"
+
+
+def _range_cell(interval: Any) -> str:
+    b = _bounds(interval)
+    if b is None:
+        return "n/a"
+    method = interval.get("method") if isinstance(interval, Mapping) else None
+    return f"{fmt_num(b[0])} to {fmt_num(b[1])}" + (f" ({method})" if method else "")
+
+
+def _null_cell(null: Mapping[str, Any] | None, *, pct: bool = False) -> str:
+    if not null:
+        return "n/a"
+    f = fmt_pct if pct else fmt_num
+    spread = f" ({f(null['q05'])} to {f(null['q95'])})" if "q05" in null else f", q95 {f(null.get('q95'))}"
+    return f"{f(null.get('mean'))}{spread}, percentile {fmt_num(null.get('percentile'))}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

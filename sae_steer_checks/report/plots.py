@@ -29,6 +29,7 @@ __all__ = [
     "plot_activation_norms",
     "plot_data_from_result",
     "plot_decoder_cosines",
+    "plot_decomposition",
     "plot_leaning",
     "plot_retention",
     "plot_top_features",
@@ -41,6 +42,7 @@ PLOT_FILES = {
     "bias": "top_features.png",
     "leaning": "leaning.png",
     "pairs": "decoder_cosines.png",
+    "decomposition": "decomposition.png",
     "retention": "retention.png",
 }
 _VECTOR, _ZERO, _NEG, _POS, _GREY = "#d62728", "#7f7f7f", "#d62728", "#1f77b4", "#bbbbbb"
@@ -88,6 +90,22 @@ class PlotData:
     """Steering multipliers of the behaviour sweep."""
     curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
     """``original``/``sae``/``signed`` -> behaviour score at each multiplier."""
+    leaning_interval: tuple[float, float] | None = None
+    """95% bootstrap interval of the share of active features leaning negative."""
+    leaning_null: tuple[float, float, float] | None = None
+    """Label-flip null of that share: ``(mean, q05, q95)``."""
+    decomposition_curve: np.ndarray | None = None
+    """Signed-fit cosine of v for k = 1..k_max ``[k_max]``."""
+    decomposition_null_curves: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Null family -> signed-fit cosines of its null vectors ``[n_null, k_max]``."""
+    sae_cosine: float | None = None
+    """Cosine of SAE(v)'s reconstruction with v."""
+    k_default: int | None = None
+    """Support size the decomposition check reports."""
+    score_se: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    """Curve name -> standard error of the mean score at each multiplier."""
+    null_slopes: tuple[float, ...] = ()
+    """Slopes of random directions of the original's norm (the retention null)."""
 
 
 def render_plots(data: PlotData, out_dir: str | Path) -> dict[str, str]:
@@ -105,14 +123,21 @@ def render_plots(data: PlotData, out_dir: str | Path) -> dict[str, str]:
         written["bias"] = PLOT_FILES["bias"]
     if data.mean_pos is not None and data.mean_neg is not None:
         plot_leaning(data.mean_pos, data.mean_neg, out / PLOT_FILES["leaning"],
-                     significant=data.significant, dropped=data.dropped)  # fmt: skip
+                     significant=data.significant, dropped=data.dropped,
+                     interval=data.leaning_interval, null=data.leaning_null)  # fmt: skip
         written["leaning"] = PLOT_FILES["leaning"]
     if data.cosines is not None and data.threshold is not None:
         plot_decoder_cosines(data.cosines, data.threshold, data.flagged, out / PLOT_FILES["pairs"],
                              n_total=data.n_flagged_total)  # fmt: skip
         written["pairs"] = PLOT_FILES["pairs"]
+    if data.decomposition_curve is not None:
+        plot_decomposition(data.decomposition_curve, data.decomposition_null_curves,
+                           out / PLOT_FILES["decomposition"], sae_cosine=data.sae_cosine,
+                           k_default=data.k_default)  # fmt: skip
+        written["decomposition"] = PLOT_FILES["decomposition"]
     if data.multipliers and data.curves:
-        plot_retention(data.multipliers, data.curves, out / PLOT_FILES["retention"])
+        plot_retention(data.multipliers, data.curves, out / PLOT_FILES["retention"],
+                       score_se=data.score_se, null_slopes=data.null_slopes)  # fmt: skip
         written["retention"] = PLOT_FILES["retention"]
     return written
 
@@ -188,11 +213,15 @@ def plot_leaning(
     *,
     significant: Sequence[int] = (),
     dropped: Sequence[int] = (),
+    interval: tuple[float, float] | None = None,
+    null: tuple[float, float, float] | None = None,
 ) -> Path:
     """Scatter of mean activation on positive (x) vs negative (y) prompts, per active feature.
 
     Features above the diagonal lean negative (red), below it positive (blue); significant leans
     are drawn solid, the rest faint; ``dropped`` features (0 in SAE(v)) are circled and labelled.
+    ``interval`` (low, high) of the negative share and its label-flip ``null`` (mean, q05, q95)
+    are drawn in an inset strip, so the share can be read against what label noise gives.
     """
     pos = np.asarray(mean_pos, dtype=np.float64)
     neg = np.asarray(mean_neg, dtype=np.float64)
@@ -232,7 +261,34 @@ def plot_leaning(
         fontsize=10,
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    if interval is not None or null is not None:
+        _share_strip(ax, share, interval, null)
     return _save(fig, path)
+
+
+def _share_strip(
+    ax: Axes, share: float, interval: tuple[float, float] | None, null: tuple[float, float, float] | None
+) -> None:
+    # An inset in the empty lower-right corner (below the diagonal only positive leans sit).
+    inset = ax.inset_axes((0.52, 0.1, 0.44, 0.12))
+    ends = [share, *(interval or ()), *(null[1:] if null else ())]
+    finite = [x for x in ends if np.isfinite(x)] or [0.5]
+    lo, hi = min(finite), max(finite)
+    pad = max(hi - lo, 0.02) * 0.25
+    if null is not None:
+        inset.axvspan(null[1], null[2], color=_GREY, alpha=0.6, label="label-flip null q05–q95")
+        inset.axvline(null[0], color="black", linewidth=0.8)
+    if interval is not None:
+        inset.errorbar([share], [0.5], xerr=[[share - interval[0]], [interval[1] - share]], fmt="o",
+                       color=_NEG, capsize=3, markersize=4)  # fmt: skip
+    else:
+        inset.plot([share], [0.5], "o", color=_NEG, markersize=4)
+    inset.set_xlim(lo - pad, hi + pad)
+    inset.set_ylim(0, 1)
+    inset.set_yticks([])
+    inset.tick_params(labelsize=7)
+    inset.xaxis.set_major_formatter("{x:.0%}")
+    inset.set_title("share leaning negative, 95% CI; grey: label-flip null q05–q95", fontsize=6.5)
 
 
 def plot_decoder_cosines(
@@ -275,32 +331,96 @@ def plot_decoder_cosines(
     return _save(fig, path)
 
 
-def plot_retention(
-    multipliers: Sequence[float], curves: Mapping[str, Sequence[float]], path: str | Path
+def plot_decomposition(
+    curve: np.ndarray,
+    null_curves: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    sae_cosine: float | None = None,
+    k_default: int | None = None,
 ) -> Path:
-    """Behaviour score against multiplier for each curve (``original``, ``sae``, ``signed``)."""
+    """Signed-fit cosine of v against support size k ``[k_max]`` beside each null family's curves.
+
+    ``null_curves`` maps a family to its null vectors' curves ``[n_null, k_max]``: each is drawn as
+    its mean with a band up to its q95. SAE(v)'s cosine is a horizontal line, ``k_default`` marked.
+    """
+    c = np.asarray(curve, dtype=np.float64).reshape(-1)
+    k = np.arange(1, c.size + 1)
+    fig, ax = _figure()
+    palette = ("#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
+    for (family, draws), color in zip(sorted(null_curves.items()), palette * 4, strict=False):
+        d = np.asarray(draws, dtype=np.float64).reshape(-1, c.size)
+        mean, q95 = d.mean(axis=0), np.quantile(d, 0.95, axis=0)
+        ax.plot(k, mean, color=color, linewidth=1, label=f"{family} null: mean, band to q95 (n={len(d)})")
+        ax.fill_between(k, mean, q95, color=color, alpha=0.2, linewidth=0)
+    ax.plot(k, c, color=_CURVES["signed"][1], linewidth=2.2, label="signed fit of v")
+    if sae_cosine is not None and np.isfinite(sae_cosine):
+        ax.axhline(sae_cosine, color=_VECTOR, linestyle="--", linewidth=1.2,
+                   label=f"SAE(v): cosine {sae_cosine:.3g}")  # fmt: skip
+    title = "Cosine with v of the signed fit over k features, against null vectors"
+    if k_default is not None and 1 <= k_default <= c.size:
+        ax.axvline(k_default, color="black", linestyle=":", linewidth=1)
+        ax.annotate(f"k = {k_default}: {c[k_default - 1]:.3g}", (k_default, c[k_default - 1]),
+                    xytext=(6, -14), textcoords="offset points", fontsize=8)  # fmt: skip
+    ax.set_ylim(min(0.0, float(np.nanmin(c, initial=0.0))), 1.02)
+    ax.set_xlabel("features in the signed fit (k)")
+    ax.set_ylabel("cosine with the vector")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+def plot_retention(
+    multipliers: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    path: str | Path,
+    *,
+    score_se: Mapping[str, Sequence[float]] | None = None,
+    null_slopes: Sequence[float] = (),
+) -> Path:
+    """Behaviour score against multiplier for each curve (``original``, ``sae``, ``signed``).
+
+    ``score_se`` (name -> standard error per multiplier) shades score ± 1.96 SE; ``null_slopes``
+    (random directions of the original's norm) are thin grey lines through the original's intercept.
+    """
     m = np.asarray(multipliers, dtype=np.float64)
     fig, ax = _figure()
+    se = dict(score_se or {})
+    if null_slopes and "original" in curves and m.size >= 2:
+        intercept = float(np.polyfit(m, np.asarray(curves["original"], dtype=np.float64), 1)[1])
+        for i, b in enumerate(null_slopes):
+            ax.plot(m, intercept + b * m, color=_GREY, linewidth=0.6, zorder=1,
+                    label=f"random directions of ‖v‖ ({len(null_slopes)})" if i == 0 else None)  # fmt: skip
     for key, scores in curves.items():
         label, color = _CURVES.get(key, (key, None))
         s = np.asarray(scores, dtype=np.float64)
         slope = float(np.polyfit(m, s, 1)[0]) if m.size >= 2 else float("nan")
-        ax.plot(m, s, marker="o", color=color, label=f"{label} (slope {slope:.3g})")
+        (line,) = ax.plot(m, s, marker="o", color=color, label=f"{label} (slope {slope:.3g})")
+        if key in se and len(se[key]) == m.size:
+            half = 1.96 * np.asarray(se[key], dtype=np.float64)
+            ax.fill_between(m, s - half, s + half, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xlabel("multiplier")
     ax.set_ylabel("behaviour score")
-    ax.set_title("Steering effect of the vector and of its reconstructions")
+    title = "Steering effect of the vector and of its reconstructions"
+    ax.set_title(title + ("\n(bands: score ± 1.96 SE over items)" if se else ""), fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     return _save(fig, path)
 
 
 def plot_data_from_result(
-    result: CheckResult, sample: Tensor, decoder: Tensor, *, max_relevant: int = 3000
+    result: CheckResult,
+    sample: Tensor | None = None,
+    decoder: Tensor | None = None,
+    *,
+    max_relevant: int = 3000,
 ) -> PlotData:
     """Gather the figures' numbers from a :class:`~sae_steer_checks.diagnostics.run.CheckResult`.
 
-    ``sample`` is the activation sample the norm check used ``[n, d_in]``; ``decoder`` the SAE's
-    ``W_dec [d_sae, d_in]``. The relevant features are those active on either prompt set, in SAE(v)
+    ``sample`` is the activation sample the norm check used ``[n, d_in]`` (default: the norms the
+    result kept, ``result.sample_norms``); ``decoder`` the SAE's ``W_dec [d_sae, d_in]`` (default
+    ``result.decoder``). Without either, the histogram of activation norms or of decoder cosines is
+    skipped. The relevant features are those active on either prompt set, in SAE(v)
     or in SAE(0), plus the features of flagged and spurious pairs; at most ``max_relevant`` of
     them (the most active) enter the cosine histogram.
     """
@@ -319,18 +439,27 @@ def plot_data_from_result(
         s.explained_by for s in result.spurious.spurious
     ]
     ids = sorted(set(relevant.tolist()) | set(extra))
-    rows = torch.nn.functional.normalize(decoder.detach().to(torch.float32).cpu()[ids], dim=1)
-    upper = torch.triu_indices(len(ids), len(ids), offset=1)
-    cos = (rows @ rows.T)[upper[0], upper[1]]
+    decoder = result.decoder if decoder is None else decoder
+    cos = None
+    if decoder is not None:
+        rows = torch.nn.functional.normalize(decoder.detach().to(torch.float32).cpu()[ids], dim=1)
+        upper = torch.triu_indices(len(ids), len(ids), offset=1)
+        cos = (rows @ rows.T)[upper[0], upper[1]].numpy()
+    if sample is not None:
+        norms = sample.detach().to(torch.float64).norm(dim=-1).cpu().numpy()
+    else:
+        norms = None if result.sample_norms is None else result.sample_norms.cpu().numpy()
     chosen = set(ids)
     flagged = {(min(i, j), max(i, j)): c for i, j, c in pairs if i in chosen and j in chosen}
     for s in result.spurious.spurious:
         pair = (min(s.explained_by, s.feature), max(s.explained_by, s.feature))
         flagged.setdefault(pair, s.cosine)
-    retention = result.retention
+    retention, nulls = result.retention, result.nulls
+    interval = lean.fraction_interval
+    fnull = lean.fraction_null
     return PlotData(
         steering_norm=result.norm.steering_norm,
-        activation_norms=sample.detach().to(torch.float64).norm(dim=-1).cpu().numpy(),
+        activation_norms=norms,
         code_vector=f_v.numpy(),
         code_zero=f_0.numpy(),
         top_k=result.bias.top_k,
@@ -338,13 +467,23 @@ def plot_data_from_result(
         mean_neg=m_neg.numpy(),
         significant=tuple(int(i) for i in torch.nonzero(lean.significant).flatten().tolist()),
         dropped=tuple(lean.dropped_by_encoder),
-        cosines=cos.numpy(),
+        cosines=cos,
         threshold=result.pairs.threshold,
         flagged=tuple(sorted(((i, j, c) for (i, j), c in flagged.items()), key=lambda t: t[2])),
         n_flagged_total=len(result.pairs),
         multipliers=() if retention is None else retention.multipliers,
         curves={} if retention is None else {k: s.scores for k, s in retention.slopes.items()},
-    )
+        leaning_interval=None if interval is None else (interval.ci_low, interval.ci_high),
+        leaning_null=None if fnull is None else (fnull.null_mean, fnull.null_q05, fnull.null_q95),
+        decomposition_curve=None if nulls is None else nulls.curve.detach().cpu().double().numpy(),
+        decomposition_null_curves={} if nulls is None else {
+            f: c.detach().cpu().double().numpy() for f, c in nulls.null_curves.items()},
+        sae_cosine=None if nulls is None else nulls.cosines.get("sae"),
+        k_default=None if nulls is None else nulls.k_default,
+        score_se={} if retention is None else {
+            k: s.score_se for k, s in retention.slopes.items() if s.score_se is not None},
+        null_slopes=() if retention is None or retention.null is None else tuple(retention.null.slopes),
+    )  # fmt: skip
 
 
 def _figure(*, width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:

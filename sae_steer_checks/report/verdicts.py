@@ -9,9 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard
+from typing import Any, TypeGuard
+
+from sae_steer_checks.report.schema import FigureEntry, IntervalEntry, NullEntry, Status, VerdictEntry
 
 __all__ = [
+    "Figure",
+    "Interval",
+    "NullSummary",
     "Verdict",
     "feature_ids",
     "feature_values",
@@ -22,14 +27,70 @@ __all__ = [
     "verdicts",
 ]
 
-Status = Literal["problem", "fine", "not run"]
-
 # Below this percentile of activation norms the SAE sees the vector far out of distribution.
 _OOD_PERCENTILE = 1.0
 # SAE(v) keeping less than this share of the original slope has lost much of the behaviour.
 _RETAINED = 0.8
-# A signed fit this much closer (in cosine) than SAE(v) means the SAE's code misses part of v.
-_COSINE_GAP = 0.1
+# SAE(v) whose activation mass is at least this share in SAE(0) shows the encoder bias more than v.
+_BIAS_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Figure:
+    """The key figure a verdict is read from."""
+
+    name: str
+    """Where it is in the report, e.g. ``norm.percentile`` (or how it is computed from it)."""
+    value: float | None
+    """Its value (None when not available)."""
+
+    def to_dict(self) -> FigureEntry:
+        """JSON-ready entry."""
+        return {"name": self.name, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A confidence interval around a verdict's key figure."""
+
+    low: float
+    """Lower end."""
+    high: float
+    """Upper end."""
+    level: float
+    """Confidence level, e.g. 0.95."""
+    method: str
+    """How it was computed, e.g. ``fieller`` or ``bootstrap``."""
+
+    def to_dict(self) -> IntervalEntry:
+        """JSON-ready entry."""
+        return {"low": self.low, "high": self.high, "level": self.level, "method": self.method}
+
+
+@dataclass(frozen=True)
+class NullSummary:
+    """Where a verdict's key figure falls in a null distribution."""
+
+    name: str
+    """What the null draws are, e.g. ``random vectors of the same norm``."""
+    mean: float
+    """Mean of the null draws."""
+    q95: float
+    """95th percentile of the null draws."""
+    percentile: float
+    """Percentile of the observed figure among the null draws, in [0, 100]."""
+    n: int
+    """Number of null draws."""
+
+    def to_dict(self) -> NullEntry:
+        """JSON-ready entry."""
+        return {
+            "name": self.name,
+            "mean": self.mean,
+            "q95": self.q95,
+            "percentile": self.percentile,
+            "n": self.n,
+        }
 
 
 @dataclass(frozen=True)
@@ -39,128 +100,272 @@ class Verdict:
     mechanism: str
     """Short name of the mechanism."""
     status: Status
-    """``problem`` when the mechanism distorts the SAE's account, ``fine`` when not, ``not run``."""
+    """``problem`` (the mechanism distorts the SAE's account), ``fine``, ``inconclusive`` or ``not run``."""
     sentence: str
     """The verdict in plain words, with its key figure."""
+    figure: Figure | None = None
+    """The key figure the status is read from (None when not run)."""
+    interval: Interval | None = None
+    """Confidence interval of the key figure, when one was computed."""
+    null: NullSummary | None = None
+    """The key figure against a null distribution, when one was drawn."""
+
+    def to_dict(self) -> VerdictEntry:
+        """JSON-ready entry of the report's ``verdicts`` list."""
+        return {
+            "mechanism": self.mechanism,
+            "status": self.status,
+            "sentence": self.sentence,
+            "figure": None if self.figure is None else self.figure.to_dict(),
+            "interval": None if self.interval is None else self.interval.to_dict(),
+            "null": None if self.null is None else self.null.to_dict(),
+        }
 
 
 def verdicts(report: Mapping[str, Any]) -> list[Verdict]:
-    """One :class:`Verdict` per mechanism, in the report's order, from the JSON report dict."""
+    """One :class:`Verdict` per mechanism, in the report's order, from the JSON report dict.
+
+    Sections are read by their schema keys (see :mod:`~sae_steer_checks.report.schema`), so a
+    missing or renamed key raises ``KeyError``; only ``retention`` may legitimately be None.
+    """
     return [
-        _norm_verdict(report.get("norm")),
-        _bias_verdict(report.get("bias")),
-        _leaning_verdict(report.get("negative_leaning")),
-        _pairs_verdict(report.get("aligned_pairs")),
-        _decomposition_verdict(report.get("decompositions")),
-        _retention_verdict(report.get("retention")),
+        _norm_verdict(report["norm"]),
+        _bias_verdict(report["bias"]),
+        _leaning_verdict(report["negative_leaning"]),
+        _pairs_verdict(report["aligned_pairs"]),
+        _decomposition_verdict(report["decompositions"], report["decomposition_nulls"]),
+        _retention_verdict(report["retention"]),
     ]
 
 
-def _norm_verdict(norm: Mapping[str, Any] | None) -> Verdict:
+def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
+    # problem: the whole 95% interval of ||v|| lies below the 1st percentile of activation norms.
     name = "Out of distribution"
-    if not norm:
-        return Verdict(name, "not run", "No activation sample was given.")
-    pct, ratio = norm.get("percentile"), norm.get("ratio")
-    n = norm.get("n_activations")
+    pct, ratio, n = norm["percentile"], norm["ratio"], norm["n_activations"]
     where = (
         f"shorter than every one of the {n} sampled activations"
         if pct == 0 and n
         else f"at percentile {fmt_num(pct)} of activation norms"
     )
     sentence = (
-        f"The steering vector's norm ({fmt_num(norm.get('steering_norm'))}) is {fmt_pct(ratio)} of the "
-        f"median activation norm ({fmt_num(norm.get('activation_norm_median'))}), {where}"
+        f"The steering vector's norm ({fmt_num(norm['steering_norm'])}) is {fmt_pct(ratio)} of the "
+        f"median activation norm ({fmt_num(norm['activation_norm_median'])}), {where}"
     )
-    if is_num(pct) and pct < _OOD_PERCENTILE:
-        return Verdict(name, "problem", sentence + "; the SAE sees it far out of distribution.")
-    return Verdict(name, "fine", sentence + ".")
+    figure = Figure("norm.percentile", pct)
+    median, q95 = norm["activation_norm_median"], norm["quantiles"]["0.95"]
+    null = NullSummary(f"norms of {n} ordinary activations", median, q95, pct, n)
+    iv, pct_iv = norm["interval"], norm["percentile_interval"]
+    if iv is None or pct_iv is None:
+        return Verdict(
+            name,
+            "inconclusive",
+            sentence + "; without paired activations there is no interval for the vector's norm.",
+            figure,
+            None,
+            null,
+        )
+    interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
+    sentence += f" (95% interval of the norm {fmt_num(iv[0])}-{fmt_num(iv[1])})"
+    if pct_iv[1] < _OOD_PERCENTILE:
+        status: Status = "problem"
+        sentence += "; even its upper end lies below 99% of activations: the SAE sees it out of distribution."
+    elif pct_iv[0] >= _OOD_PERCENTILE:
+        status = "fine"
+        sentence += "; it lies within the activation-norm distribution."
+    else:
+        status = "inconclusive"
+        sentence += f"; the interval straddles percentile {fmt_num(_OOD_PERCENTILE)} of activation norms."
+    return Verdict(name, status, sentence, figure, interval, null)
 
 
-def _bias_verdict(bias: Mapping[str, Any] | None) -> Verdict:
+def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
+    # problem: SAE(v)'s mass already in SAE(0) has its 95% interval at or above one half.
     name = "Encoder bias"
-    if not bias:
-        return Verdict(name, "not run", "The encoder-bias check did not run.")
-    top_v = feature_ids(bias.get("top_features_vector"))
-    shared = len(set(top_v) & set(feature_ids(bias.get("top_features_zero"))))
+    top_v = feature_ids(bias["top_features_vector"])
+    shared = len(set(top_v) & set(feature_ids(bias["top_features_zero"])))
     k = len(top_v)
+    mass = bias["mass_in_zero"]
     sentence = (
         f"The encoder bias decides {shared} of the top {k} features of SAE(v): they are also top "
-        f"features of SAE(0), the code of the zero vector"
+        f"features of SAE(0), the code of the zero vector; {fmt_pct(mass)} of SAE(v)'s activation mass "
+        "is already in SAE(0)"
     )
-    mass = bias.get("mass_in_zero")
-    if is_num(mass):
-        sentence += f"; {fmt_pct(mass)} of SAE(v)'s activation mass is already in SAE(0)"
-    status: Status = "problem" if k and 2 * shared >= k else "fine"
-    return Verdict(name, status, sentence + ".")
-
-
-def _leaning_verdict(leaning: Mapping[str, Any] | None) -> Verdict:
-    name = "Negative projections lost"
-    if not leaning:
-        return Verdict(name, "not run", "No positive and negative activations were given.")
-    dropped = feature_ids(leaning.get("dropped_by_encoder"))
-    sentence = (
-        f"{fmt_pct(leaning.get('fraction'))} of the {leaning.get('n_active', 'n/a')} features active "
-        f"on either prompt set are more active on negative prompts "
-        f"({fmt_pct(leaning.get('significant_fraction'))} of the {leaning.get('n_significant', 'n/a')} "
-        f"with a significant lean)"
-    )
-    if dropped:
-        sentence += (
-            f"; SAE(v) gives 0 to {len(dropped)} significantly negative-leaning feature(s) "
-            f"({id_list(dropped)}), so that part of the vector is lost."
+    figure = Figure("bias.mass_in_zero", mass)
+    iv, null_d = bias["mass_interval"], bias["mass_null"]
+    null = (
+        None
+        if null_d is None
+        else NullSummary(
+            "label-shuffled vectors of v's norm",
+            null_d["mean"],
+            null_d["q95"],
+            null_d["percentile"],
+            int(null_d["n"]),
         )
-        return Verdict(name, "problem", sentence)
-    return Verdict(name, "fine", sentence + "; SAE(v) drops no significantly negative-leaning feature.")
+    )
+    if iv is None:
+        return Verdict(name, "inconclusive", sentence + "; no interval without paired activations.", figure)
+    interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
+    sentence += f" (95% interval {fmt_pct(iv[0])}-{fmt_pct(iv[1])}"
+    if null is not None:
+        sentence += f"; label-shuffled vectors: {fmt_pct(null.mean)} on average"
+    sentence += ")"
+    if iv[0] >= _BIAS_SHARE:
+        status: Status = "problem"
+        sentence += "; SAE(v) mostly shows the encoder bias, not v."
+    elif iv[1] < _BIAS_SHARE:
+        status = "fine"
+        sentence += "; most of SAE(v) comes from v itself."
+    else:
+        status = "inconclusive"
+        sentence += f"; the interval straddles {fmt_pct(_BIAS_SHARE)}."
+    return Verdict(name, status, sentence, figure, interval, null)
 
 
-def _pairs_verdict(pairs: Mapping[str, Any] | None) -> Verdict:
+def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
+    # status from the diagnostic (see diagnostics.leaning): a flagged feature is significant at the
+    # FDR level, leans negative, passes the minimum effect and gets 0 in SAE(v).
+    name = "Negative projections lost"
+    flagged = list(leaning["flagged"])
+    sentence = (
+        f"{fmt_pct(leaning['fraction'])} of the {leaning['n_active']} features active on either prompt "
+        f"set are more active on negative prompts"
+    )
+    iv, nd = leaning["fraction_interval"], leaning["fraction_null"]
+    interval = None if iv is None else Interval(iv["low"], iv["high"], iv["level"], "bootstrap over items")
+    null = (
+        None
+        if nd is None
+        else NullSummary("whole-item label flips", nd["mean"], nd["q95"], nd["percentile"], int(nd["n_perm"]))
+    )
+    if interval is not None:
+        sentence += f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)}"
+        if null is not None:
+            sentence += f"; label noise gives {fmt_pct(null.mean)}, percentile {fmt_num(null.percentile)}"
+        sentence += ")"
+    sentence += (
+        f"; {leaning['n_significant']} feature(s) lean significantly ({leaning['test']} test, "
+        f"{leaning['fdr_method'].upper()} FDR {fmt_num(leaning['alpha'])}), "
+        f"{leaning['n_significant_negative']} of them negatively"
+    )
+    figure = Figure("len(negative_leaning.flagged)", len(flagged))
+    status: Status = leaning["verdict"]
+    if status == "problem":
+        sentence += (
+            f"; SAE(v) gives 0 to {len(flagged)} of those with a lean of at least "
+            f"{fmt_num(leaning['min_effect'])} of their activation ({id_list(flagged)}), so that part of "
+            "the vector is lost."
+        )
+    elif status == "inconclusive":
+        sentence += "; no feature leans significantly, so the data cannot tell which projections are lost."
+    else:
+        sentence += "; SAE(v) drops no significantly negative-leaning feature of sizeable effect."
+    return Verdict(name, status, sentence, figure, interval, null)
+
+
+def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
+    # problem: some positive SAE(v) coefficient gets at least min_share of its pre-activation change
+    # from v's component along a negatively aligned anchor.
     name = "Negatively aligned pairs"
-    if not pairs:
-        return Verdict(name, "not run", "The decoder-pair search did not run.")
-    n_pairs = pairs.get("n_pairs", len(pairs.get("pairs") or []))
-    spurious = list(pairs.get("spurious") or [])
-    sentence = f"{n_pairs} decoder pair(s) have cosine below {fmt_num(pairs.get('threshold'))}"
-    if "n_live" in pairs:
-        sentence += f" ({pairs['n_live']} between live features, {pairs.get('n_dead', 0)} between dead ones)"
+    spurious = list(pairs["spurious"])
+    sentence = (
+        f"{pairs['n_pairs']} decoder pair(s) have cosine below {fmt_num(pairs['threshold'])} "
+        f"({pairs['n_live']} between live features, {pairs['n_dead']} between dead ones)"
+    )
+    figure = Figure("len(aligned_pairs.spurious)", len(spurious))
     if spurious:
         first = spurious[0]
         sentence += (
             f"; {len(spurious)} positive coefficient(s) of SAE(v) are spurious, e.g. feature "
-            f"{first.get('feature')} is explained by the negative projection on feature "
-            f"{first.get('explained_by')} (cosine {fmt_num(first.get('cosine'))})."
+            f"{first['feature']}: {fmt_pct(first['share'])} of its pre-activation change comes from v's "
+            f"component along feature {first['explained_by']} (cosine {fmt_num(first['cosine'])}; "
+            f"threshold {fmt_pct(pairs['min_share'])})."
         )
-        return Verdict(name, "problem", sentence)
-    return Verdict(name, "fine", sentence + "; no positive coefficient of SAE(v) comes from one.")
+        return Verdict(name, "problem", sentence, figure)
+    return Verdict(
+        name,
+        "fine",
+        sentence + f"; no positive coefficient of SAE(v) gets {fmt_pct(pairs['min_share'])} or more of its "
+        "change from one.",
+        figure,
+    )
 
 
-def _decomposition_verdict(dec: Mapping[str, Any] | None) -> Verdict:
+def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None) -> Verdict:
+    # status from the nulls (see diagnostics.nulls): the signed fit must beat its null, and SAE(v)
+    # must fall short of it by more than the null's spread.
     name = "Signed decomposition"
-    if not dec or "sae" not in dec or "signed" not in dec:
-        return Verdict(name, "not run", "The decompositions did not run.")
     sae, signed = dec["sae"], dec["signed"]
     sentence = (
-        f"SAE(v) reconstructs v with cosine {fmt_num(sae.get('cosine'))} using {sae.get('l0')} "
+        f"SAE(v) reconstructs v with cosine {fmt_num(sae['cosine'])} using {sae['l0']} "
         f"features; signed coefficients over the same decoder reach cosine "
-        f"{fmt_num(signed.get('cosine'))} with {signed.get('l0')} features, "
-        f"{signed.get('n_negative')} of them negative."
+        f"{fmt_num(signed['cosine'])} with {signed['l0']} features, "
+        f"{signed['n_negative']} of them negative"
     )
-    gap = is_num(sae.get("cosine")) and is_num(signed.get("cosine"))
-    status: Status = "problem" if gap and signed["cosine"] - sae["cosine"] > _COSINE_GAP else "fine"
-    return Verdict(name, status, sentence)
+    if nulls is None:
+        return Verdict(name, "inconclusive", sentence + "; no null was drawn.", None)
+    acc = nulls["accounts"]["signed"]
+    family = max(acc["null"], key=lambda f: acc["null"][f]["mean"])
+    fam = acc["null"][family]
+    what = f"signed fit of {family} null vectors of v's norm"
+    null = NullSummary(what, fam["mean"], fam["q95"], fam["percentile"], fam["n"])
+    figure = Figure("decomposition_nulls.verdict_gap", nulls["verdict_gap"])
+    sentence += (
+        f". At the data-chosen k = {nulls['k_default']} the signed fit reaches {fmt_num(acc['cosine'])} "
+        f"against {fmt_num(fam['mean'])} (95th percentile {fmt_num(fam['q95'])}) for {family} null vectors"
+    )
+    status: Status = nulls["verdict"]
+    if status == "inconclusive":
+        sentence += "; it does not beat its null, so the decoder expresses v no better than noise."
+    elif status == "problem":
+        sentence += (
+            f"; SAE(v) falls short of it by {fmt_num(nulls['verdict_gap'])}, more than the "
+            f"{fmt_num(nulls['verdict_needed_gap'])} noise allows."
+        )
+    else:
+        sentence += f"; SAE(v) is within {fmt_num(nulls['verdict_needed_gap'])} of it."
+    return Verdict(name, status, sentence, figure, None, null)
 
 
 def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
+    # status from the diagnostic (see diagnostics.retention): the original must beat its random-direction
+    # null; then "problem" only when SAE(v)'s ratio interval lies below the retained threshold.
     name = "Behaviour retained"
-    if not ret:
+    if ret is None:  # legitimately absent: no behaviour score was given
         return Verdict(name, "not run", "No behaviour score was given, so steering was not measured.")
-    r_sae, r_signed = ret.get("ratio_sae"), ret.get("ratio_signed")
-    sentence = (
-        f"Steering with SAE(v) keeps {fmt_pct(r_sae)} of the original vector's slope; the signed "
-        f"decomposition keeps {fmt_pct(r_signed)}."
+    r_sae, r_signed = ret["ratio_sae"], ret["ratio_signed"]
+    original = ret["slope_estimates"]["original"]
+    null_d = ret["null"]
+    null = (
+        None
+        if null_d is None
+        else NullSummary(
+            f"|slope| of {null_d['n']} random directions of v's norm",
+            null_d["mean"],
+            null_d["abs_q95"],
+            null_d["percentile"],
+            int(null_d["n"]),
+        )
     )
-    status: Status = "problem" if is_num(r_sae) and r_sae < _RETAINED else "fine"
-    return Verdict(name, status, sentence)
+    sentence = f"The original vector's slope is {fmt_num(ret['slopes']['original'])}"
+    if original is not None:
+        sentence += f" (95% interval {fmt_num(original['ci_low'])} to {fmt_num(original['ci_high'])})"
+    if null is not None:
+        sentence += f" against |slope| up to {fmt_num(null.q95)} (95th percentile) for random directions"
+    iv = ret["ratio_intervals"].get("sae")
+    interval = None
+    if iv is not None and iv["bounded"] and is_num(iv["ci_low"]) and is_num(iv["ci_high"]):
+        interval = Interval(iv["ci_low"], iv["ci_high"], iv["level"], iv["method"])
+    status: Status = ret["status"]
+    if status == "inconclusive" and not ret["steers"]:
+        sentence += f"; {ret['reason']}, so there is nothing to retain."
+    else:
+        sentence += (
+            f". Steering with SAE(v) keeps {fmt_pct(r_sae)} of that slope"
+            + (f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})" if interval else "")
+            + f", the signed decomposition {fmt_pct(r_signed)}; {ret['reason']}."
+        )
+    return Verdict(name, status, sentence, Figure("retention.ratio_sae", r_sae), interval, null)
 
 
 # --- formatting shared with the report ---------------------------------------------------------
@@ -172,6 +377,7 @@ def is_num(x: Any) -> TypeGuard[float]:
 
 
 def fmt_num(x: Any) -> str:
+    """``x`` with about four significant digits; ``n/a`` when not a finite number."""
     if not is_num(x):
         return "n/a"
     if isinstance(x, int) or (float(x).is_integer() and abs(x) < 1e6):
@@ -180,6 +386,7 @@ def fmt_num(x: Any) -> str:
 
 
 def fmt_pct(x: Any) -> str:
+    """A share ``x`` as a percentage with one decimal; ``n/a`` when not a finite number."""
     return f"{100 * x:.1f}%" if is_num(x) else "n/a"
 
 
@@ -197,10 +404,12 @@ def feature_values(entries: Any) -> list[tuple[int, float]]:
 
 
 def feature_ids(entries: Any) -> list[int]:
+    """Feature ids of ``entries`` (see :func:`feature_values`)."""
     return [f for f, _ in feature_values(entries)]
 
 
 def id_list(ids: Sequence[int], limit: int = 8) -> str:
+    """The first ``limit`` ids, comma-separated, with a count of the rest."""
     if not ids:
         return "none"
     shown = ", ".join(str(i) for i in ids[:limit])

@@ -1,4 +1,4 @@
-"""The SAE as this library sees it: a Protocol, float32 encoding helpers, and loading from disk or sae-lens."""
+"""The SAE as this library sees it: a Protocol, float32 encoding helpers, loading from disk or sae-lens."""
 
 from sae_steer_checks.sae.loading import bundled_sae_dir, load_sae, load_sae_folder, parse_sae_spec
 from sae_steer_checks.sae.protocol import SAELike, describe_sae, validate_sae

@@ -118,11 +118,11 @@ def load_sae(
     dtype_name = str(dtype).removeprefix("torch.")
     try:
         if source.kind == "folder":
-            sae = SAE.load_from_disk(source.path, device=device, dtype=dtype_name)  # type: ignore[arg-type]
+            sae = SAE.load_from_disk(source.path, device=device, dtype=dtype_name)
         else:
             sae = SAE.from_pretrained(
-                source.release,  # type: ignore[arg-type]
-                source.sae_id,  # type: ignore[arg-type]
+                source.release,
+                source.sae_id,
                 device=device,
                 dtype=dtype_name,
             )

@@ -19,7 +19,6 @@ __all__ = [
     "SAELike",
     "applies_b_dec_to_input",
     "as_float32",
-    "validate_sae",
     "decode_features",
     "describe_sae",
     "encode_activations",
@@ -27,6 +26,7 @@ __all__ = [
     "input_normalization",
     "raw_input_space",
     "sae_dims",
+    "validate_sae",
     "vector_from_sae_space",
     "vector_to_sae_space",
 ]

@@ -1,19 +1,15 @@
-"""Steering: CAA extraction, behaviour tasks and their scores, steerability against a random null, layer sweeps."""
+"""Steering: CAA extraction, behaviour tasks and scores, steerability against a random null, layer sweeps."""
 
-from sae_steer_checks.steering.behaviour import (
-    BehaviourTask,
-    Steerability,
-    ab_task,
-    freeform_task,
-    make_score_fn,
-    steerability,
-)
 from sae_steer_checks.steering.caa import CAAResult, LetterConfound, extract_caa
 from sae_steer_checks.steering.layers import LayerSweep, layer_sweep
+from sae_steer_checks.steering.scoring import ItemScoreFn, make_score_fn
+from sae_steer_checks.steering.steerability import Steerability, steerability
+from sae_steer_checks.steering.tasks import BehaviourTask, ab_task, freeform_task
 
 __all__ = [
     "BehaviourTask",
     "CAAResult",
+    "ItemScoreFn",
     "LayerSweep",
     "LetterConfound",
     "Steerability",

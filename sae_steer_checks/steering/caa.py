@@ -5,6 +5,12 @@ matching answers are unevenly split between the letters, the plain mean keeps pa
 direction. Extraction is therefore balanced by default: every A/B item is also run with its choices
 swapped (``balance="swap"``), or letter groups get equal weight (``"weights"``); ``"none"`` is raw CAA.
 ``letter_confound`` measures how much of a vector is letter direction.
+
+Read at the letters, an A-matching pair's difference is ``behaviour + letter`` and a B-matching one's
+``behaviour - letter``, so the letter direction is half the difference of the two groups' mean
+differences and the balanced behaviour half their sum; the raw mean carries ``(n_A - n_B) / n`` of the
+letter direction. With ``balance="swap"`` an item and its swapped copy are one unit: ``item_ids`` ties
+them, and ``item_differences()`` gives one row per item for every test and interval downstream.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs
+from sae_steer_checks.data.prompts import PromptFormat, ab_pairs, expand_ab_items, freeform_pairs
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
 from sae_steer_checks.lm.models import validate_layer
 from sae_steer_checks.lm.readout import read_pairs
+from sae_steer_checks.stats import cluster_mean
 
 __all__ = ["BALANCE_MODES", "CAAResult", "LetterConfound", "extract_caa", "letter_confound"]
 
@@ -32,15 +39,15 @@ class LetterConfound:
     """How much of a mean-difference vector is the answer-letter direction."""
 
     n_a_matching: int
-    """Pairs whose matching answer is (A)."""
+    """Items as given (not swapped copies) whose matching answer is (A)."""
     n_b_matching: int
-    """Pairs whose matching answer is (B)."""
+    """Items as given (not swapped copies) whose matching answer is (B)."""
     letter_direction: Tensor = field(repr=False)
-    """Mean activation read at letter A minus that read at B, ``[d_model]``."""
+    """Half the A-matching minus B-matching mean pair difference: the letter effect, ``[d_model]``."""
     raw_vector: Tensor = field(repr=False)
-    """Plain mean of positive minus negative, ``[d_model]``."""
+    """Plain mean of positive minus negative over the items as given (raw CAA), ``[d_model]``."""
     balanced_vector: Tensor = field(repr=False)
-    """Mean with the A-matching and B-matching groups weighted equally, ``[d_model]``."""
+    """Half the sum of the A-matching and B-matching mean differences (the behaviour), ``[d_model]``."""
     cosine_raw: float
     """Cosine of ``raw_vector`` with ``letter_direction``."""
     cosine_balanced: float
@@ -83,6 +90,8 @@ class CAAResult:
     """Letter read on the positive side of each pair (``None`` for free-form pairs)."""
     confound: LetterConfound | None = None
     """The letter confound of the pairs, when both letters occur among them."""
+    item_ids: tuple[int, ...] = ()
+    """Item of each pair (a choice-swapped copy shares its original's); empty: one item per pair."""
 
     def __post_init__(self) -> None:
         if self.positive.shape != self.negative.shape or self.positive.ndim != 2:
@@ -94,6 +103,34 @@ class CAAResult:
             raise ValueError(f"vector must be [{self.positive.shape[1]}], got {list(self.vector.shape)}")
         if self.balance not in ("swap", "weights", "none"):
             raise ValueError(f"balance must be 'swap', 'weights' or 'none', got {self.balance!r}")
+        if self.item_ids and len(self.item_ids) != self.positive.shape[0]:
+            raise ValueError(
+                f"item_ids must have one entry per pair ({self.positive.shape[0]}) or none, "
+                f"got {len(self.item_ids)}"
+            )
+
+    @property
+    def units(self) -> tuple[int, ...]:
+        """Item of each pair (``item_ids``, or ``0..n_pairs-1``)."""
+        return self.item_ids or tuple(range(self.positive.shape[0]))
+
+    def item_tensor(self) -> Tensor:
+        """:attr:`units` as a ``[n_pairs]`` long tensor (what ``run_checks(item_ids=)`` takes)."""
+        return torch.tensor(self.units, dtype=torch.long)
+
+    @property
+    def n_items(self) -> int:
+        """Number of distinct items: the unit of every test, standard error and interval."""
+        return len(set(self.units))
+
+    def item_differences(self) -> Tensor:
+        """Pair differences with each item's copies averaged, ``[n_items, d_model]`` (items sorted by id).
+
+        The rows are independent units for the leaning test, bootstraps and standard errors; the
+        ``2 * n`` rows of a swapped set are not (an item and its copy share the question).
+        """
+        _, merged = cluster_mean(self.positive.float() - self.negative.float(), torch.tensor(self.units))
+        return merged.to(self.positive.dtype)
 
     @property
     def norm(self) -> float:
@@ -106,6 +143,7 @@ class CAAResult:
             "layer": self.layer,
             "balance": self.balance,
             "n_pairs": int(self.positive.shape[0]),
+            "n_items": self.n_items,
             "vector_norm": self.norm,
             "mean_activation_norm": float(torch.cat([self.positive, self.negative]).norm(dim=1).mean()),
             "letter_confound": None if self.confound is None else self.confound.to_dict(),
@@ -118,40 +156,59 @@ def _cosine(a: Tensor, b: Tensor) -> float:
 
 
 def letter_confound(
-    positive: Tensor, negative: Tensor, positive_letters: Sequence[str | None]
+    positive: Tensor,
+    negative: Tensor,
+    positive_letters: Sequence[str | None],
+    *,
+    original: Sequence[bool] | Tensor | None = None,
 ) -> LetterConfound:
-    """Split the mean difference of A/B pairs into its balanced part and the letter imbalance.
+    """Split the mean difference of A/B pairs into the behaviour, the letter direction and the imbalance.
 
-    ``positive``/``negative`` are ``[n_pairs, d_model]``; ``positive_letters[i]`` is the letter read on
-    the positive side of pair ``i``. Raises ``ValueError`` unless both letters occur.
+    With ``d_A``, ``d_B`` the mean pair differences over A-matching and B-matching pairs, the letter
+    direction is ``(d_A - d_B) / 2`` and the balanced vector ``(d_A + d_B) / 2``. The raw vector is the
+    plain mean over the pairs flagged ``original`` (default: all): with swapped copies in the set, pass
+    the items as given there, so the raw figures describe raw CAA on the data as given.
+
+    Args:
+        positive: activations of the positive prompts ``[n_pairs, d_model]``.
+        negative: activations of the negative prompts ``[n_pairs, d_model]``.
+        positive_letters: letter read on the positive side of each pair.
+        original: which pairs are items as given (not swapped copies) ``[n_pairs]`` bool, or None.
+
+    Returns:
+        A :class:`LetterConfound`. Raises ``ValueError`` unless both letters occur among all pairs.
     """
     if positive.shape != negative.shape or positive.ndim != 2:
         raise ValueError(
             f"positive and negative must both be [n_pairs, d_model], got {list(positive.shape)} "
             f"and {list(negative.shape)}"
         )
-    if len(positive_letters) != positive.shape[0]:
-        raise ValueError(
-            f"positive_letters must have one letter per pair ({positive.shape[0]}), "
-            f"got {len(positive_letters)}"
-        )
+    n = positive.shape[0]
+    if len(positive_letters) != n:
+        raise ValueError(f"positive_letters must have one letter per pair ({n}), got {len(positive_letters)}")
     is_a = torch.tensor([letter == "A" for letter in positive_letters])
     is_b = torch.tensor([letter == "B" for letter in positive_letters])
-    n_a, n_b = int(is_a.sum()), int(is_b.sum())
-    if n_a == 0 or n_b == 0:
-        raise ValueError(f"positive_letters must contain both 'A' and 'B', got {n_a} A and {n_b} B")
-    pos, neg = positive.float(), negative.float()
-    diff = pos - neg
-    raw = diff[is_a | is_b].mean(dim=0)
-    balanced = 0.5 * diff[is_a].mean(dim=0) + 0.5 * diff[is_b].mean(dim=0)
-    read_a = torch.cat([pos[is_a], neg[is_b]])
-    read_b = torch.cat([neg[is_a], pos[is_b]])
-    letter = read_a.mean(dim=0) - read_b.mean(dim=0)
+    if int(is_a.sum()) == 0 or int(is_b.sum()) == 0:
+        raise ValueError(
+            f"positive_letters must contain both 'A' and 'B', got {int(is_a.sum())} A and {int(is_b.sum())} B"
+        )
+    given = (
+        torch.ones(n, dtype=torch.bool) if original is None else torch.as_tensor(original, dtype=torch.bool)
+    )
+    if given.shape != (n,) or not bool((given & (is_a | is_b)).any()):
+        raise ValueError(
+            f"original must flag [{n}] pairs, at least one of them lettered, got {list(given.shape)}"
+        )
+    diff = positive.float() - negative.float()
+    mean_a, mean_b = diff[is_a].mean(dim=0), diff[is_b].mean(dim=0)
+    letter = 0.5 * (mean_a - mean_b)
+    balanced = 0.5 * (mean_a + mean_b)
+    raw = diff[given & (is_a | is_b)].mean(dim=0)
     imbalance = raw - balanced
     raw_norm = float(raw.norm())
     return LetterConfound(
-        n_a_matching=n_a,
-        n_b_matching=n_b,
+        n_a_matching=int((given & is_a).sum()),
+        n_b_matching=int((given & is_b).sum()),
         letter_direction=letter,
         raw_vector=raw,
         balanced_vector=balanced,
@@ -166,8 +223,10 @@ def _as_pairs(
     data: Sequence[ABItem] | Sequence[ContrastivePair] | FreeformDataset,
     tokenizer: Any,
     balance: Balance,
+    prompt_format: PromptFormat,
     chat_template: bool | None,
-) -> tuple[list[ContrastivePair], str]:
+) -> tuple[list[ContrastivePair], str, tuple[int, ...]]:
+    """The pairs to read, the balancing used and each pair's item id."""
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
     if isinstance(data, FreeformDataset):
@@ -177,7 +236,9 @@ def _as_pairs(
     if all(isinstance(d, ABItem) for d in data):
         mode = "swap" if balance == "auto" else balance
         ab = [d for d in data if isinstance(d, ABItem)]
-        return ab_pairs(ab, tokenizer, swap=mode == "swap", chat_template=chat_template), mode
+        swap = mode == "swap"
+        pairs = ab_pairs(ab, tokenizer, swap=swap, prompt_format=prompt_format, chat_template=chat_template)
+        return pairs, mode, expand_ab_items(ab, swap=swap)[1]
     if not all(isinstance(d, ContrastivePair) for d in data):
         raise TypeError("data must be ABItem objects, ContrastivePair objects or a FreeformDataset")
     pairs = [d for d in data if isinstance(d, ContrastivePair)]
@@ -187,7 +248,7 @@ def _as_pairs(
     if balance == "weights" and not lettered:
         raise ValueError("balance='weights' needs every pair's positive_letter; use 'none'")
     mode = ("weights" if lettered else "none") if balance == "auto" else balance
-    return pairs, mode
+    return pairs, mode, tuple(range(len(pairs)))
 
 
 def extract_caa(
@@ -198,6 +259,7 @@ def extract_caa(
     *,
     balance: Balance = "auto",
     batch_size: int = 16,
+    prompt_format: PromptFormat = "auto",
     chat_template: bool | None = None,
     share_prefix: bool = True,
     progress: bool = False,
@@ -206,11 +268,14 @@ def extract_caa(
 
     ``data`` is A/B items (prompts end in the answer letter), contrastive pairs, or a free-form set.
     ``balance="auto"`` swaps choices for A/B items, weights letters equally for lettered pairs, and
-    takes the plain mean otherwise. Returns a ``CAAResult`` with ``vector [d_model]`` and the positive
-    and negative activations ``[n_pairs, d_model]`` (float32, CPU).
+    takes the plain mean otherwise. ``prompt_format`` (``"plain"``, ``"chat"``, ``"auto"``; see
+    ``data.prompts``) builds A/B prompts; ``chat_template`` is its older spelling. Returns a
+    ``CAAResult`` with ``vector [d_model]``, the positive and negative activations ``[n_pairs, d_model]``
+    (float32, CPU) and each pair's item id (a swapped copy shares its original's). The letter confound
+    is computed with the items as given as the raw figures (see :func:`letter_confound`).
     """
     layer = validate_layer(model, layer)
-    pairs, mode = _as_pairs(data, tokenizer, balance, chat_template)
+    pairs, mode, item_ids = _as_pairs(data, tokenizer, balance, prompt_format, chat_template)
     positive, negative = read_pairs(
         model,
         tokenizer,
@@ -223,7 +288,9 @@ def extract_caa(
     letters = tuple(p.positive_letter for p in pairs)
     confound = None
     if "A" in letters and "B" in letters:
-        confound = letter_confound(positive, negative, letters)
+        # the first pair of each item is the item as given; later ones are its swapped copy
+        original = [i == 0 or item_ids[i] != item_ids[i - 1] for i in range(len(item_ids))]
+        confound = letter_confound(positive, negative, letters, original=original)
     if mode == "weights":
         if confound is None:
             raise ValueError("balance='weights' needs pairs matching on both letters, got one letter")
@@ -238,4 +305,5 @@ def extract_caa(
         balance=mode,
         positive_letters=letters,
         confound=confound,
+        item_ids=item_ids,
     )

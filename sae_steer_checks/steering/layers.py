@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
 from sae_steer_checks.lm.models import validate_layer
-from sae_steer_checks.steering.behaviour import BehaviourTask, relative_multipliers, steerability
 from sae_steer_checks.steering.caa import Balance, extract_caa
+from sae_steer_checks.steering.steerability import relative_multipliers, steerability
+from sae_steer_checks.steering.tasks import BehaviourTask
 
 __all__ = ["LayerSteerability", "LayerSweep", "layer_sweep"]
 
@@ -44,6 +45,8 @@ class LayerSteerability:
     """Standard error of ``null_slope``."""
     z: float
     """``(slope - null_slope)`` in combined standard errors."""
+    steers: bool = False
+    """Whether the vector beats its random null here (``Steerability.steers``)."""
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON-ready dict."""
@@ -126,6 +129,7 @@ def layer_sweep(
                 null_slope=steer.null_slope * scale,
                 null_slope_se=steer.null_slope_se * scale,
                 z=steer.z,
+                steers=steer.steers,
             )
         )
     return LayerSweep(fractions=tuple(float(f) for f in fractions), results=tuple(results))

@@ -6,19 +6,18 @@ import itertools
 import math
 
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sae_steer_checks.diagnostics.bias import bias_check
 from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp
 from sae_steer_checks.diagnostics.pairs import spurious_check
 from sae_steer_checks.sae.protocol import encode_in_sae_space
-from tests.hand_saes import ARCHITECTURES, make_sae, orthonormal_rows
+from tests.helpers.hand_saes import make_sae, orthonormal_rows
+from tests.helpers.strategies import architectures, seeds
 
-seeds = st.integers(0, 2**31 - 1)
 
-
-@given(seed=seeds, arch=st.sampled_from(ARCHITECTURES), t=st.floats(1e-4, 1.0))
+@given(seed=seeds, arch=architectures, t=st.floats(1e-4, 1.0))
 def test_small_vector_keeps_the_support_of_the_zero_vector(seed: int, arch: str, t: float) -> None:
     gen = torch.Generator().manual_seed(seed)
     d_in, d_sae, k = 12, 20, 6
@@ -45,7 +44,7 @@ def test_small_vector_keeps_the_support_of_the_zero_vector(seed: int, arch: str,
     assert float((half - f[1]).abs().max()) <= 0.5 * float(v.norm()) + 1e-5
 
 
-@given(seed=seeds, arch=st.sampled_from(ARCHITECTURES), c=st.floats(0.5, 50.0))
+@given(seed=seeds, arch=architectures, c=st.floats(0.5, 50.0))
 def test_negative_direction_gets_zero_and_signed_recovers_it(seed: int, arch: str, c: float) -> None:
     gen = torch.Generator().manual_seed(seed)
     d_in, d_sae = 16, 10
@@ -61,7 +60,7 @@ def test_negative_direction_gets_zero_and_signed_recovers_it(seed: int, arch: st
     assert math.isclose(float(code.coefficients[0, 0]), -c, rel_tol=1e-5)
 
 
-@given(seed=seeds, arch=st.sampled_from(ARCHITECTURES), rho=st.floats(0.55, 0.98), c=st.floats(1.0, 30.0))
+@given(seed=seeds, arch=architectures, rho=st.floats(0.55, 0.98), c=st.floats(1.0, 30.0))
 def test_planted_pair_turns_negative_projection_into_spurious_positive(
     seed: int, arch: str, rho: float, c: float
 ) -> None:
@@ -84,7 +83,6 @@ def test_planted_pair_turns_negative_projection_into_spurious_positive(
     assert math.isclose(result.spurious[0].cosine, -rho, abs_tol=1e-5)
 
 
-@settings(max_examples=15)
 @given(seed=seeds, n=st.integers(40, 80), d=st.integers(192, 256), s=st.integers(1, 2))
 def test_signed_recovery_and_monotone_error(seed: int, n: int, d: int, s: int) -> None:
     gen = torch.Generator().manual_seed(seed)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sae_steer_checks.synthetic import WorldConfig, build_world
+from tests.helpers.strategies import architectures, seeds
 
 
 @st.composite
@@ -18,7 +19,7 @@ def configs(draw: st.DrawFn) -> WorldConfig:
     return WorldConfig(
         d_model=d_model,
         d_sae=draw(st.integers(2 * d_model, 3 * d_model)),
-        architecture=draw(st.sampled_from(["jumprelu", "relu", "topk"])),
+        architecture=draw(architectures),
         n_behaviour_features=n_behaviour,
         negative_fraction=fraction,
         n_aligned_pairs=draw(st.integers(0, n_negative)),
@@ -27,7 +28,7 @@ def configs(draw: st.DrawFn) -> WorldConfig:
         min_unplanted_cosine=-0.55,
         n_bias_features=draw(st.integers(1, 3)),
         default_norm=draw(st.floats(150.0, 400.0)),
-        seed=draw(st.integers(0, 2**31 - 1)),
+        seed=draw(seeds),
     )
 
 
@@ -47,7 +48,7 @@ def test_planted_geometry_holds_for_any_config(cfg: WorldConfig) -> None:
     assert zero_acts.nonzero().flatten().tolist() == bias
 
 
-@given(configs(), st.integers(0, 2**31 - 1))
+@given(configs(), seeds)
 def test_negative_leaning_features_vanish_from_sae_of_the_vector(cfg: WorldConfig, seed: int) -> None:
     world = build_world(cfg)
     pos, neg = world.sample_contrastive(64, torch.Generator().manual_seed(seed))

@@ -1,4 +1,4 @@
-"""Behaviour scores, the multiplier sweep, the slope with its standard error and the random null."""
+"""Behaviour tasks and scores, the multiplier sweep, the item-level slope and SE, and the random null."""
 
 from __future__ import annotations
 
@@ -6,25 +6,17 @@ import math
 
 import pytest
 import torch
-from _tiny_lm import tiny_model, word_tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from sae_steer_checks.data.prompts import ab_prompt, tokenize
 from sae_steer_checks.data.schema import ABItem, load_ab_items, load_freeform
 from sae_steer_checks.lm.hooks import add_to_residual
 from sae_steer_checks.lm.models import decoder_layers
-from sae_steer_checks.steering.behaviour import (
-    ab_task,
-    fit_slope,
-    freeform_task,
-    group_mean,
-    make_score_fn,
-    random_like,
-    relative_multipliers,
-    score_items,
-    steerability,
-    sweep,
-)
+from sae_steer_checks.stats import t_quantile
+from sae_steer_checks.steering.scoring import ItemScoreFn, group_mean, make_score_fn, score_items
+from sae_steer_checks.steering.steerability import random_like, relative_multipliers, steerability, sweep
+from sae_steer_checks.steering.tasks import ab_task, freeform_task
+from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
 LAYER = 1
 PROMPTS = ["The film was", "Lunch today was"]
@@ -98,25 +90,53 @@ def test_group_mean_ignores_a_uniform_letter_shift() -> None:
     assert shifted.mean() != pytest.approx(base.mean())
 
 
-def test_fit_slope_against_naive_least_squares() -> None:
-    gen = torch.Generator().manual_seed(2)
+def _naive_slope(x: list[float], y: torch.Tensor) -> float:
+    xs = torch.tensor(x, dtype=torch.float64)
+    return float(((xs - xs.mean()) * (y - y.mean())).sum() / ((xs - xs.mean()) ** 2).sum())
+
+
+def test_sweep_slope_is_the_group_balanced_mean_of_per_item_slopes(
+    model: PreTrainedModel, tok: PreTrainedTokenizerFast, items: list[ABItem]
+) -> None:
+    task = ab_task(tok, items)  # no swap: each item sits in its letter's group
+    vector = torch.randn(32, generator=torch.Generator().manual_seed(4))
     x = [-2.0, -1.0, 0.0, 1.5]
-    y = torch.randn(4, 6, generator=gen, dtype=torch.float64)
-    groups = (0, 0, 0, 1, 1, 1)
-    slope, se, intercept = fit_slope(x, y, groups)
-    per_item = []
-    for i in range(6):
-        xs, ys = torch.tensor(x, dtype=torch.float64), y[:, i]
-        per_item.append(float(((xs - xs.mean()) * (ys - ys.mean())).sum() / ((xs - xs.mean()) ** 2).sum()))
-    s = torch.tensor(per_item)
-    assert slope == pytest.approx(0.5 * float(s[:3].mean()) + 0.5 * float(s[3:].mean()))
-    expected_se = 0.5 * math.sqrt(float(s[:3].var()) / 3 + float(s[3:].var()) / 3)
-    assert se == pytest.approx(expected_se)
-    exact, zero_se, icpt = fit_slope(x, 3.0 * torch.tensor(x)[:, None].repeat(1, 6) + 1.0, groups)
-    assert (exact, zero_se, icpt) == pytest.approx((3.0, 0.0, 1.0))
-    assert intercept == pytest.approx(float(y.mean(dim=1).mean()) - slope * sum(x) / 4, abs=1e-9)
+    result = sweep(model, task, LAYER, vector, x)
+    per_item = [_naive_slope(x, result.item_scores[:, i]) for i in range(len(items))]
+    groups = [0 if i.matching == "A" else 1 for i in items]
+    by_group = [torch.tensor([s for s, g in zip(per_item, groups, strict=True) if g == k]) for k in (0, 1)]
+    assert result.slope == pytest.approx(0.5 * float(by_group[0].mean()) + 0.5 * float(by_group[1].mean()))
+    expected_se = 0.5 * math.sqrt(sum(float(s.var()) / len(s) for s in by_group))
+    assert result.slope_se == pytest.approx(expected_se)
+    assert result.estimate is not None
+    assert result.estimate.df == len(items) - 2
+    half = t_quantile(0.95, len(items) - 2) * expected_se
+    assert result.estimate.ci_low == pytest.approx(result.slope - half)
+    assert result.intercept == pytest.approx(sum(result.scores) / 4 - result.slope * sum(x) / 4, abs=1e-9)
     with pytest.raises(ValueError, match="two distinct"):
-        fit_slope([1.0, 1.0], y[:2], groups)
+        sweep(model, task, LAYER, vector, [1.0, 1.0])
+
+
+def test_swapped_copies_are_one_item(
+    model: PreTrainedModel, tok: PreTrainedTokenizerFast, items: list[ABItem]
+) -> None:
+    task = ab_task(tok, items, swap=True)
+    assert len(task) == 2 * len(items)
+    assert task.n_items == len(items)
+    assert task.item_groups is None  # an item with its swapped copy is balanced by itself
+    vector = torch.randn(32, generator=torch.Generator().manual_seed(6))
+    result = sweep(model, task, LAYER, vector, [-1.0, 0.0, 1.0])
+    prompts = torch.stack([score_items(model, task, LAYER, m * vector) for m in (-1.0, 0.0, 1.0)])
+    torch.testing.assert_close(result.item_scores, 0.5 * (prompts[:, 0::2] + prompts[:, 1::2]))
+    assert result.estimate is not None
+    assert (result.estimate.n_items, result.estimate.df) == (len(items), len(items) - 1)
+    slopes = torch.tensor(
+        [_naive_slope([-1.0, 0.0, 1.0], result.item_scores[:, i]) for i in range(len(items))]
+    )
+    assert result.slope_se == pytest.approx(float(slopes.std()) / math.sqrt(len(items)))
+    score_fn = make_score_fn(model, task, LAYER, per_item=True)
+    assert isinstance(score_fn, ItemScoreFn)
+    torch.testing.assert_close(score_fn(vector), result.item_scores[2], rtol=1e-5, atol=1e-6)
 
 
 def test_relative_multipliers_and_random_like() -> None:
@@ -153,8 +173,29 @@ def test_sweep_score_fn_and_null(
         n_random=2,
         generator=torch.Generator().manual_seed(5),
     )
-    assert steer.vector.slope == pytest.approx(result.slope)
+    assert steer.vector.slope == pytest.approx(result.slope, rel=1e-5)
     assert len(steer.null) == 2
+    assert steer.null_kinds == ("isotropic", "isotropic")
     assert steer.null[0].slope != steer.null[1].slope
     assert steer.null_slope == pytest.approx((steer.null[0].slope + steer.null[1].slope) / 2)
     assert math.isfinite(steer.z)
+    assert steer.null_sd == pytest.approx(abs(steer.null[0].slope - steer.null[1].slope) / math.sqrt(2))
+    assert steer.steers == (
+        abs(steer.vector.slope) > steer.null_abs_q95
+        and steer.vector.estimate is not None
+        and (steer.vector.estimate.ci_low > 0 or steer.vector.estimate.ci_high < 0)
+    )
+    assert steer.to_dict()["steers"] == steer.steers
+
+
+def test_steerability_null_draws_from_the_activation_covariance(
+    model: PreTrainedModel, tok: PreTrainedTokenizerFast, items: list[ABItem]
+) -> None:
+    task = ab_task(tok, items, swap=True)
+    vector = torch.randn(32, generator=torch.Generator().manual_seed(7))
+    acts = torch.randn(50, 32, generator=torch.Generator().manual_seed(8)) * torch.linspace(0.1, 3.0, 32)
+    steer = steerability(model, task, LAYER, vector, [-1.0, 1.0], activations=acts, generator=0)
+    assert steer.null_kinds == ("isotropic",) * 8 + ("covariance",) * 8
+    assert 0.0 <= steer.percentile <= 100.0
+    slopes = torch.tensor([abs(n.slope) for n in steer.null], dtype=torch.float64)
+    assert steer.null_abs_q95 == pytest.approx(float(torch.quantile(slopes, 0.95)))

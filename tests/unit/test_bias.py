@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics.bias import bias_check, jaccard, top_features
-from tests.hand_saes import make_sae, orthonormal_rows
-from tests.reference_impl import jaccard_loop
+from sae_steer_checks.diagnostics.bias import bias_check, bottom_features, jaccard, top_features
+from tests.helpers.hand_saes import make_sae, orthonormal_rows
+from tests.helpers.reference_impl import jaccard_loop
 
 
 def _gemma_like() -> tuple[torch.nn.Module, torch.Tensor]:
@@ -59,6 +59,24 @@ def test_delta_view_recovers_the_vector_on_real_activations() -> None:
     assert result.delta_mean[1] == pytest.approx(-1.0, abs=1e-4)
     assert result.delta_mean[0] == pytest.approx(0.0, abs=1e-5)
     assert [i for i, _ in (result.delta_top or ())] == [3]
+    # Mechanism 2 shows up as a decrease: the delta view lists it too.
+    assert result.delta_bottom is not None
+    assert result.delta_bottom[0][0] == 1  # (feature 2 may follow with a float32 rounding-level change)
+    assert result.to_dict()["delta_bottom_features"][0]["value"] == pytest.approx(-1.0, abs=1e-4)
+
+
+def test_bottom_features_and_the_changes_of_sae_v_against_sae_0() -> None:
+    values = torch.tensor([-1.0, -3.0, -3.0, 0.0, 2.0])
+    assert bottom_features(values, 4) == ((1, -3.0), (2, -3.0), (0, -1.0))
+    sae, W = _gemma_like()
+    # v lowers feature 1 (on at 30 in SAE(0)) and raises feature 4.
+    result = bias_check(sae, -5.0 * W[1] + 3.0 * W[4], top_k=2)
+    assert [i for i, _ in result.own.decreases] == [1]
+    assert result.own.decreases[0][1] == pytest.approx(-5.0, abs=1e-4)
+    assert [i for i, _ in result.own.increases] == [4]
+    summary = result.to_dict()
+    assert [e["feature"] for e in summary["top_decreases"]] == [1]
+    assert [e["feature"] for e in summary["top_increases"]] == [4]
 
 
 def test_top_features_breaks_ties_by_id_and_skips_zeros() -> None:

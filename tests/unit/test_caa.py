@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tiny_lm import tiny_model, word_tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs, tokenize
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, load_ab_items, load_freeform
 from sae_steer_checks.lm.models import decoder_layers
 from sae_steer_checks.lm.readout import read_pairs
-from sae_steer_checks.steering.caa import extract_caa, letter_confound
+from sae_steer_checks.stats import item_slopes_summary
+from sae_steer_checks.steering.caa import CAAResult, extract_caa, letter_confound
+from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
 LAYER = 1
 
@@ -104,12 +105,20 @@ def test_balance_modes(model: PreTrainedModel, tok: PreTrainedTokenizerFast, ite
     swapped = extract_caa(model, tok, items, LAYER)  # default: choices swapped
     assert swapped.balance == "swap"
     assert swapped.positive.shape[0] == 2 * len(items)
+    assert swapped.item_ids == tuple(i for i in range(len(items)) for _ in range(2))
     assert swapped.confound is not None
-    assert swapped.confound.n_a_matching == swapped.confound.n_b_matching == len(items)
-    act_norm = float(swapped.positive.norm(dim=1).mean())
-    assert swapped.confound.imbalance_norm < 1e-6 * act_norm
     assert raw.confound is not None
+    # the raw figures describe raw CAA on the items as given, whatever the balancing
+    n_a = sum(i.matching == "A" for i in items)
+    assert (swapped.confound.n_a_matching, swapped.confound.n_b_matching) == (n_a, len(items) - n_a)
+    torch.testing.assert_close(swapped.confound.raw_vector, raw.vector, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(swapped.confound.balanced_vector, swapped.vector, rtol=1e-5, atol=1e-5)
     assert raw.confound.imbalance_norm > 0
+    assert swapped.confound.imbalance_share > 1e-3
+    # the swapped set is exactly balanced: its mean is the mean of the two letter groups
+    to_dict = swapped.confound.to_dict()
+    assert to_dict["raw_norm"] != pytest.approx(to_dict["balanced_norm"], rel=1e-4)
+    assert swapped.to_dict()["n_items"] == len(items)
 
 
 def test_freeform_extraction_is_plain_mean(model: PreTrainedModel, tok: PreTrainedTokenizerFast) -> None:
@@ -134,10 +143,7 @@ def test_letter_confound_recovers_planted_letter_direction() -> None:
     pos = base + behaviour + sign * letter / 2
     neg = base - sign * letter / 2
     conf = letter_confound(pos, neg, letters)
-    read_a = torch.cat([pos[:n_a], neg[n_a:]]).mean(dim=0)
-    read_b = torch.cat([neg[:n_a], pos[n_a:]]).mean(dim=0)
-    torch.testing.assert_close(conf.letter_direction, read_a - read_b)
-    assert torch.cosine_similarity(conf.letter_direction, letter, dim=0) > 0.9
+    torch.testing.assert_close(conf.letter_direction, letter, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(conf.balanced_vector, behaviour, rtol=1e-5, atol=1e-5)
     expected_raw = behaviour + letter * (n_a - n_b) / (n_a + n_b)
     torch.testing.assert_close(conf.raw_vector, expected_raw, rtol=1e-5, atol=1e-5)
@@ -145,3 +151,85 @@ def test_letter_confound_recovers_planted_letter_direction() -> None:
     assert conf.cosine_raw > conf.cosine_balanced
     with pytest.raises(ValueError, match="both 'A' and 'B'"):
         letter_confound(pos, neg, ["A"] * (n_a + n_b))
+
+
+def _planted_pairs(
+    n_a: int, n_b: int, letter_scale: float, *, d: int = 256, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+    """Pairs whose difference is ``behaviour +- letter + noise`` (A-matching +, B-matching -)."""
+    gen = torch.Generator().manual_seed(seed)
+    letter = torch.randn(d, generator=gen) * letter_scale
+    behaviour = torch.randn(d, generator=gen)
+    n = n_a + n_b
+    base = torch.randn(n, d, generator=gen)
+    noise = 0.5 * torch.randn(n, d, generator=gen)
+    sign = torch.tensor([1.0] * n_a + [-1.0] * n_b)[:, None]
+    pos = base + behaviour + noise + sign * letter / 2
+    neg = base - sign * letter / 2
+    return pos, neg, ["A"] * n_a + ["B"] * n_b, letter, behaviour
+
+
+def test_no_letter_effect_with_uneven_split_gives_no_letter_direction() -> None:
+    # 3:1 split and no letter effect: the old estimate (mean read at A - mean read at B) was
+    # behaviour / 2 here, so its cosine with the raw vector was ~1
+    pos, neg, letters, _, behaviour = _planted_pairs(60, 20, 0.0)
+    conf = letter_confound(pos, neg, letters)
+    assert abs(conf.cosine_raw) < 0.2
+    assert abs(conf.cosine_balanced) < 0.2
+    assert float(torch.cosine_similarity(conf.balanced_vector, behaviour, dim=0)) > 0.95
+
+
+@pytest.mark.parametrize(("n_a", "n_b"), [(60, 20), (40, 40), (10, 70)])
+def test_planted_letter_direction_is_recovered_at_any_split(n_a: int, n_b: int) -> None:
+    pos, neg, letters, letter, behaviour = _planted_pairs(n_a, n_b, 2.0, seed=n_a)
+    conf = letter_confound(pos, neg, letters)
+    assert float(torch.cosine_similarity(conf.letter_direction, letter, dim=0)) > 0.98
+    assert float(torch.cosine_similarity(conf.balanced_vector, behaviour, dim=0)) > 0.95
+    assert (conf.n_a_matching, conf.n_b_matching) == (n_a, n_b)
+
+
+def test_swapped_set_reports_the_raw_split_of_the_items_as_given() -> None:
+    # items 3:1 on A, each followed by its swapped copy; computed on the whole swapped set the raw
+    # vector equals the balanced one and the imbalance vanishes, hiding the split raw CAA carries
+    gen = torch.Generator().manual_seed(5)
+    n_a, n_b, d = 30, 10, 64
+    letter, behaviour = 3.0 * torch.randn(d, generator=gen), torch.randn(d, generator=gen)
+    sign = torch.tensor([1.0] * n_a + [-1.0] * n_b)[:, None]
+    given = behaviour + sign * letter + 0.5 * torch.randn(n_a + n_b, d, generator=gen)
+    copy = behaviour - sign * letter + 0.5 * torch.randn(n_a + n_b, d, generator=gen)
+    diffs = torch.stack([given, copy], 1).reshape(-1, d)
+    letters = [x for s in sign.flatten().tolist() for x in (("A", "B") if s > 0 else ("B", "A"))]
+    original = [i % 2 == 0 for i in range(2 * (n_a + n_b))]
+    hidden = letter_confound(diffs, torch.zeros_like(diffs), letters)
+    assert hidden.imbalance_share < 0.05
+    shown = letter_confound(diffs, torch.zeros_like(diffs), letters, original=original)
+    assert (shown.n_a_matching, shown.n_b_matching) == (n_a, n_b)
+    torch.testing.assert_close(shown.raw_vector, given.mean(0))
+    expected = float((letter * (n_a - n_b) / (n_a + n_b)).norm()) / float(shown.raw_vector.norm())
+    assert shown.imbalance_share == pytest.approx(expected, rel=0.1)
+    assert shown.cosine_raw > 0.3 > abs(shown.cosine_balanced)
+
+
+def test_item_differences_make_the_item_the_unit() -> None:
+    # each item's swapped copy repeats its difference exactly: 2n rows carry only n units
+    gen = torch.Generator().manual_seed(3)
+    n, d = 12, 8
+    diffs = torch.randn(n, d, generator=gen)
+    pos = diffs.repeat_interleave(2, 0)
+    caa = CAAResult(
+        vector=pos.mean(0),
+        positive=pos,
+        negative=torch.zeros_like(pos),
+        layer=0,
+        balance="swap",
+        item_ids=tuple(i for i in range(n) for _ in range(2)),
+    )
+    assert caa.n_items == n
+    per_item = caa.item_differences()
+    torch.testing.assert_close(per_item, diffs)
+    item_se = item_slopes_summary(per_item[:, 0]).se
+    copy_se = item_slopes_summary(pos[:, 0]).se  # what a copy-level SE would say
+    assert item_slopes_summary(per_item[:, 0]).df == n - 1
+    assert item_se == pytest.approx(copy_se * ((2 * n - 1) / (n - 1)) ** 0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="item_ids"):
+        CAAResult(vector=pos.mean(0), positive=pos, negative=pos, layer=0, balance="swap", item_ids=(0, 1))

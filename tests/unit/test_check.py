@@ -11,7 +11,7 @@ import torch
 from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
 from sae_steer_checks.sae.protocol import encode_in_sae_space, vector_to_sae_space
 from sae_steer_checks.synthetic import WorldConfig, build_world
-from tests.hand_saes import make_sae, orthonormal_rows
+from tests.helpers.hand_saes import make_sae, orthonormal_rows
 
 STABLE = {
     "norm": {"steering_norm", "activation_norm_median", "ratio", "percentile"},
@@ -43,14 +43,15 @@ def test_report_has_the_stable_keys_and_is_deterministic(world_inputs: tuple) ->
     b = run_checks(
         world.sae, v.clone(), pos.clone(), neg.clone(), acts.clone(), score_fn=world.behaviour_score
     )
-    report = a.to_dict()
-    assert report["schema_version"] == 1
+    report = a.to_report()
+    assert "schema_version" not in report  # added by report.build_report with the verdicts
     for section, keys in STABLE.items():
         assert keys <= set(report[section]), section
     assert {"sae", "signed"} <= set(report["decompositions"])
     assert {"cosine", "rel_error", "l0", "n_negative"} <= set(report["decompositions"]["signed"])
     assert set(report["retention"]["slopes"]) >= {"original", "sae", "signed"}
-    assert {"versions", "seed", "sae", "d_model", "d_sae"} <= set(report["provenance"])
+    assert {"versions", "sae", "d_model", "d_sae"} <= set(report["provenance"])
+    assert "seed" not in report["provenance"]  # the caller records its seed (the CLI's --seed)
     assert a.to_json() == b.to_json()
     assert json.loads(a.to_json()) == json.loads(json.dumps(report))
     pair = report["aligned_pairs"]["pairs"][0]
@@ -74,9 +75,9 @@ def test_zero_vector_gives_a_defined_report(world_inputs: tuple) -> None:
 def test_low_precision_sae_and_inputs_match_float32(world_inputs: tuple) -> None:
     world, pos, neg, acts = world_inputs
     v = (pos - neg).mean(0)
-    full = run_checks(world.sae, v, pos, neg, acts).to_dict()
+    full = run_checks(world.sae, v, pos, neg, acts).to_report()
     low_world = build_world(WorldConfig(d_model=64, d_sae=192, seed=1), dtype=torch.bfloat16)
-    low = run_checks(low_world.sae, v.bfloat16(), pos.bfloat16(), neg.bfloat16(), acts.bfloat16()).to_dict()
+    low = run_checks(low_world.sae, v.bfloat16(), pos.bfloat16(), neg.bfloat16(), acts.bfloat16()).to_report()
     assert [f["feature"] for f in low["bias"]["top_features_zero"]] == [
         f["feature"] for f in full["bias"]["top_features_zero"]
     ]
@@ -119,3 +120,17 @@ def test_run_time_normalisation_is_applied_to_the_vector() -> None:
     assert torch.isfinite(f).all()
     with pytest.raises(ValueError, match="activations are needed"):
         vector_to_sae_space(sae, v)
+
+
+def test_retention_multipliers_come_from_the_config(world_inputs: tuple) -> None:
+    world, pos, neg, acts = world_inputs
+    v = (pos - neg).mean(0)
+    ms = (-3.0, 0.0, 0.5, 3.0)
+    result = run_checks(
+        world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=CheckConfig(multipliers=ms)
+    )
+    assert result.retention is not None
+    assert result.retention.multipliers == ms
+    assert result.to_report()["retention"]["multipliers"] == list(ms)
+    with pytest.raises(ValueError, match="multipliers must hold two distinct values"):
+        CheckConfig(multipliers=(1.0, 1.0))

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from _tiny_lm import tiny_model, word_tokenizer
 from matplotlib.image import imread
 from safetensors.torch import save_file
 
 from sae_steer_checks.cli.commands import build_parser, main
 from sae_steer_checks.data.schema import bundled_path
 from sae_steer_checks.report.plots import PLOT_FILES
+from sae_steer_checks.report.schema import SCHEMA_VERSION, validate_report
 from sae_steer_checks.synthetic import WorldConfig, build_world
+from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STABLE_KEYS = {
@@ -27,6 +28,7 @@ STABLE_KEYS = {
     "aligned_pairs",
     "decompositions",
     "retention",
+    "verdicts",
 }
 COMMANDS = ("run", "diagnose", "extract", "train-sae", "demo")
 
@@ -37,6 +39,8 @@ def _check_report_folder(out: Path) -> dict[str, Any]:
     report = json.loads(text)
     assert text == json.dumps(report, sort_keys=True, indent=2) + "\n"
     assert report.keys() >= STABLE_KEYS
+    validate_report(report)
+    assert report["schema_version"] == SCHEMA_VERSION
     markdown = (out / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert links, "the Markdown embeds no plot"
@@ -319,6 +323,7 @@ def test_extract_then_diagnose(tiny: dict[str, Path], tmp_path: Path) -> None:
         ({"dataset": "MISSING"}, ("--dataset", "file not found")),
         ({"dataset": "NOT_AB"}, ("--dataset", "item 1", "answer_matching_behavior")),
         ({"max_pairs": "1"}, ("--max-pairs 1", "at least 2")),
+        ({"multipliers": "1"}, ("--multipliers", "two distinct values")),
     ],
 )
 def test_every_bad_run_input_is_one_line_exit_2(

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from sae_steer_checks.cli.commands import build_parser
+import dataclasses
+
+from sae_steer_checks.cli.commands import train_config
+from sae_steer_checks.cli.parser import TrainDefault, build_parser
 from sae_steer_checks.train import TrainConfig
 
 
-def test_train_sae_defaults_match_the_train_config() -> None:
+def test_train_sae_defaults_are_the_train_config() -> None:
     args = build_parser().parse_args(["train-sae", "--layer", "10", "--out", "x"])
     config = TrainConfig()
-    assert args.width == config.width
-    assert args.k == config.k
-    assert args.l0_coefficient == config.l0_coefficient
-    assert args.epochs == config.epochs
-    assert args.architecture == config.architecture
-    assert tuple(args.corpora) == config.corpora
+    for name in ("width", "k", "l0_coefficient", "epochs", "architecture", "corpora"):
+        default = getattr(args, name)
+        assert isinstance(default, TrainDefault), name
+        assert default.value() == getattr(config, name), name
+    assert train_config(args) == dataclasses.replace(config, layer=10, seed=0)
+
+
+def test_given_options_override_the_train_config() -> None:
+    argv = ["train-sae", "--layer", "3", "--out", "x", "--width", "64", "--corpora", "lee", "--seed", "5"]
+    config = train_config(build_parser().parse_args(argv))
+    assert (config.layer, config.width, config.corpora, config.seed) == (3, 64, ("lee",), 5)
+    assert config.k == TrainConfig().k
+
+
+def test_help_shows_the_train_config_defaults() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    text = sub.choices["train-sae"].format_help()  # type: ignore[attr-defined]
+    assert f"(default {TrainConfig().width})" in text
+    assert "(default: lee pydoc)" in text

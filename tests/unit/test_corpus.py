@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import tiny_tokenizer
 
 from sae_steer_checks.data.corpus import CORPORA, CorpusSplit, load_documents, split_corpus
+from tests.helpers.tiny_lm import tiny_tokenizer
 
 _DOCS = [f"Document {i}: " + " ".join(f"word{i}x{j}" for j in range(20 + 7 * i)) for i in range(12)]
 

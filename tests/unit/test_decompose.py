@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sae_steer_checks.diagnostics.decompose import gradient_pursuit, omp, summarize_reconstruction
-from tests.hand_saes import random_unit_rows
-from tests.reference_impl import omp_loop
+from tests.helpers.hand_saes import random_unit_rows
+from tests.helpers.reference_impl import omp_loop
 
 
 def test_omp_matches_loop_reference_on_random_vectors() -> None:
@@ -90,3 +90,27 @@ def test_bad_input(kwargs: dict, match: str) -> None:
     args = {"dictionary": random_unit_rows(20, 8, seed=0), "vectors": torch.ones(8), "k": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         omp(**args)
+
+
+def test_omp_path_gives_the_cosine_of_every_shorter_fit() -> None:
+    D = random_unit_rows(120, 24, seed=11)
+    V = torch.randn(4, 24, generator=torch.Generator().manual_seed(12))
+    full = omp(D, V, 10, return_path=True)
+    assert full.residual_norms is not None
+    assert full.residual_norms.shape == (4, 10)
+    path = full.path_cosines(V)
+    for k in (1, 4, 10):
+        short = omp(D, V, k)
+        recon = short.reconstruct(D).double()
+        cos = (recon * V.double()).sum(1) / (recon.norm(dim=1) * V.double().norm(dim=1))
+        np.testing.assert_allclose(path[:, k - 1].numpy(), cos.numpy(), atol=1e-5)
+    # Nested supports: the fit never gets worse as k grows.
+    assert bool((path[:, 1:] >= path[:, :-1] - 1e-6).all())
+
+
+def test_omp_path_needs_one_atom_per_step() -> None:
+    D = random_unit_rows(20, 8, seed=13)
+    with pytest.raises(ValueError, match="return_path needs atoms_per_step=1"):
+        omp(D, torch.ones(8), 4, atoms_per_step=2, return_path=True)
+    with pytest.raises(ValueError, match="residual_norms is None"):
+        omp(D, torch.ones(8), 4).path_cosines(torch.ones(8))

@@ -6,11 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from tiny_models import tiny_model
 from torch import Tensor, nn
 
-from sae_steer_checks.lm.hooks import add_to_residual, capture_residual, residual_activations
+from sae_steer_checks.lm.hooks import (
+    add_to_residual,
+    capture_residual,
+    replay_from_layer,
+    residual_activations,
+    run_to_layer,
+)
 from sae_steer_checks.lm.models import decoder_layers
+from tests.helpers.tiny_lm import tiny_model
 
 KINDS = ["gemma2", "gemma3", "llama", "qwen2", "gpt2", "neox"]
 
@@ -165,11 +171,52 @@ def test_steering_changes_logits_and_is_undone(models: dict[str, nn.Module]) -> 
     assert torch.equal(before, after)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_row_steering_and_replay_match_a_full_forward(models: dict[str, nn.Module], kind: str) -> None:
+    model = models[kind]
+    ids, mask = _inputs()
+    rows = torch.randn(2, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        with add_to_residual(model, 1, rows):
+            per_row = model(input_ids=ids, attention_mask=mask).logits
+        for r in range(2):
+            with add_to_residual(model, 1, rows[r]):
+                alone = model(input_ids=ids, attention_mask=mask).logits
+            torch.testing.assert_close(per_row[r], alone[r], rtol=1e-5, atol=1e-5)
+        hidden = run_to_layer(model, 1, input_ids=ids, attention_mask=mask)
+        with replay_from_layer(model, 1, hidden, rows):
+            replayed = model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(replayed, per_row, rtol=1e-5, atol=1e-5)
+    assert all("forward" not in block.__dict__ for block in decoder_layers(model))
+    assert _our_hooks(model) == 0
+    with (
+        pytest.raises(ValueError, match="per-row vectors"),
+        torch.no_grad(),
+        add_to_residual(model, 1, torch.ones(3, 32)),
+    ):
+        model(input_ids=ids, attention_mask=mask)
+
+
+def test_replay_restores_forwards_after_an_error(models: dict[str, nn.Module]) -> None:
+    model = models["gemma2"]
+    ids, mask = _inputs()
+    with torch.no_grad():
+        hidden = run_to_layer(model, 2, input_ids=ids, attention_mask=mask)
+        with pytest.raises(ValueError, match="does not match"), replay_from_layer(model, 2, hidden[:, :3]):
+            model(input_ids=ids, attention_mask=mask)
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        with capture_residual(model, 2) as again:
+            model(input_ids=ids, attention_mask=mask)
+    assert torch.equal(again[2][0], hidden)
+    assert torch.isfinite(plain).all()
+    assert all("forward" not in block.__dict__ for block in decoder_layers(model))
+
+
 def test_bad_arguments_are_named(models: dict[str, nn.Module]) -> None:
     model = models["llama"]
     ids, mask = _inputs()
     with (
-        pytest.raises(ValueError, match="vector must be a \\[32\\]"),
+        pytest.raises(ValueError, match="vector must be a \\[32\\] or \\[batch, 32\\]"),
         add_to_residual(model, 0, torch.ones(31)),
     ):
         pass

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import TINY_KINDS, tiny_model
 from torch import nn
 
 from sae_steer_checks.lm.models import (
@@ -17,6 +16,7 @@ from sae_steer_checks.lm.models import (
     model_d_model,
     validate_layer,
 )
+from tests.helpers.tiny_lm import TINY_KINDS, tiny_model
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)

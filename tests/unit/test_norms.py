@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sae_steer_checks.diagnostics.norms import norm_check
-from tests.reference_impl import percentile_loop
+from tests.helpers.reference_impl import percentile_loop
 
 
 def test_known_norms_give_ratio_and_percentile() -> None:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sae_steer_checks.diagnostics.pairs import find_aligned_pairs, spurious_check
-from tests.hand_saes import orthonormal_rows, random_unit_rows
-from tests.reference_impl import pairs_loop
+from tests.helpers.hand_saes import orthonormal_rows, random_unit_rows
+from tests.helpers.reference_impl import pairs_loop
 
 
 @pytest.mark.parametrize("block_size", [1, 3, 7, 64, 4096])
@@ -88,3 +88,25 @@ def test_sign_conflicts_list_positive_values_against_the_vector() -> None:
     assert [c.feature for c in result.sign_conflicts] == [2]
     assert result.sign_conflicts[0].projection == pytest.approx(-2.0, abs=1e-5)
     assert result.sign_conflicts[0].signed_coefficient == -2.0
+
+
+def test_positive_threshold_never_pairs_zero_rows() -> None:
+    W = random_unit_rows(12, 5, seed=7)
+    W[[2, 9]] = 0.0
+    for block_size in (1, 4, 64):
+        found = find_aligned_pairs(W, 0.3, block_size=block_size)
+        ref = [(i, j) for i, j, _ in pairs_loop(W.numpy(), 0.3) if i not in (2, 9) and j not in (2, 9)]
+        assert [(i, j) for i, j, _ in found.pairs] == ref
+        assert not {2, 9} & {i for p in found.pairs for i in p[:2]}
+    assert len(ref) > 0
+    # With a threshold at or below 0 a zero row (cosine 0) was never below it in the first place.
+    assert len(find_aligned_pairs(W, 0.0)) == len(
+        [p for p in pairs_loop(W.numpy(), 0.0) if p[0] not in (2, 9) and p[1] not in (2, 9)]
+    )
+
+
+def test_spurious_names_stay_importable_from_pairs() -> None:
+    from sae_steer_checks.diagnostics import pairs, spurious
+
+    assert pairs.spurious_check is spurious.spurious_check
+    assert pairs.SpuriousCheck is spurious.SpuriousCheck

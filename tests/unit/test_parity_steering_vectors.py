@@ -10,11 +10,11 @@ import importlib.util
 
 import pytest
 import torch
-from _tiny_lm import tiny_model, word_tokenizer
 
 from sae_steer_checks.data.prompts import ab_pairs, freeform_pairs
 from sae_steer_checks.data.schema import load_ab_items, load_freeform
 from sae_steer_checks.steering.caa import extract_caa
+from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("steering_vectors") is None or importlib.util.find_spec("sklearn") is None,

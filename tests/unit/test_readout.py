@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
@@ -12,6 +11,7 @@ from sae_steer_checks.data.prompts import tokenize
 from sae_steer_checks.data.schema import ContrastivePair
 from sae_steer_checks.lm import readout
 from sae_steer_checks.lm.readout import read_pairs, tokenize_pairs
+from tests.helpers.tiny_lm import tiny_model, tiny_tokenizer
 
 LAYER = 1
 # prefixes of different lengths, one-token endings and endings of unequal length

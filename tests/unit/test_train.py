@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from sae_lens import JumpReLUSAE, TopKSAE
-from tiny_models import tiny_model, tiny_tokenizer
 from torch import Tensor
 
 from sae_steer_checks.data.corpus import CORPORA, split_corpus
 from sae_steer_checks.lm.hooks import residual_activations
 from sae_steer_checks.sae.loading import load_sae_folder
 from sae_steer_checks.train import TrainConfig, collect_activations, evaluate_sae, fit_sae, train_sae
+from tests.helpers.tiny_lm import tiny_model, tiny_tokenizer
 
 D_IN = 16
 

@@ -1,0 +1,246 @@
+"""The argument parser of ``sae-steer-checks``: every command's options, with nothing heavy imported.
+
+``train-sae``'s defaults are :class:`~sae_steer_checks.train.TrainConfig`'s fields, read only when
+they are needed (help text or the command itself), because ``train`` imports sae-lens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, NoReturn
+
+__all__ = ["DTYPES", "PROG", "TrainDefault", "build_parser"]
+
+PROG = "sae-steer-checks"
+DTYPES = ("float32", "bfloat16", "float16")
+_REPORT_FILES = "report.json, report.md and PNG plots"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class TrainDefault:
+    """The default of a ``train-sae`` option: the ``TrainConfig`` field of the same name.
+
+    argparse keeps it as the option's value when the option is not given (the command then leaves
+    the field to ``TrainConfig``); ``str()`` gives the field's default for the help text.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def value(self) -> Any:
+        """The field's default (imports ``sae_steer_checks.train``)."""
+        from sae_steer_checks.train import TrainConfig
+
+        field = {f.name: f for f in dataclasses.fields(TrainConfig)}[self.name]
+        if field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+        return field.default
+
+    def __str__(self) -> str:
+        value = self.value()
+        return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    def __repr__(self) -> str:
+        return f"TrainDefault({self.name!r})"
+
+
+_TEXT_HELP = "your own text: plain text (documents split by blank lines), JSON lines, or a folder of them"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (see ``sae-steer-checks COMMAND --help``)."""
+    common = _Parser(add_help=False)
+    quiet_help = "print nothing but errors; no progress bars"
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help=quiet_help)
+    parser = _Parser(
+        prog=PROG,
+        description="Check whether a sparse autoencoder (SAE) gives a trustworthy account of a "
+        "steering vector: is the vector in distribution, does the encoder bias decide its top "
+        "features, are negative projections lost, do negatively aligned decoder pairs fake "
+        "positive ones, and does steering with the SAE's reconstruction still move the behaviour?",
+        epilog="Run 'sae-steer-checks COMMAND --help' for a command's options.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(_command(sub, common, "run", _RUN_HELP))
+    _add_diagnose(_command(sub, common, "diagnose", "run the checks on a saved vector and activations"))
+    _add_extract(_command(sub, common, "extract", _EXTRACT_HELP))
+    _add_train(_command(sub, common, "train-sae", _TRAIN_HELP))
+    _add_demo(
+        _command(sub, common, "demo", "run the whole check on the embedded default and write the report")
+    )
+    return parser
+
+
+_RUN_HELP = "extract a CAA vector from a model and a dataset, then run every check and write the report"
+_EXTRACT_HELP = "extract a CAA vector and its activations into safetensors files ready for 'diagnose'"
+_TRAIN_HELP = "train an SAE on a model's residual stream over offline text and save it in sae-lens format"
+_MULTIPLIERS_HELP = (
+    "steering multipliers for the behaviour sweep (default: five, chosen so that |m|*||v|| reaches "
+    "half the median activation norm)"
+)
+_MODEL_HELP = "Hugging Face id, local folder or .gguf file, or 'gemma3-270m' for the packaged Gemma 3 270M"
+_DATASET_HELP = (
+    "CAA A/B JSON file (question, answer_matching_behavior, answer_not_matching_behavior), a "
+    "free-form contrast set, or a bundled set: builtin:corrigibility, builtin:survival_instinct, "
+    "builtin:sentiment"
+)
+_LAYER_HELP = "decoder block whose output is read and steered (hidden_states[L+1], blocks.L.hook_resid_post)"
+_SAE_HELP = (
+    "sae-lens SAE folder (cfg.json + sae_weights.safetensors) or sae-lens release/id, e.g. "
+    "gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173"
+)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    _sae_arg(p)
+    p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
+    _text_arg(p)
+    _out_args(p)
+    _device_args(p)
+
+
+def _add_diagnose(p: argparse.ArgumentParser) -> None:
+    _sae_arg(p)
+    p.add_argument(
+        "--vector", required=True, metavar="FILE", help="safetensors file with key 'vector' of shape [d]"
+    )
+    p.add_argument(
+        "--pos", required=True, metavar="FILE", help="positive activations: key 'activations' of shape [n, d]"
+    )
+    p.add_argument(
+        "--neg", required=True, metavar="FILE", help="negative activations, paired row by row with --pos"
+    )
+    acts_help = (
+        "ordinary activations at the layer [n, d] for the norm check (default: --pos and --neg together)"
+    )
+    p.add_argument("--activations", metavar="FILE", help=acts_help)
+    _out_args(p)
+    _device_args(p)
+
+
+def _add_extract(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    _out_args(p, what="vector.safetensors, pos.safetensors, neg.safetensors")
+    _device_args(p)
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="gemma3-270m",
+        metavar="ID_OR_PATH",
+        help="model to read activations from (default gemma3-270m)",
+    )
+    p.add_argument(
+        "--layer", required=True, type=int, metavar="L", help="decoder block whose output the SAE reads"
+    )
+    p.add_argument(
+        "--width", type=int, default=TrainDefault("width"), help="number of features (default %(default)s)"
+    )
+    p.add_argument(
+        "--architecture",
+        choices=("jumprelu", "topk"),
+        default=TrainDefault("architecture"),
+        help="JumpReLU with Gemma Scope's encoding or TopK (default %(default)s)",
+    )
+    p.add_argument(
+        "--k",
+        type=int,
+        default=TrainDefault("k"),
+        help="TopK: active features per token (default %(default)s)",
+    )
+    p.add_argument(
+        "--l0-coefficient",
+        type=float,
+        default=TrainDefault("l0_coefficient"),
+        help="JumpReLU: weight of the L0 penalty (default %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=TrainDefault("epochs"),
+        help="passes over the training tokens (default %(default)s)",
+    )
+    p.add_argument(
+        "--corpora",
+        nargs="+",
+        default=TrainDefault("corpora"),
+        choices=("lee", "pydoc"),
+        help="offline text sources (default: %(default)s)",
+    )
+    p.add_argument(
+        "--text", action="append", metavar="FILE_OR_FOLDER", help=_TEXT_HELP + " (adds to --corpora)"
+    )
+    _out_args(p, what="cfg.json and sae_weights.safetensors")
+    _device_args(p, dtype="bfloat16")
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    planted_help = (
+        "use the planted-feature world (a synthetic SAE whose answers are known) instead of the default model"
+    )
+    p.add_argument("--planted", action="store_true", help=planted_help)
+    _out_args(p)
+    _device_args(p, dtype=None)
+
+
+def _command(sub: Any, common: argparse.ArgumentParser, name: str, text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=text[0].upper() + text[1:] + ".", parents=[common]
+    )
+    return parser
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="ID_OR_PATH", help=_MODEL_HELP)
+    p.add_argument("--gguf-file", metavar="FILE", help="GGUF file inside the --model folder or repo")
+    p.add_argument("--dataset", required=True, metavar="FILE_OR_builtin:NAME", help=_DATASET_HELP)
+    p.add_argument("--layer", required=True, type=int, metavar="L", help=_LAYER_HELP)
+    p.add_argument("--max-pairs", type=int, metavar="N", help="use at most the first N items of the dataset")
+    p.add_argument(
+        "--prompt-format",
+        choices=("auto", "plain", "chat"),
+        default="auto",
+        help="A/B prompts as plain text or in the tokenizer's chat template; auto (default) uses the chat "
+        "template only for an instruction-tuned model (a template and -it/instruct/chat/sft/rlhf/dpo "
+        "in its name)",
+    )
+
+
+def _text_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="FILE_OR_FOLDER",
+        help=_TEXT_HELP + " for the activation-norm distribution (default: held-out bundled offline text)",
+    )
+
+
+def _sae_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sae", required=True, metavar="DIR_OR_RELEASE/ID", help=_SAE_HELP)
+
+
+def _out_args(p: argparse.ArgumentParser, what: str = _REPORT_FILES) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help=f"folder to write ({what})")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _device_args(p: argparse.ArgumentParser, *, dtype: str | None = "float32") -> None:
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    if dtype is not None:
+        p.add_argument(
+            "--dtype",
+            default=dtype,
+            choices=DTYPES,
+            help=f"dtype of the model weights (default {dtype}; the checks compute in float32)",
+        )

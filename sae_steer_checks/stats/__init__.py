@@ -1,0 +1,53 @@
+"""Statistics for calibrated verdicts: item-level intervals, sign-flip tests, bootstraps and nulls."""
+
+from sae_steer_checks.stats.core import (
+    Interval,
+    NullDistribution,
+    NullSummary,
+    RatioInterval,
+    SignFlipResult,
+    SlopeEstimate,
+    benjamini_hochberg,
+    bootstrap_items,
+    cluster_mean,
+    fit_slope,
+    fraction_null,
+    item_slopes_summary,
+    null_percentile,
+    ratio_interval,
+    sign_flip_test,
+    summarize_null,
+    t_quantile,
+)
+from sae_steer_checks.stats.steering import (
+    SteeringNull,
+    beats_null,
+    random_directions,
+    slope_estimate,
+    steering_null,
+)
+
+__all__ = [
+    "Interval",
+    "NullDistribution",
+    "NullSummary",
+    "RatioInterval",
+    "SignFlipResult",
+    "SlopeEstimate",
+    "SteeringNull",
+    "beats_null",
+    "benjamini_hochberg",
+    "bootstrap_items",
+    "cluster_mean",
+    "fit_slope",
+    "fraction_null",
+    "item_slopes_summary",
+    "null_percentile",
+    "random_directions",
+    "ratio_interval",
+    "sign_flip_test",
+    "slope_estimate",
+    "steering_null",
+    "summarize_null",
+    "t_quantile",
+]

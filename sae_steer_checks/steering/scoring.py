@@ -1,0 +1,356 @@
+"""Behaviour scores under steering, one per prompt and per item, for many steering vectors at once.
+
+A/B: the logit of the matching letter minus the other (the log-softmax normaliser cancels). Free-form:
+the log of the mean probability of the positive continuations minus that of the negative ones.
+
+A sweep scores the same prompts under many added vectors (vectors x multipliers). Steering at block
+``L`` leaves blocks ``0..L`` unchanged, so :func:`score_grid` runs them once per batch of prompts and
+replays only the later blocks for each vector (``lm.hooks.replay_from_layer``), stacking several
+vectors into the batch dimension with one per-row steering hook. Identical added vectors (multiplier 0
+of every vector) are scored once. When every continuation is a single token (A/B tasks, one-token
+targets) all of a prompt's continuations are read at one position, so the log-softmax normaliser
+cancels from the score: the output head then computes only the target tokens' logits, not the whole
+vocabulary (262k columns on Gemma).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from sae_steer_checks.lm.hooks import add_to_residual, replay_from_layer, run_to_layer
+from sae_steer_checks.lm.models import model_d_model, validate_layer
+from sae_steer_checks.lm.readout import left_pad
+from sae_steer_checks.stats import cluster_mean
+from sae_steer_checks.steering.tasks import BehaviourTask
+
+__all__ = ["ItemScoreFn", "group_mean", "item_scores", "make_score_fn", "score_grid", "score_items"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The rows a task runs and where each continuation's token log-probs sit in them."""
+
+    rows: list[tuple[int, ...]]
+    """Distinct token rows (prefix + all but the last continuation token), sorted by length."""
+    keeps: list[int]
+    """Per row, how many final positions are read."""
+    entries: list[tuple[int, int, int]]
+    """Distinct ``(row, read offset within the kept positions, token)`` log-probs to gather."""
+    cont_entries: Tensor
+    """``[2, n_pairs]``: continuation index and entry index of each (continuation, token) pair."""
+    sides: Tensor
+    """``[n_prompts, 2, max_conts]`` continuation indices per prompt and side (-1 pads)."""
+    n_conts: int
+    """Number of continuations over all prompts and sides."""
+
+
+def _plan(task: BehaviourTask) -> _Plan:
+    row_of: dict[tuple[tuple[int, ...], int], int] = {}
+    for i, prefix in enumerate(task.prefixes):
+        for cont in (*task.positive[i], *task.negative[i]):
+            row_of.setdefault((prefix + cont[:-1], len(prefix)), len(row_of))
+    # sorting by length keeps the padding of each batch small
+    keys = sorted(row_of, key=lambda k: len(k[0]))
+    index = {k: r for r, k in enumerate(keys)}
+    entry_of: dict[tuple[int, int, int], int] = {}
+    pairs: list[tuple[int, int]] = []
+    side_lists: list[list[list[int]]] = []
+    n_conts = 0
+    for i, prefix in enumerate(task.prefixes):
+        sides = []
+        for conts in (task.positive[i], task.negative[i]):
+            ids = []
+            for cont in conts:
+                r = index[(prefix + cont[:-1], len(prefix))]
+                for j, tok in enumerate(cont):
+                    pairs.append((n_conts, entry_of.setdefault((r, j, tok), len(entry_of))))
+                ids.append(n_conts)
+                n_conts += 1
+            sides.append(ids)
+        side_lists.append(sides)
+    width = max(len(ids) for sides in side_lists for ids in sides)
+    sides_t = torch.full((len(side_lists), 2, width), -1, dtype=torch.long)
+    for i, sides in enumerate(side_lists):
+        for s, ids in enumerate(sides):
+            sides_t[i, s, : len(ids)] = torch.tensor(ids)
+    return _Plan(
+        rows=[k[0] for k in keys],
+        keeps=[len(k[0]) - k[1] + 1 for k in keys],
+        entries=list(entry_of),
+        cont_entries=torch.tensor(pairs, dtype=torch.long).T,
+        sides=sides_t,
+        n_conts=n_conts,
+    )
+
+
+def _prompt_scores(plan: _Plan, values: Tensor) -> Tensor:
+    """Scores ``[k, n_prompts]`` from gathered log-probs ``values [k, n_entries]``."""
+    cont = values.new_zeros(values.shape[0], plan.n_conts)
+    cont.index_add_(1, plan.cont_entries[0], values[:, plan.cont_entries[1]])
+    idx = plan.sides.clamp(min=0)
+    lp = cont[:, idx].masked_fill(plan.sides[None] < 0, -math.inf)  # [k, n_prompts, 2, max_conts]
+    counts = (plan.sides >= 0).sum(-1).to(values.dtype)  # [n_prompts, 2]
+    side = torch.logsumexp(lp, dim=-1) - counts.log()
+    return side[..., 0] - side[..., 1]
+
+
+@contextmanager
+def _head_columns(model: nn.Module, columns: Tensor) -> Iterator[None]:
+    """Inside the block the output head computes only ``columns`` (token ids ``[c]``) of the vocabulary.
+
+    Element-wise post-processing of the logits (Gemma's soft-capping) still applies to them.
+    """
+    get_head: Any = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"the output head must be an nn.Linear, got {type(head).__name__}")
+    weight = head.weight[columns.to(head.weight.device)]
+    bias = None if head.bias is None else head.bias[columns.to(head.bias.device)]
+    saved = head.__dict__.get("forward")
+
+    def forward(hidden: Tensor) -> Tensor:
+        return nn.functional.linear(hidden, weight, bias)
+
+    # an instance attribute shadows the class's forward; put back exactly what was there
+    head.__dict__["forward"] = forward
+    try:
+        yield
+    finally:
+        if saved is None:
+            del head.__dict__["forward"]
+        else:
+            head.__dict__["forward"] = saved
+
+
+def _forward_logits(model: nn.Module, n_keep: int, **inputs: Any) -> Tensor:
+    kwargs: dict[str, Any] = {"use_cache": False}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = n_keep  # the head runs only where it is read
+    return model(**inputs, **kwargs).logits[:, -n_keep:]
+
+
+def _repeat(t: Tensor, n: int) -> Tensor:
+    return t.repeat(n, *([1] * (t.ndim - 1)))
+
+
+@torch.no_grad()
+def score_grid(
+    model: nn.Module,
+    task: BehaviourTask,
+    layer: int,
+    vectors: Tensor | None = None,
+    *,
+    batch_size: int = 16,
+    vectors_per_batch: int = 8,
+    reuse_prefix: bool = True,
+    full_vocab: bool = False,
+    progress: bool = False,
+) -> Tensor:
+    """Per-prompt scores with each of ``vectors`` added after block ``layer``, ``[k, n_prompts]`` float64.
+
+    Args:
+        model: a causal LM.
+        task: the prompts and continuations to score.
+        layer: decoder block whose output is steered.
+        vectors: added vectors ``[k, d_model]`` (already multiplied); None scores the plain model (k = 1).
+        batch_size: prompt rows per batch.
+        vectors_per_batch: vectors stacked into one forward (``batch_size * vectors_per_batch`` rows).
+        reuse_prefix: run blocks ``0..layer`` once per batch and replay the later ones per vector
+            (the same values as full forwards, to float tolerance); False runs every forward in full.
+        full_vocab: compute the whole vocabulary's logits even where only the targets' are needed.
+        progress: show a progress bar.
+    """
+    if not isinstance(task, BehaviourTask):
+        raise TypeError(f"task must be a BehaviourTask, got {type(task).__name__}")
+    layer = validate_layer(model, layer)
+    if batch_size < 1 or vectors_per_batch < 1:
+        raise ValueError(
+            f"batch_size and vectors_per_batch must be >= 1, got {batch_size}, {vectors_per_batch}"
+        )
+    d_model = model_d_model(model)
+    if vectors is None:
+        vectors = torch.zeros(1, d_model)
+    if vectors.ndim != 2 or vectors.shape[1] != d_model or vectors.shape[0] == 0:
+        raise ValueError(f"vectors must be [k >= 1, {d_model}], got shape {list(vectors.shape)}")
+    unique, inverse = torch.unique(vectors.detach().float().cpu(), dim=0, return_inverse=True)
+    device = next(model.parameters()).device
+    unique = unique.to(device)
+    plan = _plan(task)
+    values = torch.empty(unique.shape[0], len(plan.entries), dtype=torch.float64)
+    entries = torch.tensor(plan.entries, dtype=torch.long).reshape(-1, 3)
+    starts = list(range(0, len(plan.rows), batch_size))
+    v_starts = list(range(0, unique.shape[0], vectors_per_batch))
+    bar = tqdm(total=len(starts) * len(v_starts), desc="steering sweep", disable=not progress)
+    replay = reuse_prefix and unique.shape[0] > 1
+    # one-token continuations are all read at the prompt's last position: the normaliser cancels
+    single = not full_vocab and all(k == 1 for k in plan.keeps) and all(j == 0 for _, j, _ in plan.entries)
+    columns = torch.unique(entries[:, 2]) if single else None
+    for start in starts:
+        stop = min(start + batch_size, len(plan.rows))
+        n_keep = max(plan.keeps[start:stop])
+        ids, mask, positions = left_pad(plan.rows[start:stop], task.pad_id, device)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        hidden = run_to_layer(model, layer, use_cache=False, **inputs) if replay else None
+        # the entries read from these rows: batch row, kept position and token
+        sel = ((entries[:, 0] >= start) & (entries[:, 0] < stop)).nonzero().flatten()
+        e_row = entries[sel, 0] - start
+        keep = torch.tensor(plan.keeps, dtype=torch.long)[entries[sel, 0]]
+        e_pos, e_tok = n_keep - keep + entries[sel, 1], entries[sel, 2]
+        if columns is not None:
+            e_tok = torch.searchsorted(columns, e_tok)
+        for v0 in v_starts:
+            chunk = unique[v0 : v0 + vectors_per_batch]
+            deltas = chunk.repeat_interleave(stop - start, dim=0)
+            big = {k: _repeat(t, chunk.shape[0]) for k, t in inputs.items()}
+            if hidden is not None:
+                steer = replay_from_layer(model, layer, _repeat(hidden, chunk.shape[0]), deltas)
+            else:
+                steer = add_to_residual(model, layer, deltas)
+            narrow = _head_columns(model, columns) if columns is not None else nullcontext()
+            with steer, narrow:
+                logits = _forward_logits(model, n_keep, **big)
+            logits = logits.float().reshape(chunk.shape[0], stop - start, n_keep, -1)
+            picked = logits[:, e_row, e_pos, e_tok]
+            if columns is None:
+                picked = picked - logits.logsumexp(dim=-1)[:, e_row, e_pos]
+            values[v0 : v0 + chunk.shape[0], sel] = picked.double().cpu()
+            bar.update()
+    bar.close()
+    return _prompt_scores(plan, values)[inverse]
+
+
+def item_scores(task: BehaviourTask, prompt_scores: Tensor) -> Tensor:
+    """Average the copies of each item: ``[k, n_prompts]`` -> ``[k, n_items]`` (items sorted by id)."""
+    _, merged = cluster_mean(prompt_scores.T, torch.tensor(task.units))
+    return merged.T.contiguous()
+
+
+def score_items(
+    model: nn.Module,
+    task: BehaviourTask,
+    layer: int,
+    vector: Tensor | None = None,
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Tensor:
+    """Per-prompt behaviour scores ``[n_prompts]`` (float64) with ``vector [d_model]`` added after ``layer``.
+
+    One plain (full) forward per batch of prompts; ``vector=None`` scores the plain model.
+    """
+    vectors = None if vector is None else vector.reshape(1, -1)
+    grid = score_grid(
+        model, task, layer, vectors, batch_size=batch_size, reuse_prefix=False, progress=progress
+    )
+    return grid[0]
+
+
+def group_mean(values: Tensor, groups: Sequence[int]) -> float:
+    """Mean of per-group means of ``values`` ``[n]`` (each group weighs the same)."""
+    g = torch.tensor(list(groups))
+    if g.shape[0] != values.shape[0]:
+        raise ValueError(f"groups must have {values.shape[0]} entries, got {g.shape[0]}")
+    means = [values[g == k].double().mean() for k in torch.unique(g)]
+    return float(torch.stack(means).mean())
+
+
+@dataclass(frozen=True)
+class ItemScoreFn:
+    """The per-item score function of the retention check (``diagnostics.retention.ScoreFn``).
+
+    Called with an added vector ``u [d_model]`` it returns one score per item ``[n_items]`` (copies
+    averaged); ``score_batch(us [k, d_model])`` scores several vectors in shared forwards.
+    """
+
+    model: nn.Module = field(repr=False)
+    """The causal LM."""
+    task: BehaviourTask = field(repr=False)
+    """The held-out prompts."""
+    layer: int
+    """Decoder block whose output is steered."""
+    batch_size: int = 16
+    """Prompt rows per batch."""
+    vectors_per_batch: int = 8
+    """Vectors stacked into one forward."""
+    progress: bool = False
+    """Show a progress bar per batched call."""
+
+    @property
+    def item_groups(self) -> tuple[int, ...] | None:
+        """Group of each item for group-balanced means, or None (see ``BehaviourTask.item_groups``)."""
+        return self.task.item_groups
+
+    def score_batch(self, us: Tensor) -> Tensor:
+        """Per-item scores ``[k, n_items]`` (float64) with each of ``us [k, d_model]`` added."""
+        grid = score_grid(
+            self.model,
+            self.task,
+            self.layer,
+            us,
+            batch_size=self.batch_size,
+            vectors_per_batch=self.vectors_per_batch,
+            progress=self.progress,
+        )
+        return item_scores(self.task, grid)
+
+    def __call__(self, u: Tensor) -> Tensor:
+        """Per-item scores ``[n_items]`` with ``u [d_model]`` added."""
+        return self.score_batch(u.reshape(1, -1))[0]
+
+
+@overload
+def make_score_fn(
+    model: nn.Module,
+    task: BehaviourTask,
+    layer: int,
+    *,
+    batch_size: int = ...,
+    per_item: Literal[False] = ...,
+    vectors_per_batch: int = ...,
+    progress: bool = ...,
+) -> Callable[[Tensor], float]: ...
+@overload
+def make_score_fn(
+    model: nn.Module,
+    task: BehaviourTask,
+    layer: int,
+    *,
+    batch_size: int = ...,
+    per_item: Literal[True],
+    vectors_per_batch: int = ...,
+    progress: bool = ...,
+) -> ItemScoreFn: ...
+def make_score_fn(
+    model: nn.Module,
+    task: BehaviourTask,
+    layer: int,
+    *,
+    batch_size: int = 16,
+    per_item: bool = False,
+    vectors_per_batch: int = 8,
+    progress: bool = False,
+) -> Callable[[Tensor], float] | ItemScoreFn:
+    """The ``ScoreFn`` of the retention check with ``u`` (the multiplied vector ``[d_model]``) added.
+
+    ``per_item=True`` returns an :class:`ItemScoreFn`: one score per held-out item (the item is the unit
+    of the slopes' standard errors and the ratio intervals) and batched scoring of many vectors. The
+    default returns the group-balanced mean score as a float (no interval can be drawn from it).
+    ``vectors_per_batch`` and ``progress`` (a bar per batched call) apply to the per-item function.
+    """
+    layer = validate_layer(model, layer)
+    if per_item:
+        return ItemScoreFn(model, task, layer, batch_size, vectors_per_batch, progress)
+
+    def score_fn(u: Tensor) -> float:
+        return group_mean(score_items(model, task, layer, u, batch_size=batch_size), task.groups)
+
+    return score_fn

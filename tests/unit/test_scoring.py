@@ -1,0 +1,95 @@
+"""Batched scoring: many steering vectors per forward, blocks before the steered one run once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from sae_steer_checks.data.schema import ABItem, load_ab_items
+from sae_steer_checks.lm.models import decoder_layers
+from sae_steer_checks.steering.scoring import ItemScoreFn, item_scores, make_score_fn, score_grid, score_items
+from sae_steer_checks.steering.tasks import BehaviourTask, ab_task, freeform_task
+from tests.helpers.tiny_lm import tiny_model, word_tokenizer
+
+LAYER = 1
+PROMPTS = ["The film was", "Lunch today was", "It rained and the day was"]
+POSITIVE = [" good", " very good"]  # a two-token continuation exercises the general path
+NEGATIVE = [" bad", " not good at all"]
+
+
+@pytest.fixture(scope="module")
+def items() -> list[ABItem]:
+    return load_ab_items("corrigibility")[:5]
+
+
+@pytest.fixture(scope="module")
+def tok(items: list[ABItem]) -> PreTrainedTokenizerFast:
+    return word_tokenizer([i.question for i in items] + PROMPTS + POSITIVE + NEGATIVE)
+
+
+@pytest.fixture(scope="module")
+def tasks(tok: PreTrainedTokenizerFast, items: list[ABItem]) -> dict[str, BehaviourTask]:
+    return {"ab": ab_task(tok, items, swap=True), "freeform": freeform_task(tok, PROMPTS, POSITIVE, NEGATIVE)}
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "gemma3", "llama", "gpt2", "neox"])
+@pytest.mark.parametrize("task_kind", ["ab", "freeform"])
+def test_batched_replay_matches_one_full_forward_per_vector(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask], kind: str, task_kind: str
+) -> None:
+    model = tiny_model(kind, len(tok), seed=2)
+    task = tasks[task_kind]
+    gen = torch.Generator().manual_seed(0)
+    vectors = torch.cat([torch.randn(4, 32, generator=gen), torch.zeros(2, 32)])
+    grid = score_grid(model, task, LAYER, vectors, batch_size=3, vectors_per_batch=2)
+    reference = torch.stack([score_items(model, task, LAYER, v) for v in vectors])
+    torch.testing.assert_close(grid, reference, rtol=1e-4, atol=1e-5)
+    assert torch.equal(grid[4], grid[5])  # identical added vectors are scored once
+    # every skipped block got its own forward back
+    assert all("forward" not in block.__dict__ for block in decoder_layers(model))
+    full = score_grid(model, task, LAYER, vectors, batch_size=3, vectors_per_batch=2, reuse_prefix=False)
+    torch.testing.assert_close(grid, full, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "gpt2"])
+def test_target_columns_only_head_gives_the_full_vocabulary_scores(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask], kind: str
+) -> None:
+    # one-token continuations: the normaliser cancels, so only the target logits are computed
+    model = tiny_model(
+        kind, len(tok), seed=4, **({"final_logit_softcapping": 2.0} if kind == "gemma2" else {})
+    )
+    single = freeform_task(tok, PROMPTS, [" good", " very"], [" bad"])
+    vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
+    for task in (tasks["ab"], single):
+        narrow = score_grid(model, task, LAYER, vectors)
+        full = score_grid(model, task, LAYER, vectors, full_vocab=True)
+        torch.testing.assert_close(narrow, full, rtol=1e-5, atol=1e-5)
+    assert "forward" not in model.get_output_embeddings().__dict__
+
+
+def test_item_scores_average_the_copies(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]
+) -> None:
+    model = tiny_model("llama", len(tok), seed=3)
+    task = tasks["ab"]
+    vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
+    prompts = score_grid(model, task, LAYER, vectors)
+    merged = item_scores(task, prompts)
+    assert merged.shape == (3, task.n_items)
+    torch.testing.assert_close(merged, 0.5 * (prompts[:, 0::2] + prompts[:, 1::2]))
+    score_fn = make_score_fn(model, task, LAYER, per_item=True, vectors_per_batch=2)
+    assert isinstance(score_fn, ItemScoreFn)
+    assert score_fn.item_groups is None
+    torch.testing.assert_close(score_fn.score_batch(vectors), merged, rtol=1e-5, atol=1e-6)
+    legacy = make_score_fn(model, task, LAYER)
+    assert legacy(vectors[0]) == pytest.approx(float(merged[0].mean()), rel=1e-5)
+
+
+def test_bad_vectors_are_rejected(tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]) -> None:
+    model = tiny_model("llama", len(tok), seed=3)
+    with pytest.raises(ValueError, match="vectors must be"):
+        score_grid(model, tasks["ab"], LAYER, torch.zeros(2, 31))
+    with pytest.raises(ValueError, match="batch_size"):
+        score_grid(model, tasks["ab"], LAYER, torch.zeros(2, 32), vectors_per_batch=0)

@@ -1,0 +1,56 @@
+"""Unit tests of the quantitative spurious-positive check (share of the pre-activation change)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sae_steer_checks.diagnostics.spurious import spurious_check
+from tests.helpers.hand_saes import orthonormal_rows
+
+
+def _setup(rho: float = 0.82) -> tuple[torch.Tensor, torch.Tensor]:
+    B = orthonormal_rows(4, 8, seed=5)
+    W = torch.stack([B[0], -rho * B[0] + math.sqrt(1 - rho**2) * B[1], B[2], B[3]])
+    return W, B
+
+
+def _run(v: torch.Tensor, W: torch.Tensor, **kwargs: float) -> object:
+    f_v = torch.relu(v @ W.T)
+    rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    negative = torch.tensor([True, False, False, False])
+    return spurious_check(W, W.T, v, f_v, torch.zeros(4), rate, negative=negative, threshold=-0.5, **kwargs)
+
+
+def test_share_is_the_anchor_directions_part_of_the_pre_activation_change() -> None:
+    W, B = _setup()
+    v = -3.0 * W[0] + 0.5 * B[1]
+    result = _run(v, W)
+    (s,) = result.spurious  # type: ignore[attr-defined]
+    # pre_1 = v . d_1 = 0.82 * 3 + 0.5 * sqrt(1 - 0.82^2); the anchor's part is 0.82 * 3.
+    pre = 0.82 * 3.0 + 0.5 * math.sqrt(1 - 0.82**2)
+    assert s.share == pytest.approx(0.82 * 3.0 / pre, abs=1e-5)
+    assert (s.feature, s.explained_by) == (1, 0)
+    assert result.to_dict()["spurious"][0]["share"] == pytest.approx(s.share)  # type: ignore[attr-defined]
+    assert result.to_dict()["min_share"] == 0.5  # type: ignore[attr-defined]
+
+
+def test_a_partner_pushed_mostly_by_its_own_direction_is_not_spurious() -> None:
+    W, B = _setup()
+    v = -0.5 * W[0] + 4.0 * B[1]  # the partner fires mostly because v points along its own part
+    result = _run(v, W)
+    assert result.spurious == ()  # type: ignore[attr-defined]
+    (weak,) = result.below_share  # type: ignore[attr-defined]
+    assert weak.feature == 1
+    assert weak.share < 0.5
+    assert result.unexplained == (1,)  # type: ignore[attr-defined]
+    # A lower bar lets it through.
+    assert [s.feature for s in _run(v, W, min_share=0.05).spurious] == [1]  # type: ignore[attr-defined]
+
+
+def test_min_share_must_be_a_share() -> None:
+    W, _ = _setup()
+    with pytest.raises(ValueError, match="min_share must be in"):
+        _run(-W[0], W, min_share=0.0)
