@@ -75,8 +75,11 @@ def gpu(session: nox.Session) -> None:
     """GPU tier: Gemma 2 2B with Gemma Scope (needs CUDA and the weights; fails loudly without).
 
     Every test under tests/gpu runs (the root conftest marks them all ``gpu``): no ``-m`` selection.
+    Local weights: SAE_STEER_CHECKS_GEMMA2_2B (hub id or folder), SAE_STEER_CHECKS_GEMMA_SCOPE
+    (params.npz or its folder), SAE_STEER_CHECKS_CAA_DATA (the two CAA files or the CAA folder),
+    SAE_STEER_CHECKS_GPU_OUT (report folder, default gpu-report/).
     """
-    _install(session, "test", "plots")
+    _install(session, "test", "plots", "gemma")
     session.run(
         "pytest",
         "--run-gpu",

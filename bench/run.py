@@ -2,6 +2,7 @@
 
     python bench/run.py --out bench.json --check    # full run (CPU, and CUDA when present); exit 1 on a miss
     python bench/run.py --out bench.json --quick    # small sizes, seconds; no model, no test tiers
+    python bench/run.py --only run,sweep,demo --out bench.json    # cost of the checks on Gemma 3 270M
 
 Every time is the median of ``--repeats`` (at least 3) interleaved runs. Writes ``bench.json`` (sorted keys)
 with the raw seconds and bytes beside each ratio, the device, dtype, thread counts and library versions, and
@@ -109,8 +110,23 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         Target("realmodel tier seconds", lambda r: r["realmodel"]["seconds"], "<=", 600.0),
         Target("realmodel tier exit code", lambda r: r["realmodel"]["exit_code"], "==", 0),
     ),
+    "sweep": (
+        Target("batched sweep speed-up vs one plain forward per row", lambda r: r["speedup"], ">=", 2.0),
+        Target(
+            "batched sweep score difference vs plain forwards", lambda r: r["max_abs_score_diff"], "<=", 1e-3
+        ),
+    ),
+    "run": (
+        Target("run exit code (every set)", lambda r: max(abs(s["exit_code"]) for s in r.values()), "==", 0),
+    ),
+    # an absolute bound (no baseline): the demo's warm wall time on the machine's cores, load beside it
+    "demo": (
+        Target("demo seconds, warm (absolute, not a ratio)", lambda r: r["seconds"], "<=", 60.0),
+        Target("demo exit code", lambda r: r["exit_code"], "==", 0),
+    ),
 }
 _PER_DEVICE = ("pairs", "decompose")
+PARTS = ("pairs", "decompose", "extract", "tiers", "sweep", "run", "demo")
 
 
 def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -144,6 +160,14 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _parts(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in PARTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown parts {bad or text!r} (choose from {', '.join(PARTS)})")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,14 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="small sizes only (seconds); implies --skip-model and --skip-tiers",
     )
-    p.add_argument("--skip-model", action="store_true", help="skip the Gemma 3 270M extraction figures")
+    p.add_argument(
+        "--skip-model",
+        action="store_true",
+        help="skip the Gemma 3 270M figures (extract, sweep, run, demo)",
+    )
     p.add_argument("--skip-tiers", action="store_true", help="skip timing the test tiers")
     p.add_argument("--skip-large", action="store_true", help="skip the 65536-row pair search")
     p.add_argument(
         "--only",
-        choices=("pairs", "decompose", "extract", "tiers"),
+        type=_parts,
         action="append",
-        help="run only these parts (repeatable)",
+        help=f"run only these parts (comma-separated, repeatable): {', '.join(PARTS)}",
     )
     p.add_argument(
         "--repeats", type=int, default=3, help="interleaved repeats of every measurement (median kept; >= 3)"
@@ -236,6 +264,33 @@ def markdown(result: dict[str, Any]) -> str:
             f"| test tier {name} (`{t['command']}`) | {_fmt_s(t['seconds'])} "
             f"(exit {t['exit_code']}) | - | - |"
         )
+    sweep = result.get("sweep")
+    if sweep:
+        for spec, r in sweep["sets"].items():
+            sec = r["seconds"]
+            extrapolated = (
+                f", extrapolated from {r['baseline_combos_timed']}" if r["baseline_extrapolated"] else ""
+            )
+            rows.append(
+                f"| sweep {sweep['model']} layer {sweep['layer']}, {spec} ({r['n_items']} items, "
+                f"{r['n_combos']} vector x multiplier), batched vs plain forwards{extrapolated} | "
+                f"{_fmt_s(sec['ours'])} | {_fmt_s(sec['plain'])} | {_fmt_x(r['speedup'], 1)} faster, "
+                f"score diff {r['max_abs_score_diff']:.1e} |"
+            )
+    for spec, r in result.get("run", {}).items():
+        rows.append(
+            f"| whole run {spec} ({r['repeats']} round) | {_fmt_s(r['seconds'])} "
+            f"(exit {r['exit_code']}) | - | "
+            f"sweep {_fmt_s(r['sweep_seconds'])} = {r['sweep_share']:.0%} of it |"
+        )
+    demo = result.get("demo")
+    if demo:
+        load = demo["rounds"][0]["load_average_before"]
+        rows.append(
+            f"| demo warm, {demo['cpu_count']} cores, load {load[0] if load else '-'} "
+            f"(absolute limit {demo['limit_seconds']:.0f} s) | {_fmt_s(demo['seconds'])} "
+            f"(exit {demo['exit_code']}) | - | - |"
+        )
     rows += ["", "| target | device | value | bound | met |", "|---|---|---|---|---|"]
     for t in result.get("targets", []):
         value = t["value"]
@@ -254,9 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeats < 3:
         parser.error(f"--repeats must be at least 3 (a median of interleaved runs), got {args.repeats}")
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ("pairs", "decompose", "extract", "tiers"))
-    if args.quick or args.skip_model:
-        parts.discard("extract")
+    parts = {n for names in args.only for n in names} if args.only else set(PARTS)
+    if args.quick:
+        # the sweep runs on a tiny random model instead; the whole run and the demo need Gemma
+        parts -= {"extract", "run", "demo"}
+    elif args.skip_model:
+        parts -= {"extract", "sweep", "run", "demo"}
     if args.quick or args.skip_tiers:
         parts.discard("tiers")
     result: dict[str, Any] = {"quick": args.quick, "environment": environment()}
@@ -287,6 +345,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result["extract"] = bench_extract.run(n_pairs=64, layer=9, batch_size=16, repeats=args.repeats)
         print(f"extract done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    if "sweep" in parts:
+        import bench_sweep
+
+        sweep_args: dict[str, Any] = (
+            {"model": "tiny", "layer": 2, "max_items": 10}
+            if args.quick
+            else {"model": "gemma3-270m", "baseline_combos": 5}
+        )
+        result["sweep"] = bench_sweep.run(**sweep_args, repeats=args.repeats, seed=args.seed)
+        print(f"sweep done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    if parts & {"run", "demo"}:
+        import bench_run
+
+        # one round of the whole run per set (minutes each; the JSON says so), the demo's median of repeats
+        result.update(
+            bench_run.run(
+                datasets=bench_run.DATASETS if "run" in parts else (),
+                run_repeats=1,
+                demo_repeats=args.repeats if "demo" in parts else 0,
+            )
+        )
+        print(f"run/demo done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     if "tiers" in parts:
         import bench_tiers
 

@@ -304,7 +304,12 @@ def _model(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
         hf_logging.disable_progress_bar()
     try:
         return load_checked_model(
-            args.model, args.layer, gguf_file=args.gguf_file, device=device, dtype=dtype
+            args.model,
+            args.layer,
+            gguf_file=args.gguf_file,
+            device=device,
+            dtype=dtype,
+            device_map=args.device_map,
         )
     finally:
         if silence:

@@ -140,13 +140,19 @@ def load_dataset(spec: str, max_pairs: int | None = None) -> DatasetSpec:
 
 
 def load_checked_model(
-    name: str, layer: int, *, gguf_file: str | None, device: Any, dtype: torch.dtype
+    name: str,
+    layer: int,
+    *,
+    gguf_file: str | None,
+    device: Any,
+    dtype: torch.dtype,
+    device_map: str | None = None,
 ) -> Any:
     """``models.load_model`` with a tokenizer required and ``layer`` checked; a ``LoadedModel``."""
     from sae_steer_checks.lm.models import load_model, validate_layer
 
     try:
-        loaded = load_model(name, gguf_file=gguf_file, device=device, dtype=dtype)
+        loaded = load_model(name, gguf_file=gguf_file, device=device, dtype=dtype, device_map=device_map)
     except (OSError, ValueError, TypeError, ImportError) as error:
         raise InputError(f"--model {name}: {one_line(error)}") from None
     if loaded.tokenizer is None:

@@ -203,6 +203,11 @@ def _command(sub: Any, common: argparse.ArgumentParser, name: str, text: str) ->
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="ID_OR_PATH", help=_MODEL_HELP)
     p.add_argument("--gguf-file", metavar="FILE", help="GGUF file inside the --model folder or repo")
+    p.add_argument(
+        "--device-map",
+        choices=("auto",),
+        help="spread a model larger than one device over all visible devices (accelerate's dispatch)",
+    )
     p.add_argument("--dataset", required=True, metavar="FILE_OR_builtin:NAME", help=_DATASET_HELP)
     p.add_argument("--layer", required=True, type=int, metavar="L", help=_LAYER_HELP)
     p.add_argument("--max-pairs", type=int, metavar="N", help="use at most the first N items of the dataset")

@@ -146,8 +146,12 @@ def load_model(
     gguf_file: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    device_map: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer with ``transformers``, in eval mode with frozen weights.
+
+    ``device_map="auto"`` spreads a model larger than one device over the visible devices with
+    accelerate's dispatch (``device`` is then ignored); the packaged Gemma 3 270M fits anywhere.
 
     ``name_or_path`` is a hub id, a local directory, a local ``.gguf`` file, or ``"gemma3-270m"``
     (the packaged Gemma 3 270M, see ``sae_steer_checks.lm.gemma``). ``gguf_file`` names a GGUF file
@@ -179,8 +183,9 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file is not None else {}
+    load_kwargs = {"device_map": device_map} if device_map is not None else {}
     try:
-        model: nn.Module = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs)
+        model: nn.Module = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs, **load_kwargs)
     except OSError as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint = " (HF_HUB_OFFLINE is set, so only local files and the local cache are used)"
@@ -192,7 +197,8 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError):
         tokenizer = None  # weights without a tokenizer are still useful with pre-tokenised input
-    model.to(device)
+    if device_map is None:
+        model.to(device)
     return _wrap(model, tokenizer, os.fspath(name_or_path))
 
 

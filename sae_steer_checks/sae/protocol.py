@@ -117,7 +117,7 @@ def as_float32(sae: SAELike) -> SAELike:
 
 
 def describe_sae(sae: SAELike) -> dict[str, Any]:
-    """A JSON-ready description of the SAE: class, architecture, widths and encoding convention."""
+    """A JSON-ready description of the SAE: class, architecture, widths, convention, Neuronpedia id."""
     d_in, d_sae = validate_sae(sae)
     cfg = getattr(sae, "cfg", None)
     architecture = None
@@ -132,6 +132,8 @@ def describe_sae(sae: SAELike) -> dict[str, Any]:
         "apply_b_dec_to_input": applies_b_dec_to_input(sae),
         "normalize_activations": getattr(cfg, "normalize_activations", "none"),
         "dtype": str(sae.W_dec.dtype).removeprefix("torch."),
+        # sae-lens releases record their Neuronpedia dashboard id; report.md links feature ids to it
+        "neuronpedia_id": getattr(getattr(cfg, "metadata", None), "neuronpedia_id", None),
     }
 
 
@@ -232,14 +234,15 @@ def encode_in_sae_space(
     if subtract_b_dec is not None and subtract_b_dec != own:
         b_dec = sae.b_dec.detach().to(torch.float32)
         shift = b_dec if own else -b_dec
-    dtype = sae.W_enc.dtype
+    dtype, device = sae.W_enc.dtype, sae.W_enc.device
     out = []
+    # inputs go to the SAE's device (e.g. a GPU), codes come back to the CPU where the checks run
     with torch.no_grad(), raw_input_space(sae):
         for start in range(0, max(x.shape[0], 1), batch_size):
-            chunk = x[start : start + batch_size].to(torch.float32)
+            chunk = x[start : start + batch_size].to(device=device, dtype=torch.float32)
             if shift is not None:
                 chunk = chunk + shift
-            out.append(sae.encode(chunk.to(dtype)).to(torch.float32))
+            out.append(sae.encode(chunk.to(dtype)).to(device="cpu", dtype=torch.float32))
     return torch.cat(out, dim=0)[: x.shape[0]]
 
 
@@ -248,11 +251,12 @@ def encode_activations(sae: SAELike, x: Tensor, *, batch_size: int = 4096) -> Te
 
     Calls the SAE exactly as it would be called on the model, run-time normalisation included.
     """
-    dtype = sae.W_enc.dtype
+    dtype, device = sae.W_enc.dtype, sae.W_enc.device
     out = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            out.append(sae.encode(x[start : start + batch_size].to(dtype)).to(torch.float32))
+            chunk = x[start : start + batch_size].to(device=device, dtype=dtype)
+            out.append(sae.encode(chunk).to(device="cpu", dtype=torch.float32))
     if not out:
         return torch.zeros(0, sae.W_dec.shape[0])
     return torch.cat(out, dim=0)

@@ -1,101 +1,123 @@
-"""Fixtures of the GPU tier: Gemma 2 2B, Gemma Scope layer 14 (16k, L0 173) and the CAA corrigibility set.
+"""Fixtures of the GPU tier: the real Gemma Scope file, Gemma 2 2B, the CAA files and one run of the tier.
 
-Nothing is downloaded here (the hub is offline in tests): the weights must already be in the local
-Hugging Face cache, or be named by path through the environment variables below. When something is
-missing the tests skip with a reason naming it; when the tier was asked for (``--run-gpu``) they fail.
-
-- ``SAE_STEER_CHECKS_GEMMA2_2B``: hub id or local directory of Gemma 2 2B (default ``google/gemma-2-2b``).
-- ``SAE_STEER_CHECKS_GEMMA_SCOPE``: local directory holding ``params.npz`` of the Gemma Scope SAE
-  (default: sae-lens ``gemma-scope-2b-pt-res`` / ``layer_14/width_16k/average_l0_173`` from the cache).
-- ``SAE_STEER_CHECKS_CAA_DATA``: path(s) or URL(s), separated by whitespace, of the CAA
-  corrigible-neutral-HHH A/B files (generate and test sets; the study used all 340 items).
+Nothing is downloaded (the hub is offline in tests): the weights must be in the local Hugging Face cache
+or be named by path (environment variables in ``tests/gpu/replication.py``). Without them the tests skip
+with the exact path that is missing; when the tier was asked for (``--run-gpu``) they fail instead. A
+stand-in of the rehearsal (same shapes, the study's values planted) is refused as "not the real file".
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import torch
 
-from sae_steer_checks.data.schema import ABItem, load_ab_items
-from sae_steer_checks.lm.models import LoadedModel, load_model
-
-LAYER = 14
-SAE_RELEASE = "gemma-scope-2b-pt-res"
-SAE_ID = "layer_14/width_16k/average_l0_173"
-MODEL_ENV, SAE_ENV, DATA_ENV = (
-    "SAE_STEER_CHECKS_GEMMA2_2B",
-    "SAE_STEER_CHECKS_GEMMA_SCOPE",
-    "SAE_STEER_CHECKS_CAA_DATA",
+from tests.gpu.figures import Figure, Row, load_expectations, replication_table, tier_figures, weight_figures
+from tests.gpu.replication import (
+    DATA_ENV,
+    MODEL_ENV,
+    OUT_ENV,
+    SAE_ENV,
+    STANDIN_MARKER,
+    TierConfig,
+    TierRun,
+    caa_sources,
+    is_standin,
+    load_tier_sae,
+    model_source,
+    run_tier,
+    sae_params_path,
+    weight_codes,
+    write_replication_table,
 )
+
+STUDY = Path(__file__).with_name("study.json")
 
 
 def missing(config: pytest.Config, reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail when the GPU tier was requested explicitly."""
+    """Skip with ``reason``, or fail when the GPU tier was requested explicitly (``--run-gpu``)."""
     if config.getoption("--run-gpu"):
         pytest.fail(f"GPU tier requested but {reason}", pytrace=False)
     pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
-def gemma_scope_sae(pytestconfig: pytest.Config) -> Any:
-    """Gemma Scope residual SAE, layer 14, width 16k, average L0 173 (float32, CPU)."""
-    from sae_lens import SAE
-
-    path = os.environ.get(SAE_ENV)
-    try:
-        if path:
-            sae = SAE.load_from_disk(path, device="cpu")
-        else:
-            sae = SAE.from_pretrained(SAE_RELEASE, SAE_ID, device="cpu")
-    except Exception as err:
-        where = path or f"the local cache ({SAE_RELEASE} / {SAE_ID}; HF_HUB_OFFLINE is set)"
-        missing(
-            pytestconfig,
-            f"the Gemma Scope SAE weights are not reachable from {where}: {type(err).__name__}: "
-            f"{str(err)[:200]} (set {SAE_ENV} to a local copy)",
-        )
-    return sae[0] if isinstance(sae, tuple) else sae
+def study() -> dict[str, dict[str, Any]]:
+    """The study's figures with tolerances and reasons (``tests/gpu/study.json``)."""
+    return load_expectations(STUDY)
 
 
 @pytest.fixture(scope="session")
-def cuda_device(pytestconfig: pytest.Config) -> torch.device:
+def real_params(pytestconfig: pytest.Config) -> Path:
+    """Path of the REAL Gemma Scope ``params.npz`` (layer 14, width 16k, average L0 173)."""
+    path, looked_at = sae_params_path()
+    if path is None:
+        missing(pytestconfig, f"the Gemma Scope params.npz is missing: no file at {looked_at}")
+    if is_standin(path):
+        missing(
+            pytestconfig,
+            f"{path} is a rehearsal stand-in (a {STANDIN_MARKER} marker sits above it), not the real "
+            f"Gemma Scope file: point {SAE_ENV} or the Hugging Face cache at the real weights",
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def weight_only_figures(real_params: Path) -> dict[str, Figure]:
+    """The figures read from the SAE's weights alone (no model, no GPU)."""
+    sae, _ = load_tier_sae(str(real_params), device="cpu")
+    return weight_figures(weight_codes(sae))
+
+
+@pytest.fixture(scope="session")
+def cuda_device(pytestconfig: pytest.Config) -> str:
     """The first CUDA device."""
     if not torch.cuda.is_available():
         missing(pytestconfig, f"no CUDA GPU is visible to torch {torch.__version__}")
-    return torch.device("cuda")
+    return "cuda"
+
+
+def _model_missing() -> str | None:
+    """Where the model was looked for, when it is not there; None when it is."""
+    name = model_source()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else f"no config.json in {path} ({MODEL_ENV})"
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    for filename in ("config.json", "model.safetensors.index.json"):
+        if not isinstance(huggingface_hub.try_to_load_from_cache(name, filename), str):
+            repo = Path(constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}"
+            return f"no file at {repo}/snapshots/<revision>/{filename} (or set {MODEL_ENV} to a local folder)"
+    return None
+
+
+def _caa_missing() -> str | None:
+    sources = caa_sources()
+    absent = [s for s in sources if "://" not in s and not Path(s).expanduser().is_file()]
+    if absent:
+        return f"no CAA file at {', '.join(absent)} (set {DATA_ENV} to the generate and test files)"
+    return None
 
 
 @pytest.fixture(scope="session")
-def gemma2_2b(pytestconfig: pytest.Config, cuda_device: torch.device) -> LoadedModel:
-    """Gemma 2 2B (base) in float32 on the GPU."""
-    name = os.environ.get(MODEL_ENV, "google/gemma-2-2b")
-    try:
-        return load_model(name, device=cuda_device, dtype=torch.float32)
-    except (OSError, ValueError) as err:
-        missing(
-            pytestconfig,
-            f"the Gemma 2 2B weights {name!r} are not available locally: {str(err)[:200]} "
-            f"(set {MODEL_ENV} to a local directory)",
-        )
+def tier(
+    pytestconfig: pytest.Config, cuda_device: str, real_params: Path, study: dict[str, dict[str, Any]]
+) -> tuple[TierRun, list[Row], Path]:
+    """One run of the whole tier on the real weights (bfloat16, CUDA), its report and replication table.
 
-
-@pytest.fixture(scope="session")
-def corrigibility_items(pytestconfig: pytest.Config) -> list[ABItem]:
-    """The CAA corrigible-neutral-HHH A/B items named by ``SAE_STEER_CHECKS_CAA_DATA``."""
-    sources = os.environ.get(DATA_ENV, "").split()
-    if not sources:
-        missing(
-            pytestconfig,
-            f"{DATA_ENV} is not set: give the path(s) or URL(s) of the CAA corrigible-neutral-HHH "
-            "A/B JSON files (generate + test, 340 items in the study)",
-        )
-    items: list[ABItem] = []
-    for source in sources:
-        try:
-            items.extend(load_ab_items(source))
-        except (OSError, ValueError) as err:
-            missing(pytestconfig, f"{DATA_ENV} source {source!r} could not be read: {err}")
-    return items
+    Written to ``$SAE_STEER_CHECKS_GPU_OUT`` (default ``gpu-report`` under the repository root).
+    """
+    for problem in (_model_missing(), _caa_missing()):
+        if problem is not None:
+            missing(pytestconfig, problem)
+    out = Path(os.environ.get(OUT_ENV) or pytestconfig.rootpath / "gpu-report")
+    config = TierConfig.from_env(device=cuda_device, dtype=torch.bfloat16)
+    run = run_tier(config, out)
+    rows = replication_table(tier_figures(run), study)
+    write_replication_table(rows, out)
+    return run, rows, out

@@ -1,85 +1,58 @@
 """The study's figures on Gemma 2 2B, layer 14, with Gemma Scope (16k, average L0 173).
 
-The weight-only check (the decoder cosine of features 14004 and 3517) needs no GPU and runs wherever
-the SAE weights are reachable; the rest needs the model on a CUDA GPU and the CAA corrigibility set.
+One test per figure of ``tests/gpu/study.json``. ``test_weights_*`` read the SAE file only (no model,
+no forward); the others share one run of the whole tier (``tier`` fixture), which also writes the report
+folder and ``replication.md`` / ``replication.json``. Plumbing is rehearsed on stand-ins in CI
+(``tests/realmodel/test_gemma2_rehearsal.py``); the figures are asserted only here, on real weights.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from sae_steer_checks.data.prompts import ab_pairs, tokenize
-from sae_steer_checks.data.schema import ABItem
-from sae_steer_checks.lm.hooks import residual_activations
-from sae_steer_checks.lm.models import LoadedModel
-from sae_steer_checks.steering.caa import CAAResult, extract_caa
+from tests.gpu.figures import Figure, Row, replication_table
+from tests.gpu.replication import TierRun
 
-LAYER = 14
-NEGATIVE_FEATURE, SPURIOUS_FEATURE, BIAS_FEATURE = 14004, 3517, 4888
+_STUDY = json.loads(Path(__file__).with_name("study.json").read_text(encoding="utf-8"))["figures"]
+WEIGHT_FIGURES = [name for name, entry in _STUDY.items() if entry["needs"] == "weights"]
+FORWARD_FIGURES = [name for name, entry in _STUDY.items() if entry["needs"] == "forward"]
 
 
-def test_decoder_cosine_of_the_anti_aligned_pair(gemma_scope_sae: Any) -> None:
-    w = gemma_scope_sae.W_dec.detach().float()
-    cos = torch.cosine_similarity(w[NEGATIVE_FEATURE], w[SPURIOUS_FEATURE], dim=0)
-    assert float(cos) == pytest.approx(-0.82, abs=0.01)
-
-
-@pytest.fixture(scope="module")
-def study(
-    gemma2_2b: LoadedModel, gemma_scope_sae: Any, corrigibility_items: list[ABItem]
-) -> tuple[CAAResult, Any]:
-    """Raw CAA over all items (as in the study) and the full check report."""
-    from sae_steer_checks.diagnostics.run import run_checks
-
-    model, tok = gemma2_2b.model, gemma2_2b.tokenizer
-    caa = extract_caa(model, tok, corrigibility_items, LAYER, balance="none", batch_size=16)
-    # ordinary activations: every token of the prompts except BOS (whose norm is an outlier)
-    acts = []
-    for pair in ab_pairs(corrigibility_items, tok):
-        ids = torch.tensor([tokenize(tok, pair.positive)])
-        acts.append(residual_activations(model, ids, None, LAYER)[0, 1:].cpu())
-    activations = torch.cat(acts)
-    result = run_checks(
-        gemma_scope_sae,
-        caa.vector,
-        caa.positive,
-        caa.negative,
-        activations,
-        device=gemma2_2b.device,
+def _check(row: Row) -> None:
+    detail = (
+        f"{row.figure}: ours {row.ours!r} ({row.note}) vs study {row.study!r}, {row.kind} {row.tolerance}"
     )
-    return caa, result
+    assert row.ours is not None, f"{detail}: the run did not produce this figure"
+    if row.holds is not None:
+        assert row.holds, f"{detail} -- tolerance because {row.reason}"
 
 
-@pytest.mark.gpu
-def test_vector_norm_below_first_percentile(study: tuple[CAAResult, Any]) -> None:
-    _, result = study
-    assert result.norm.percentile < 1.0, result.norm.to_dict()
+@pytest.mark.parametrize("name", WEIGHT_FIGURES)
+def test_weights_figure(name: str, weight_only_figures: dict[str, Figure], study: dict[str, Any]) -> None:
+    (row,) = replication_table(weight_only_figures, {name: study[name]})
+    _check(row)
 
 
-@pytest.mark.gpu
-def test_top_features_follow_the_encoder_bias(study: tuple[CAAResult, Any]) -> None:
-    _, result = study
-    top_v = [f for f, _ in result.bias.own.top_vector[:5]]
-    top_0 = [f for f, _ in result.bias.own.top_zero[:5]]
-    assert top_v[0] == BIAS_FEATURE
-    assert len(set(top_v) & set(top_0)) >= 4, (top_v, top_0)
+@pytest.mark.parametrize("name", FORWARD_FIGURES)
+def test_figure(name: str, tier: tuple[TierRun, list[Row], Path]) -> None:
+    _, rows, _ = tier
+    (row,) = [r for r in rows if r.figure == name]
+    _check(row)
 
 
-@pytest.mark.gpu
-def test_most_active_features_lean_negative(study: tuple[CAAResult, Any]) -> None:
-    _, result = study
-    leaning = result.to_dict()["negative_leaning"]
-    assert leaning["fraction"] > 0.5, leaning  # study: 51.2%
-    assert bool(result.leaning.negative[NEGATIVE_FEATURE])
-    assert float(result.bias.own.acts_vector[NEGATIVE_FEATURE]) == 0.0
+def test_tier_writes_report_and_replication_table(tier: tuple[TierRun, list[Row], Path]) -> None:
+    run, rows, out = tier
+    for name in ("report.json", "report.md", "replication.md", "replication.json"):
+        assert (out / name).is_file(), f"{out / name} was not written"
+    assert len(rows) == len(_STUDY)
+    assert run.report["provenance"]["extraction"]["prompt_format"] == "plain"
+    assert run.caa.n_items == 340, f"the study used 340 items, the run read {run.caa.n_items}"
 
 
-@pytest.mark.gpu
-def test_spurious_positive_explained_by_partner(study: tuple[CAAResult, Any]) -> None:
-    _, result = study
-    assert float(result.bias.own.acts_vector[SPURIOUS_FEATURE]) > 0.0
-    explained = {(s.feature, s.explained_by) for s in result.spurious.spurious}
-    assert (SPURIOUS_FEATURE, NEGATIVE_FEATURE) in explained, explained
+def test_tier_runs_in_under_ten_minutes(tier: tuple[TierRun, list[Row], Path]) -> None:
+    run, _, _ = tier
+    assert sum(run.seconds.values()) < 600, run.seconds
