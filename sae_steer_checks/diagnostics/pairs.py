@@ -67,6 +67,10 @@ class AlignedPairs:
     """Cosine of each pair ``[m]`` (float32)."""
     live: Tensor | None = None
     """Features that fire on the activation sample ``[d_sae]`` (bool), if known."""
+    n_rows: int = 0
+    """Number of decoder rows searched (for the random-direction null)."""
+    d_in: int = 0
+    """Width of the decoder rows (for the random-direction null)."""
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -110,7 +114,23 @@ class AlignedPairs:
             "n_mixed": status.count("mixed"),
             "pairs": listed,
             "truncated": len(self) > max_listed,
+            "null_expected_pairs": self.null_expected_pairs(),
         }
+
+    def null_expected_pairs(self) -> float | None:
+        """Expected number of pairs below ``threshold`` among as many random unit directions.
+
+        For independent uniform directions in ``d_in`` dimensions the squared cosine follows
+        Beta(1/2, (d_in - 1)/2), so ``P(cos < t) = (1 - I_{t^2}(1/2, (d_in - 1)/2)) / 2`` for ``t < 0``. None
+        when the widths are unknown or the threshold is not negative.
+        """
+        if self.n_rows < 2 or self.d_in < 2 or self.threshold >= 0:
+            return None
+        from scipy.special import betainc
+
+        # 1 - I_x(a, b) = I_{1-x}(b, a), accurate far in the tail
+        tail = 0.5 * float(betainc((self.d_in - 1) / 2, 0.5, 1 - self.threshold**2))
+        return self.n_rows * (self.n_rows - 1) / 2 * tail
 
 
 def find_aligned_pairs(
@@ -210,4 +230,6 @@ def find_aligned_pairs(
         second=second[order],
         cosine=cosine[order],
         live=None if live is None else live.cpu(),
+        n_rows=int(W_dec.shape[0]),
+        d_in=int(W_dec.shape[1]),
     )

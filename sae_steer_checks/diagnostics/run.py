@@ -115,7 +115,7 @@ class CheckConfig:
             validate_positive_int(getattr(self, name), name)
         validate_fraction(self.alpha, "alpha")
         validate_fraction(self.rare_rate, "rare_rate", open_low=False)
-        validate_fraction(self.min_share, "min_share")
+        validate_fraction(self.min_share, "min_share", open_low=False)
         validate_fraction(self.retained, "retained")
         if self.min_effect < 0:
             raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")

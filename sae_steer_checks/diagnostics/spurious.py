@@ -141,13 +141,13 @@ def spurious_check(
         signed_coefficients: Dense signed decomposition of v ``[d_sae]``, for sign conflicts.
         threshold: Decoder cosine below which a pair is anti-aligned.
         rare_rate: Features firing on at most this share of prompts are rare.
-        min_share: Share in (0, 1] that makes a partner spurious.
+        min_share: Share in [0, 1] that makes a partner spurious (0: every anchored partner).
 
     Returns:
         A :class:`SpuriousCheck`; every list is sorted by feature id, conflicts by projection.
     """
-    if not (0.0 < min_share <= 1.0):
-        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+    if not (0.0 <= min_share <= 1.0):
+        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
     v = vector.detach().to(torch.float32).cpu()
     U = torch.nn.functional.normalize(W_dec.detach().to(torch.float32).cpu(), dim=1)
     enc = W_enc.detach().to(torch.float32).cpu()

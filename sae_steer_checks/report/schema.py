@@ -157,6 +157,7 @@ class AlignedPairsSection(TypedDict):
     n_mixed: int
     pairs: list[PairEntry]
     truncated: bool
+    null_expected_pairs: float | None
     spurious: list[SpuriousEntry]
     bias_explained: list[int]
     unexplained: list[int]

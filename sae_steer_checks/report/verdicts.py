@@ -273,6 +273,12 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
         f"({pairs['n_live']} between live features, {pairs['n_dead']} between dead ones)"
     )
     figure = Figure("len(aligned_pairs.spurious)", len(spurious))
+    expected = pairs["null_expected_pairs"]
+    null = None
+    if is_num(expected):
+        # the count against random directions of the same width: pairs this aligned are no accident
+        null = NullSummary("pairs expected among random unit directions", expected, expected, 100.0, 1)
+        sentence += f" against {fmt_num(expected)} expected among random directions"
     if spurious:
         first = spurious[0]
         sentence += (
@@ -281,13 +287,15 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
             f"component along feature {first['explained_by']} (cosine {fmt_num(first['cosine'])}; "
             f"threshold {fmt_pct(pairs['min_share'])})."
         )
-        return Verdict(name, "problem", sentence, figure)
+        return Verdict(name, "problem", sentence, figure, None, null)
     return Verdict(
         name,
         "fine",
         sentence + f"; no positive coefficient of SAE(v) gets {fmt_pct(pairs['min_share'])} or more of its "
         "change from one.",
         figure,
+        None,
+        null,
     )
 
 

@@ -110,3 +110,21 @@ def test_spurious_names_stay_importable_from_pairs() -> None:
 
     assert pairs.spurious_check is spurious.spurious_check
     assert pairs.SpuriousCheck is spurious.SpuriousCheck
+
+
+def test_null_expected_pairs_matches_random_unit_directions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    counts = []
+    for _ in range(20):
+        g = torch.randn(192, 64, generator=gen, dtype=torch.float64)
+        g = g / g.norm(dim=1, keepdim=True)
+        counts.append(int((torch.triu(g @ g.T, 1) < -0.1).sum()))
+    found = find_aligned_pairs(g.float(), -0.1)
+    expected = found.null_expected_pairs()
+    assert expected is not None
+    # the analytic count agrees with simulated random directions within 3 standard errors
+    mean = sum(counts) / len(counts)
+    sd = (sum((c - mean) ** 2 for c in counts) / (len(counts) - 1)) ** 0.5
+    assert abs(mean - expected) < 3 * sd / len(counts) ** 0.5 + 1.0
+    assert found.to_dict()["null_expected_pairs"] == expected
+    assert find_aligned_pairs(g.float(), 0.1).null_expected_pairs() is None

@@ -53,4 +53,6 @@ def test_a_partner_pushed_mostly_by_its_own_direction_is_not_spurious() -> None:
 def test_min_share_must_be_a_share() -> None:
     W, _ = _setup()
     with pytest.raises(ValueError, match="min_share must be in"):
-        _run(-W[0], W, min_share=0.0)
+        _run(-W[0], W, min_share=-0.1)
+    with pytest.raises(ValueError, match="min_share must be in"):
+        _run(-W[0], W, min_share=1.5)
