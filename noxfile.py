@@ -127,6 +127,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """Mypy on the package."""
-    _install(session, "lint")
+    """Mypy on the package (with the optional extras installed, so their types are checked too)."""
+    _install(session, "lint", "plots", "gemma")
     session.run("mypy")
