@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sae_steer_checks.data.schema import load_freeform, split_items
     from sae_steer_checks.lm.models import load_model
-    from sae_steer_checks.steering.behaviour import freeform_task
     from sae_steer_checks.steering.layers import layer_sweep
+    from sae_steer_checks.steering.tasks import freeform_task
 
     start = time.perf_counter()
     loaded = load_model("gemma3-270m")

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from sae_steer_checks.report.write import write_report
     from sae_steer_checks.sae.loading import load_sae
     from sae_steer_checks.sae.protocol import SAELike
-    from sae_steer_checks.steering.behaviour import ab_task, freeform_task, make_score_fn
     from sae_steer_checks.steering.caa import CAAResult, extract_caa
+    from sae_steer_checks.steering.scoring import make_score_fn
+    from sae_steer_checks.steering.tasks import ab_task, freeform_task
     from sae_steer_checks.synthetic import WorldConfig, build_world
     from sae_steer_checks.train import TrainConfig, train_sae
 
@@ -30,9 +31,9 @@ _EXPORTS: dict[str, str] = {
     "load_model": "lm.models",
     "CAAResult": "steering.caa",
     "extract_caa": "steering.caa",
-    "ab_task": "steering.behaviour",
-    "freeform_task": "steering.behaviour",
-    "make_score_fn": "steering.behaviour",
+    "ab_task": "steering.tasks",
+    "freeform_task": "steering.tasks",
+    "make_score_fn": "steering.scoring",
     "SAELike": "sae.protocol",
     "load_sae": "sae.loading",
     "CheckConfig": "diagnostics.run",

@@ -315,12 +315,6 @@ def _negative_share(active_means: Tensor) -> Tensor:
     return (active_means < 0).sum(1).to(torch.float64) / nonzero
 
 
-def _generator(generator: torch.Generator | int | None) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    return torch.Generator().manual_seed(0 if generator is None else int(generator))
-
-
 def leaning_from_acts(
     acts_pos: Tensor,
     acts_neg: Tensor,
@@ -383,7 +377,7 @@ def leaning_from_acts(
     # float32 means as before the item-level rewrite: float64 would split rounding-level ties.
     mean_pos, mean_neg = pos.to(torch.float32).mean(dim=0), neg.to(torch.float32).mean(dim=0)
     lean = mean_pos - mean_neg
-    gen = _generator(generator)
+    gen = stats.as_generator(generator)
     p_values = torch.ones(pos.shape[1], dtype=torch.float64)
     q_values = torch.ones(pos.shape[1], dtype=torch.float64)
     used, interval, null = 0, None, None

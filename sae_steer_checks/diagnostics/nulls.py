@@ -159,12 +159,6 @@ class DecompositionNulls:
         }
 
 
-def _generator(generator: torch.Generator | int | None) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    return torch.Generator().manual_seed(0 if generator is None else int(generator))
-
-
 def _to_norm(x: Tensor, norm: float) -> Tensor:
     """Rows of ``x [b, d]`` rescaled to ``norm`` (zero rows stay zero)."""
     n = x.norm(dim=1, keepdim=True)
@@ -200,7 +194,7 @@ def null_vectors(
     """
     d_in, _ = validate_sae(sae)
     n_null = validate_positive_int(n_null, "n_null")
-    gen = _generator(generator)
+    gen = stats.as_generator(generator)
     sample = activations
     if sample is None and pos is not None and neg is not None:
         sample = torch.cat([pos, neg])

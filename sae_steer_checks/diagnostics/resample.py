@@ -74,10 +74,7 @@ def vector_draws(
     n = int(diffs.shape[0])
     if n < 2:
         raise ValueError(f"diffs must hold at least 2 items to resample, got {n}")
-    if isinstance(generator, torch.Generator):
-        gen = generator
-    else:
-        gen = torch.Generator().manual_seed(generator or 0)
+    gen = stats.as_generator(generator)
     d = diffs.to(torch.float64)
     mean = d.mean(0)
     counts = torch.multinomial(torch.full((n,), 1.0 / n), n_boot * n, replacement=True, generator=gen)

@@ -25,6 +25,7 @@ __all__ = [
     "RatioInterval",
     "SignFlipResult",
     "SlopeEstimate",
+    "as_generator",
     "benjamini_hochberg",
     "bootstrap_items",
     "cluster_mean",
@@ -154,7 +155,8 @@ class NullSummary:
     """Mid-rank percentile of the observed value among the draws, in [0, 100]."""
 
 
-def _as_generator(generator: GeneratorLike) -> torch.Generator:
+def as_generator(generator: GeneratorLike) -> torch.Generator:
+    """``generator`` itself, or a CPU generator seeded by the int (None: seed 0)."""
     if isinstance(generator, torch.Generator):
         return generator
     return torch.Generator().manual_seed(0 if generator is None else int(generator))
@@ -227,7 +229,7 @@ def _resample_weights(idx: Tensor, n_groups: int, n_boot: int, gen: torch.Genera
 
 def _sign_matrix(n: int, n_perm: int, generator: GeneratorLike) -> tuple[Tensor, bool]:
     """``[B, n]`` float64 signs: all ``2**n`` (identity first; exact) if at most ``n_perm``, else random."""
-    gen = _as_generator(generator)
+    gen = as_generator(generator)
     if 2**n <= n_perm:
         bits = (torch.arange(2**n, device=gen.device)[:, None] >> torch.arange(n, device=gen.device)) & 1
         return (1 - 2 * bits).to(torch.float64), True
@@ -379,7 +381,7 @@ def ratio_interval(
     if method != "bootstrap":
         raise ValueError(f"method must be 'fieller' or 'bootstrap', got {method!r}")
     _check_at_least(n_boot, "n_boot")
-    boot = _resample_weights(idx, n_groups, n_boot, _as_generator(generator)).to(a_b.device) @ a_b
+    boot = _resample_weights(idx, n_groups, n_boot, as_generator(generator)).to(a_b.device) @ a_b
     den_low, den_high = _percentile_interval(boot[:, 1], level)
     if den_low <= 0 <= den_high:
         return RatioInterval(ratio, -math.inf, math.inf, False, method, level)
@@ -556,6 +558,6 @@ def bootstrap_items(
     _check_unit(level)
     idx, n_groups = _group_index(groups, d.shape[0])
     estimate = float(_batched_statistic(statistic, _item_weights(idx, n_groups)[None], d, 1)[0])
-    weights = _resample_weights(idx, n_groups, n_boot, _as_generator(generator))
+    weights = _resample_weights(idx, n_groups, n_boot, as_generator(generator))
     low, high = _percentile_interval(_batched_statistic(statistic, weights, d, chunk), level)
     return Interval(estimate, low, high, level, n_boot)
