@@ -117,6 +117,9 @@ class BiasCheck:
     """95% bootstrap interval over items of ``own.mass_in_zero`` (None without paired activations)."""
     mass_null: stats.NullSummary | None = None
     """``mass_in_zero`` of label-shuffled vectors of v's norm (vectors that carry no behaviour)."""
+    mass_reference: stats.NullSummary | None = None
+    """The same share for the ordinary activations themselves (in-distribution inputs, where the
+    encoder bias does not decide the code), with SAE(v)'s percentile among them; None without them."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -141,6 +144,12 @@ class BiasCheck:
                 "percentile": null.percentile,
             }
         )
+        ref = self.mass_reference
+        out["mass_reference"] = (
+            None
+            if ref is None
+            else {"mean": ref.mean, "q05": ref.q05, "q95": ref.q95, "n": ref.n, "percentile": ref.percentile}
+        )
         return out
 
     def with_draws(
@@ -162,14 +171,19 @@ class BiasCheck:
         def mass(vectors: Tensor) -> Tensor:
             subtract = self.own.subtract_b_dec
             f = encode_in_sae_space(sae, vectors, subtract_b_dec=subtract, batch_size=batch_size)
-            total = f.sum(dim=1)
-            shared = torch.minimum(f, f_0).clamp_min(0).sum(dim=1)
-            return torch.where(total > 0, shared / total.clamp_min(1e-30), torch.zeros_like(total))
+            return _mass_in(f, f_0)
 
         boot = mass(bootstrap).to(torch.float64)
         low, high = (float(q) for q in boot.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)))
         null = stats.summarize_null(self.own.mass_in_zero, mass(shuffled).to(torch.float64))
         return replace(self, mass_interval=(low, high), mass_null=null)
+
+
+def _mass_in(f: Tensor, f_0: Tensor) -> Tensor:
+    """Share of each code's L1 mass already in SAE(0), ``sum min(f, f_0)^+ / sum f`` per row ``[n]``."""
+    total = f.sum(dim=1)
+    shared = torch.minimum(f, f_0.to(f.device, f.dtype)).clamp_min(0).sum(dim=1)
+    return torch.where(total > 0, shared / total.clamp_min(1e-30), torch.zeros_like(total))
 
 
 def _pairs(top: tuple[tuple[int, float], ...]) -> list[dict[str, Any]]:
@@ -231,16 +245,21 @@ def bias_check(
     own_convention = applies_b_dec_to_input(sae)
     own = _compare(sae, v_sae, own_convention, top_k, batch_size)
     other = _compare(sae, v_sae, not own_convention, top_k, batch_size)
-    delta_mean = delta_top = delta_bottom = None
+    delta_mean = delta_top = delta_bottom = reference = None
     if x is not None:
         total = torch.zeros(sae.W_dec.shape[0], dtype=torch.float64)
+        masses = []
+        f_0 = own.acts_zero.to(torch.float32)
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start : start + batch_size]
-            diff = encode_activations(sae, chunk + v) - encode_activations(sae, chunk)
+            plain = encode_activations(sae, chunk).to(torch.float32).cpu()
+            diff = encode_activations(sae, chunk + v).to(torch.float32).cpu() - plain
             total += diff.to(torch.float64).sum(dim=0)
+            masses.append(_mass_in(plain, f_0))
         delta_mean = (total / x.shape[0]).to(torch.float32)
         delta_top = top_features(delta_mean, top_k)
         delta_bottom = bottom_features(delta_mean, top_k)
+        reference = stats.summarize_null(own.mass_in_zero, torch.cat(masses).to(torch.float64))
     return BiasCheck(
         top_k=top_k,
         own=own,
@@ -248,4 +267,5 @@ def bias_check(
         delta_mean=delta_mean,
         delta_top=delta_top,
         delta_bottom=delta_bottom,
+        mass_reference=reference,
     )

@@ -17,11 +17,20 @@ non-negative, cannot express that. Every figure stands against a null measured i
   fraction is also given among features with ``|mean d_j| >= min_effect * typical_j``, where
   ``typical_j`` is feature j's mean activation over the prompts (both sets) on which it fires.
 
-The verdict (:meth:`LeaningCheck.verdict`) says ``problem`` only for features that are significant at
-FDR ``alpha``, lean negative, pass the minimum effect and get 0 in SAE(v): under the complete null
-(no feature leans) BH at level alpha makes any rejection at all happen with probability at most alpha,
-so noise alone says ``problem`` at most at rate alpha. ``inconclusive`` when no feature leans
-significantly (the contrast separates nothing), else ``fine``.
+The *flagged* features are significant at FDR ``alpha``, lean negative, pass the minimum effect and
+get 0 in SAE(v). Their count has
+- an **interval**: its lower end is the number of flagged features that also pass Holm's step-down
+  test at family-wise level ``alpha`` (with probability at least ``1 - alpha`` all of those are real,
+  so it is a ``1 - alpha`` lower confidence bound on the real ones); its upper end is every candidate
+  (negative, past the minimum effect, 0 in SAE(v), whatever its p-value);
+- a **null**: the same count, by the same test and FDR control, on ``n_null_tests`` copies of the
+  data with each item's labels flipped at random (what the procedure flags when labels mean nothing).
+
+The verdict (:meth:`LeaningCheck.verdict`) says ``problem`` only when the interval's lower end is at
+least one and above the null's 95th percentile: under the complete null (no feature leans) Holm
+rejects anything with probability at most alpha, so noise alone says ``problem`` at most at rate
+alpha. ``inconclusive`` when features are flagged but too few survive that bound, or when no feature
+leans significantly (the contrast separates nothing); else ``fine``.
 """
 
 from __future__ import annotations
@@ -104,6 +113,12 @@ class LeaningCheck:
     """Active features with ``|mean_pos - mean_neg| >= min_effect * typical`` ``[d_sae]`` (bool)."""
     vector_given: bool = False
     """Whether SAE(v) was given, so that ``dropped_by_encoder`` is meaningful."""
+    holm_rejected: Tensor | None = None
+    """Active features rejected by Holm's step-down test at family-wise level ``alpha`` ``[d_sae]``."""
+    vector_zero: Tensor | None = None
+    """Features with coefficient 0 in SAE(v) ``[d_sae]`` (None when SAE(v) was not given)."""
+    flagged_null: stats.NullSummary | None = None
+    """The flagged count on whole-item label-flipped copies of the data (same test and FDR control)."""
 
     def __post_init__(self) -> None:
         validate_fraction(self.alpha, "alpha")
@@ -140,10 +155,33 @@ class LeaningCheck:
         ids = torch.nonzero(self.significant & self.negative & large).flatten()
         return tuple(int(i) for i in ids.tolist())
 
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        """Negative-leaning features past the minimum effect that SAE(v) drops, whatever their p-value."""
+        large = self.active if self.large_effect is None else self.large_effect
+        mask = large & self.negative
+        if self.vector_zero is not None:
+            mask = mask & self.vector_zero
+        return tuple(int(i) for i in torch.nonzero(mask).flatten().tolist())
+
+    @property
+    def confirmed(self) -> tuple[int, ...]:
+        """Flagged features that also pass Holm's test (all real with probability >= 1 - alpha)."""
+        if self.holm_rejected is None:
+            return ()
+        return tuple(i for i in self.flagged if bool(self.holm_rejected[i]))
+
+    @property
+    def flagged_bound(self) -> float:
+        """What the interval's lower end must exceed for ``problem``: the null's 95th percentile (>= 0)."""
+        return max(0.0, self.flagged_null.q95) if self.flagged_null is not None else 0.0
+
     def verdict(self) -> Verdict:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        if self.flagged:
+        if self.confirmed and len(self.confirmed) > self.flagged_bound:
             return "problem"
+        if self.flagged:
+            return "inconclusive"
         return "fine" if bool(self.significant.any()) else "inconclusive"
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,8 +216,26 @@ class LeaningCheck:
             "fraction_interval": None,
             "fraction_null": None,
             "flagged": list(self.flagged),
+            "flagged_interval": {
+                "low": len(self.confirmed),
+                "high": len(self.candidates),
+                "level": 1 - self.alpha,
+                "method": f"Holm (FWER {self.alpha:g}) lower bound; upper end: every candidate",
+            },
+            "confirmed": list(self.confirmed),
+            "flagged_null": None,
+            "flagged_bound": self.flagged_bound,
             "verdict": self.verdict(),
         }
+        if self.flagged_null is not None:
+            fn = self.flagged_null
+            out["flagged_null"] = {
+                "mean": fn.mean,
+                "q05": fn.q05,
+                "q95": fn.q95,
+                "n": fn.n,
+                "percentile": fn.percentile,
+            }
         if self.fraction_interval is not None:
             iv = self.fraction_interval
             out["fraction_interval"] = {
@@ -329,6 +385,7 @@ def leaning_from_acts(
     n_null: int = 1000,
     n_boot: int = 1000,
     min_effect: float = 0.1,
+    n_null_tests: int = 50,
     generator: torch.Generator | int | None = None,
 ) -> LeaningCheck:
     """Leaning of every feature from paired feature activations ``[n_pairs, d_sae]`` each.
@@ -347,6 +404,8 @@ def leaning_from_acts(
         n_null: Whole-item sign vectors of the fraction's null.
         n_boot: Bootstrap draws of the fraction's interval.
         min_effect: Minimum effect as a share of each feature's mean activation where it fires.
+        n_null_tests: Label-flipped copies of the data on which the flagged count is recomputed
+            (its null; 0 skips it).
         generator: Generator or integer seed of every random draw (seed 0 when None).
 
     Returns:
@@ -364,6 +423,8 @@ def leaning_from_acts(
         raise ValueError(f"fdr_method must be 'bh' or 'by', got {fdr_method!r}")
     if not (math.isfinite(min_effect) and min_effect >= 0):
         raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}")
+    if isinstance(n_null_tests, bool) or not isinstance(n_null_tests, int) or n_null_tests < 0:
+        raise ValueError(f"n_null_tests must be an integer >= 0, got {n_null_tests!r}")
     pos, neg = acts_pos.to(torch.float64), acts_neg.to(torch.float64)
     fires = torch.cat([pos, neg]) > 0
     firing = fires.sum(dim=0).to(torch.float32) / (2 * pos.shape[0])
@@ -380,17 +441,34 @@ def leaning_from_acts(
     gen = stats.as_generator(generator)
     p_values = torch.ones(pos.shape[1], dtype=torch.float64)
     q_values = torch.ones(pos.shape[1], dtype=torch.float64)
-    used, interval, null = 0, None, None
-    if n_items >= 2 and diffs.shape[1]:
+    used, interval, null, flagged_null = 0, None, None, None
+    holm = torch.zeros(pos.shape[1], dtype=torch.bool)
+    zero = None if vector_acts is None else (vector_acts.to(torch.float32).cpu() <= 0)
+    # where a flagged feature may be: past the minimum effect and, with SAE(v), dropped by it
+    eligible = (lean.abs() >= min_effect * typical)[active]
+    if zero is not None:
+        eligible &= zero[active]
+
+    def pvalues(d: Tensor) -> tuple[Tensor, int]:
         if test == "sign_flip":
-            p_values[active], used = sign_flip_pvalues(
-                diffs, n_perm=n_perm, max_perm=max_perm, alpha=alpha, generator=gen
-            )
-        else:
-            p_values[active] = paired_t_pvalues(diffs)
+            return sign_flip_pvalues(d, n_perm=n_perm, max_perm=max_perm, alpha=alpha, generator=gen)
+        return paired_t_pvalues(d), 0
+
+    if n_items >= 2 and diffs.shape[1]:
+        p_values[active], used = pvalues(diffs)
         q_values[active] = benjamini_hochberg(p_values[active], fdr_method)
+        holm[active] = stats.holm(p_values[active], alpha)
         interval = stats.bootstrap_items(diffs, _negative_share, n_boot=n_boot, generator=gen)
         null = stats.fraction_null(diffs, _negative_share, n_perm=n_null, generator=gen)
+        if n_null_tests:
+            counts = torch.empty(n_null_tests, dtype=torch.float64)
+            for b in range(n_null_tests):
+                flips = torch.randint(0, 2, (n_items, 1), generator=gen, dtype=torch.float64) * 2 - 1
+                flipped = diffs * flips
+                q = benjamini_hochberg(pvalues(flipped)[0], fdr_method)
+                counts[b] = float(((q <= alpha) & (flipped.mean(0) < 0) & eligible).sum())
+            observed = float(((q_values[active] <= alpha) & (lean[active] < 0) & eligible).sum())
+            flagged_null = stats.summarize_null(observed, counts)
     dropped: tuple[int, ...] = ()
     if vector_acts is not None:
         mask = active & (q_values <= alpha) & (lean < 0) & (vector_acts.to(torch.float32) <= 0)
@@ -416,6 +494,9 @@ def leaning_from_acts(
         min_effect=float(min_effect),
         large_effect=active & (lean.abs() >= min_effect * typical),
         vector_given=vector_acts is not None,
+        holm_rejected=holm,
+        vector_zero=zero,
+        flagged_null=flagged_null,
     )
 
 
@@ -435,6 +516,7 @@ def leaning_check(
     n_null: int = 1000,
     n_boot: int = 1000,
     min_effect: float = 0.1,
+    n_null_tests: int = 50,
     generator: torch.Generator | int | None = None,
 ) -> LeaningCheck:
     """Encode paired positive and negative activations ``[n_pairs, d_in]`` and compare features.
@@ -467,5 +549,6 @@ def leaning_check(
         n_null=n_null,
         n_boot=n_boot,
         min_effect=min_effect,
+        n_null_tests=n_null_tests,
         generator=generator,
     )

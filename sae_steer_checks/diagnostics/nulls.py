@@ -22,7 +22,10 @@ default k has Monte Carlo p-value ``(1 + #{null >= v}) / (1 + n_null) <= alpha``
 picks from its own curve (choosing k is part of the statistic); then ``problem`` when SAE(v)'s cosine falls
 short of the signed fit's by more than ``max(min_gap, spread)``, spread being the largest
 ``q95 - mean`` of the signed-fit null over the families, else ``fine``; ``inconclusive`` when the
-signed fit does not beat its null (the dictionary expresses v no better than noise).
+signed fit does not beat its null (the dictionary expresses v no better than noise). With bootstrap
+draws of v (items resampled) the gap gets a 95% interval, each draw decomposed in the same batched run
+at v's k, and ``problem`` needs the interval's lower end above ``max(min_gap, spread)``; a gap whose
+interval straddles it is ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class DecompositionNulls:
     """Smallest cosine gap (signed fit minus SAE(v)) a ``problem`` needs, whatever the null's spread."""
     alpha: float = 0.05
     """Level of the "beats its null" test (Monte Carlo p-value, see :meth:`p_value`)."""
+    gap_draws: Tensor | None = None
+    """Gap (signed fit at ``k_default`` minus SAE(v)) of bootstrap draws of v ``[n_boot]``, or None."""
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -100,10 +105,15 @@ class DecompositionNulls:
         p_values = {f: self.p_value("signed", f) for f in self.families}
         beats = bool(p_values) and all(p <= self.alpha for p in p_values.values())
         spread = max((s.q95 - s.mean for s in signed), default=float("nan"))
+        interval = None
+        if self.gap_draws is not None and self.gap_draws.numel():
+            q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+            interval = [float(x) for x in self.gap_draws.to(torch.float64).quantile(q)]
         return {
             "beats_null": beats,
             "p_values": p_values,
             "gap": self.cosines["signed"] - self.cosines["sae"],
+            "gap_interval": interval,
             "spread": spread,
             "needed_gap": max(self.min_gap, spread),
         }
@@ -113,7 +123,12 @@ class DecompositionNulls:
         fig = self.verdict_figures()
         if not fig["beats_null"]:
             return "inconclusive"
-        return "problem" if fig["gap"] > fig["needed_gap"] else "fine"
+        interval = fig["gap_interval"]
+        if interval is None:
+            return "problem" if fig["gap"] > fig["needed_gap"] else "fine"
+        if interval[0] > fig["needed_gap"]:
+            return "problem"
+        return "fine" if interval[1] <= fig["needed_gap"] else "inconclusive"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: per account the cosine and each family's null; the curves; the verdict."""
@@ -249,6 +264,7 @@ def decomposition_nulls(
     k_max: int = 64,
     min_gap: float = 0.1,
     alpha: float = 0.05,
+    bootstrap: Tensor | None = None,
     generator: torch.Generator | int | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 4096,
@@ -266,6 +282,8 @@ def decomposition_nulls(
         k_max: Longest support of the signed fit's curve (capped at d_sae).
         min_gap: Smallest cosine gap a ``problem`` needs.
         alpha: Level of the "beats its null" test; ``n_null >= 1 / alpha - 1`` draws are needed to pass it.
+        bootstrap: Bootstrap draws of ``v`` in the SAE's input space ``[n_boot, d_in]`` (items
+            resampled), for the gap's interval; None: no interval.
         generator: Generator or integer seed.
         device: Where OMP runs (default: the decoder's device).
         batch_size: Rows encoded at once.
@@ -293,7 +311,12 @@ def decomposition_nulls(
         generator=generator,
     )
     families = list(nulls)
-    U = torch.cat([vec[None], *(nulls[f] for f in families)])
+    boot = (
+        torch.empty(0, d_in)
+        if bootstrap is None
+        else validate_batch(bootstrap, d_in, "bootstrap").to(torch.float32).cpu()
+    )
+    U = torch.cat([vec[None], *(nulls[f] for f in families), boot])
     dev = sae.W_dec.device
     codes = encode_in_sae_space(sae, U.to(dev), batch_size=batch_size)
     zero = encode_in_sae_space(sae, torch.zeros(1, d_in, device=dev), batch_size=batch_size)
@@ -303,7 +326,7 @@ def decomposition_nulls(
     }
     fit = omp(sae.W_dec, U, k_max, device=device, return_path=True)
     curves = fit.path_cosines(U)
-    sizes = [1] + [n_null] * len(families)
+    sizes = [1] + [n_null] * len(families) + [boot.shape[0]]
     split = {name: torch.split(values, sizes) for name, values in accounts.items()}
     curve_parts = torch.split(curves, sizes)
     null_curves = {f: curve_parts[i + 1] for i, f in enumerate(families)}
@@ -311,6 +334,7 @@ def decomposition_nulls(
     k = default_k(curves[0], null_mean)
     cosines = {name: float(parts[0][0]) for name, parts in split.items()}
     cosines["signed"] = float(curves[0, k - 1])
+    gap_draws = curve_parts[-1][:, k - 1] - split["sae"][-1] if bootstrap is not None else None
     # v's k is chosen from v's own curve, which favours v; each null vector gets its k by the same
     # rule, so the null describes the whole procedure (choosing k at v's k instead runs at ~12%
     # false "beats its null" in null worlds, against the nominal 5%).
@@ -330,4 +354,5 @@ def decomposition_nulls(
         null_curves=null_curves,
         min_gap=float(min_gap),
         alpha=float(alpha),
+        gap_draws=None if gap_draws is None else gap_draws.to(torch.float64),
     )

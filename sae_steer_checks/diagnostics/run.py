@@ -40,13 +40,14 @@ from sae_steer_checks.diagnostics.retention import (
     ScoreFn,
     retention,
 )
-from sae_steer_checks.diagnostics.spurious import SpuriousCheck, spurious_check
+from sae_steer_checks.diagnostics.spurious import SpuriousCheck, largest_shares, spurious_check
 from sae_steer_checks.sae.protocol import (
     SAELike,
     as_float32,
     decode_features,
     describe_sae,
     encode_activations,
+    encode_in_sae_space,
     validate_sae,
     vector_from_sae_space,
     vector_to_sae_space,
@@ -87,6 +88,8 @@ class CheckConfig:
     """Multiple-testing control: Benjamini-Hochberg ("bh") or Benjamini-Yekutieli ("by", any dependence)."""
     leaning_n_perm: int = 4000
     """Sign flips per feature in the leaning test (more near the significance floor)."""
+    leaning_null_tests: int = 50
+    """Label-flipped copies of the data on which the leaning test is rerun: the null of the flagged count."""
     min_effect: float = 0.1
     """Minimum lean: ``|mean difference| >= min_effect *`` the feature's mean activation where it fires."""
     min_share: float = 0.5
@@ -94,7 +97,9 @@ class CheckConfig:
     n_null: int = 32
     """Null vectors per family for the decomposition cosines and the bias (random, shuffled CAA)."""
     n_boot: int = 300
-    """Bootstrap draws over items for the intervals of the norm and the bias figures."""
+    """Bootstrap draws over items for the intervals of the norm, bias and spurious-share figures."""
+    n_boot_fits: int = 100
+    """Of those, the draws also decomposed by OMP for the signed-fit gap's interval (at most ``n_boot``)."""
     k_max: int = 64
     """Longest support of the signed fit's cosine-versus-k curve."""
     min_gap: float = 0.1
@@ -111,7 +116,7 @@ class CheckConfig:
     def __post_init__(self) -> None:
         for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs", "leaning_n_perm"):
             validate_positive_int(getattr(self, name), name)
-        for name in ("n_null", "k_max", "n_boot", "n_random"):
+        for name in ("n_null", "k_max", "n_boot", "n_random", "leaning_null_tests", "n_boot_fits"):
             validate_positive_int(getattr(self, name), name)
         validate_fraction(self.alpha, "alpha")
         validate_fraction(self.rare_rate, "rare_rate", open_low=False)
@@ -252,17 +257,15 @@ def run_checks(
         if diffs.shape[0] >= 2
         else None
     )
+    boot_sae = shuffled_sae = None
     sample_norms = sample.detach().to(torch.float64).norm(dim=-1).cpu()
     norm = norm_check(v, sample)
     bias = bias_check(sae, v, sample, top_k=config.top_k, batch_size=config.batch_size)
     if draws is not None:
         norm = norm.with_draws(draws.bootstrap.to(torch.float64).norm(dim=1), sample_norms)
-        bias = bias.with_draws(
-            sae,
-            vector_to_sae_space(sae, draws.bootstrap, sample),
-            vector_to_sae_space(sae, draws.shuffled, sample),
-            batch_size=config.batch_size,
-        )
+        boot_sae = vector_to_sae_space(sae, draws.bootstrap, sample)
+        shuffled_sae = vector_to_sae_space(sae, draws.shuffled, sample)
+        bias = bias.with_draws(sae, boot_sae, shuffled_sae, batch_size=config.batch_size)
     f_v, f_0 = bias.own.acts_vector, bias.own.acts_zero
     leaning = leaning_check(
         sae,
@@ -276,11 +279,28 @@ def run_checks(
         item_ids=item_ids,
         n_perm=config.leaning_n_perm,
         min_effect=config.min_effect,
+        n_null_tests=config.leaning_null_tests,
         generator=config.seed,
     )
+    W_dec = sae.W_dec.detach().to(torch.float32).cpu()
     live = torch.zeros(d_sae, dtype=torch.bool)
+    reference = []  # the spurious share of each ordinary activation, against SAE(0) as for v
     for start in range(0, sample.shape[0], config.batch_size):
-        live |= (encode_activations(sae, sample[start : start + config.batch_size]) > 0).any(dim=0)
+        chunk = sample[start : start + config.batch_size]
+        chunk_codes = encode_activations(sae, chunk).cpu()
+        live |= (chunk_codes > 0).any(dim=0)
+        reference.append(
+            largest_shares(
+                W_dec,
+                sae.W_enc.detach().cpu(),
+                vector_to_sae_space(sae, chunk, sample).cpu(),
+                chunk_codes,
+                leaning.firing_rate,
+                negative=leaning.negative,
+                threshold=config.pair_threshold,
+                rare_rate=config.rare_rate,
+            )
+        )
     pairs = find_aligned_pairs(
         sae.W_dec,
         config.pair_threshold,
@@ -295,7 +315,6 @@ def run_checks(
         "omp": omp(sae.W_dec, v_sae, k, device=device),
         "gradient_pursuit": gradient_pursuit(sae.W_dec, v_sae, k, device=device),
     }
-    W_dec = sae.W_dec.detach().to(torch.float32).cpu()
     recon = {name: code.reconstruct(W_dec)[0] for name, code in codes.items()}
     recon["sae"] = decode_features(sae, f_v).cpu()
     summaries = {
@@ -317,6 +336,20 @@ def run_checks(
         rare_rate=config.rare_rate,
         min_share=config.min_share,
     )
+    if boot_sae is not None and shuffled_sae is not None:
+        own = bias.own.subtract_b_dec
+        spurious = spurious.with_draws(
+            W_dec,
+            sae.W_enc.detach().cpu(),
+            leaning.firing_rate,
+            (boot_sae, encode_in_sae_space(sae, boot_sae, subtract_b_dec=own, batch_size=config.batch_size)),
+            (
+                shuffled_sae,
+                encode_in_sae_space(sae, shuffled_sae, subtract_b_dec=own, batch_size=config.batch_size),
+            ),
+            torch.cat(reference),
+            negative=leaning.negative,
+        )
     nulls = decomposition_nulls(
         sae,
         v_sae,
@@ -328,6 +361,7 @@ def run_checks(
         k_max=min(config.k_max, d_sae),
         min_gap=config.min_gap,
         alpha=config.alpha,
+        bootstrap=None if boot_sae is None else boot_sae[: config.n_boot_fits],
         generator=config.seed,
         device=device,
         batch_size=config.batch_size,

@@ -7,18 +7,32 @@ and v writes negatively along a. The claim is quantitative: p's pre-activation c
 anchor's unit decoder direction, ``(v . d_a) (d_a . W_enc[:, p])``, and the rest; the partner is
 *spurious* only when that share is at least ``min_share`` (default one half: most of the push comes
 from the anchor's direction). Partners with an anti-aligned anchor below that share are listed apart.
+
+The key figure is the largest such share over SAE(v)'s positive rare coefficients (0 when none has an
+anchor). It gets a bootstrap interval over items (SAE(v) recomputed for each resampled vector) and a
+reference: the same figure for ordinary activations, inputs the SAE was trained on, where a partner
+pushed up through its anchor is part of how the SAE encodes (the figure is computed on each activation
+against SAE(0), as for v). Label-shuffled vectors of v's norm are reported beside it: a pair distorts
+the code of any vector that points against the anchor, behaviour or not. The verdict
+(:meth:`SpuriousCheck.verdict`) says ``problem`` only when the interval's lower end reaches
+``min_share`` and lies above the reference's 95th percentile, ``fine`` when its upper end stays below
+``min_share`` (or within the reference), else ``inconclusive``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["SignConflict", "SpuriousCheck", "SpuriousProjection", "spurious_check"]
+from sae_steer_checks import stats
+
+__all__ = ["SignConflict", "SpuriousCheck", "SpuriousProjection", "largest_shares", "spurious_check"]
+
+Verdict = Literal["problem", "fine", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -84,10 +98,94 @@ class SpuriousCheck:
     """Share of the pre-activation change from the anchor's direction that makes a partner spurious."""
     below_share: tuple[SpuriousProjection, ...] = ()
     """Rare positives with an anti-aligned anchor whose share is below ``min_share``."""
+    max_share: float = 0.0
+    """Largest anchor share over all rare positives of SAE(v) (0 when none has an anchor)."""
+    share_interval: tuple[float, float] | None = None
+    """95% bootstrap interval over items of ``max_share`` (None without paired activations)."""
+    share_null: stats.NullSummary | None = None
+    """``max_share`` of label-shuffled vectors of v's norm (None without paired activations)."""
+    share_reference: stats.NullSummary | None = None
+    """``max_share`` of ordinary activations (in-distribution inputs); None without them."""
+
+    @property
+    def share_bound(self) -> float:
+        """What the interval's lower end must clear for ``problem``: ``min_share`` or the reference's q95."""
+        q95 = self.share_reference.q95 if self.share_reference is not None else 0.0
+        return max(self.min_share, q95)
+
+    def verdict(self) -> Verdict:
+        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
+        if self.share_interval is None:
+            return "inconclusive" if self.spurious else "fine"
+        low, high = self.share_interval
+        q95 = self.share_reference.q95 if self.share_reference is not None else -1.0
+        if low >= self.min_share and low > q95:
+            return "problem"
+        if high < self.min_share or high <= q95:
+            return "fine"
+        return "inconclusive"
+
+    def with_draws(
+        self,
+        W_dec: Tensor,
+        W_enc: Tensor,
+        firing_rate: Tensor,
+        bootstrap: tuple[Tensor, Tensor],
+        shuffled: tuple[Tensor, Tensor],
+        reference: Tensor | None = None,
+        *,
+        negative: Tensor | None = None,
+    ) -> SpuriousCheck:
+        """This check with ``max_share``'s interval and null from vector draws in SAE input space.
+
+        Args:
+            W_dec: Decoder ``[d_sae, d_in]``.
+            W_enc: Encoder ``[d_in, d_sae]``.
+            firing_rate: Share of prompts on which each feature fires ``[d_sae]``.
+            bootstrap: Bootstrap draws of v and their SAE codes, ``([B, d_in], [B, d_sae])``.
+            shuffled: Label-shuffled vectors of v's norm and their codes, ``([N, d_in], [N, d_sae])``.
+            reference: :func:`largest_shares` of ordinary activations ``[n]`` (None: no reference).
+            negative: Bool mask of negative-leaning features (as given to :func:`spurious_check`).
+        """
+
+        def shares(draws: tuple[Tensor, Tensor]) -> Tensor:
+            return largest_shares(
+                W_dec,
+                W_enc,
+                draws[0],
+                draws[1],
+                firing_rate,
+                negative=negative,
+                threshold=self.threshold,
+                rare_rate=self.rare_rate,
+            )
+
+        boot = shares(bootstrap)
+        low, high = (float(q) for q in boot.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)))
+        null = stats.summarize_null(self.max_share, shares(shuffled))
+        ref = None if reference is None else stats.summarize_null(self.max_share, reference)
+        return replace(self, share_interval=(low, high), share_null=null, share_reference=ref)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
+        null, ref = self.share_null, self.share_reference
         return {
+            "max_share": self.max_share,
+            "share_interval": None if self.share_interval is None else list(self.share_interval),
+            "share_null": None
+            if null is None
+            else {
+                "mean": null.mean,
+                "q05": null.q05,
+                "q95": null.q95,
+                "n": null.n,
+                "percentile": null.percentile,
+            },
+            "share_reference": None
+            if ref is None
+            else {"mean": ref.mean, "q05": ref.q05, "q95": ref.q95, "n": ref.n, "percentile": ref.percentile},
+            "share_bound": self.share_bound,
+            "verdict": self.verdict(),
             "spurious": [s.to_dict() for s in self.spurious],
             "below_share": [s.to_dict() for s in self.below_share],
             "min_share": self.min_share,
@@ -187,7 +285,9 @@ def spurious_check(
         SignConflict(int(i), float(f_v[i]), float(proj[i]), float(signed[i]))
         for i in conflict[order].tolist()
     )
+    anchored = [p.share for p in (*spurious, *weak)]
     return SpuriousCheck(
+        max_share=max([0.0, *anchored]),
         threshold=float(threshold),
         rare_rate=float(rare_rate),
         spurious=tuple(spurious),
@@ -197,3 +297,46 @@ def spurious_check(
         min_share=float(min_share),
         below_share=tuple(weak),
     )
+
+
+def largest_shares(
+    W_dec: Tensor,
+    W_enc: Tensor,
+    vectors: Tensor,
+    codes: Tensor,
+    firing_rate: Tensor,
+    *,
+    negative: Tensor | None = None,
+    threshold: float = -0.5,
+    rare_rate: float = 0.05,
+) -> Tensor:
+    """The key figure of :func:`spurious_check` for many vectors at once, ``[B]`` float64.
+
+    For each vector ``vectors[b]`` (SAE input space) with code ``codes[b]``: the largest share of a rare
+    positive coefficient's pre-activation change carried by the vector's component along one
+    anti-aligned, eligible anchor (0 when no positive rare coefficient has one). Equals
+    ``spurious_check(...).max_share`` for a single vector.
+    """
+    U = torch.nn.functional.normalize(W_dec.detach().to(torch.float32).cpu(), dim=1)
+    enc = W_enc.detach().to(torch.float32).cpu()
+    V = vectors.detach().to(torch.float32).cpu().reshape(-1, U.shape[1])
+    F = codes.detach().to(torch.float32).cpu().reshape(V.shape[0], -1)
+    rare = torch.nonzero(firing_rate.cpu() <= rare_rate).flatten()
+    out = torch.zeros(V.shape[0], dtype=torch.float64)
+    if not rare.numel():
+        return out
+    cos = U[rare] @ U.T
+    cos[torch.arange(rare.numel()), rare] = 1.0
+    rows, js = torch.nonzero(cos < threshold, as_tuple=True)
+    if not rows.numel():
+        return out
+    i_s = rare[rows]
+    proj = V @ U[js].T  # [B, P] v along the anchor
+    pre = V @ enc[:, i_s]  # [B, P] the partner's pre-activation change
+    carried = (U[js] * enc[:, i_s].T).sum(dim=1)  # d_j . W_enc[:, i]
+    share = proj * carried / pre.where(pre != 0, torch.ones_like(pre))
+    valid = (F[:, i_s] > 0) & (pre > 0) & (proj < 0)
+    if negative is not None:
+        valid &= negative.cpu()[js][None, :]
+    share = share.where(valid, torch.full_like(share, -torch.inf)).amax(dim=1)
+    return share.clamp_min(0.0).to(torch.float64)

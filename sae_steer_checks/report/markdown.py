@@ -169,6 +169,15 @@ def _leaning_table(leaning: Mapping[str, Any], link: _Link) -> list[str]:
             "Significantly negative-leaning, yet 0 in SAE(v)",
             _ids(feature_ids(leaning["dropped_by_encoder"]), link),
         ),
+        (
+            f"Flagged (past the minimum effect): count; at least (Holm, FWER {fmt_num(leaning['alpha'])})",
+            f"{len(leaning['flagged'])}; {fmt_num(leaning['flagged_interval']['low'])} of "
+            f"{fmt_num(leaning['flagged_interval']['high'])} candidates",
+        ),
+        (
+            "Flagged count on label-flipped data: mean (q05-q95), percentile",
+            _null_cell(leaning["flagged_null"]),
+        ),
     ]
     return _table(("Figure", "Value"), rows)
 
@@ -186,6 +195,13 @@ def _pairs_table(pairs: Mapping[str, Any], link: _Link, limit: int = 10) -> list
         if n_pairs > limit:
             out += ["", f"... and {n_pairs - limit} more (listed in report.json up to its limit)."]
         out.append("")
+    shares = [
+        ("Largest share of a positive coefficient's change from one anchor", fmt_pct(pairs["max_share"])),
+        ("95% interval (bootstrap over items)", _pct_range(pairs["share_interval"])),
+        ("Ordinary activations: mean (q05-q95), percentile", _null_cell(pairs["share_reference"], pct=True)),
+        ("Label-shuffled vectors: mean (q05-q95), percentile", _null_cell(pairs["share_null"], pct=True)),
+    ]
+    out += [*_table(("Figure", "Value"), shares), ""]
     if spurious:
         explained = [(link(s["feature"]), link(s["explained_by"]), fmt_num(s["cosine"])) for s in spurious]
         out += ["Spurious positive coefficients of SAE(v):", ""]
@@ -289,8 +305,22 @@ def _verdict_table(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
         fig = v.get("figure") or {}
         figure = f"`{fig['name']}` = {fmt_num(fig.get('value'))}" if fig else "n/a"
         rows.append((str(v["mechanism"]), str(v["status"]), figure, _range_cell(v.get("interval")),
-                     _verdict_null(v.get("null"))))  # fmt: skip
-    return _table(("Mechanism", "Status", "Figure", "95% interval", "Null: mean, q95, percentile"), rows)
+                     _verdict_null(v.get("null")), _rule_cell(v.get("rule"))))  # fmt: skip
+    header = (
+        "Mechanism",
+        "Status",
+        "Figure",
+        "95% interval",
+        "Null: mean, q95, percentile",
+        "Problem only when",
+    )
+    return _table(header, rows)
+
+
+def _rule_cell(rule: Mapping[str, Any] | None) -> str:
+    if not rule:
+        return "n/a"
+    return f"the interval lies {rule['side']} {fmt_num(rule['bound'])} ({rule['what']})"
 
 
 def _verdict_null(null: Mapping[str, Any] | None) -> str:
@@ -306,6 +336,12 @@ def _mass_figures(bias: Mapping[str, Any]) -> str:
     parts = []
     if bias["mass_interval"] is not None:
         parts.append(f"95% interval {_pct_range(bias['mass_interval'])}")
+    ref = bias["mass_reference"]
+    if ref is not None:
+        parts.append(
+            f"ordinary activations: mean {fmt_pct(ref.get('mean'))}, q95 {fmt_pct(ref.get('q95'))}, "
+            f"percentile {fmt_num(ref.get('percentile'))}"
+        )
     null = bias["mass_null"]
     if null is not None:
         parts.append(

@@ -30,6 +30,7 @@ __all__ = [
     "Provenance",
     "Report",
     "RetentionSection",
+    "RuleEntry",
     "SignConflictEntry",
     "SpuriousEntry",
     "Status",
@@ -37,8 +38,10 @@ __all__ = [
     "validate_report",
 ]
 
-#: Version of the layout below; 2 added ``verdicts`` (1 had none).
-SCHEMA_VERSION = 2
+#: Version of the layout below; 2 added ``verdicts`` (1 had none); 3 added each verdict's ``rule``,
+#: the leaning count's interval and null, the spurious share's interval and null, the bias's
+#: in-distribution reference and the signed-fit gap's interval.
+SCHEMA_VERSION = 3
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -88,6 +91,7 @@ class BiasSection(ConventionSection):
     delta_bottom_features: list[FeatureValue] | None
     mass_interval: list[float] | None
     mass_null: dict[str, float] | None
+    mass_reference: dict[str, float] | None
 
 
 class LeaningSection(TypedDict):
@@ -115,6 +119,10 @@ class LeaningSection(TypedDict):
     fraction_interval: dict[str, Any] | None
     fraction_null: dict[str, Any] | None
     flagged: list[int]
+    flagged_interval: dict[str, Any]
+    confirmed: list[int]
+    flagged_null: dict[str, float] | None
+    flagged_bound: float
     verdict: Status
 
 
@@ -165,6 +173,12 @@ class AlignedPairsSection(TypedDict):
     rare_rate: float
     below_share: list[Any]
     min_share: float
+    max_share: float
+    share_interval: list[float] | None
+    share_null: dict[str, float] | None
+    share_reference: dict[str, float] | None
+    share_bound: float
+    verdict: Status
 
 
 class DecompositionSection(TypedDict):
@@ -196,6 +210,7 @@ class DecompositionNullsSection(TypedDict):
     verdict_beats_null: bool
     verdict_p_values: dict[str, float]
     verdict_gap: float
+    verdict_gap_interval: list[float] | None
     verdict_spread: float
     verdict_needed_gap: float
 
@@ -277,6 +292,14 @@ class NullEntry(TypedDict):
     n: int
 
 
+class RuleEntry(TypedDict):
+    """When a verdict says ``problem``: its interval lies wholly on ``side`` of ``bound``."""
+
+    side: Literal["above", "below"]
+    bound: float
+    what: str
+
+
 class VerdictEntry(TypedDict):
     """One mechanism's verdict as written to ``report.json``."""
 
@@ -286,6 +309,7 @@ class VerdictEntry(TypedDict):
     figure: FigureEntry | None
     interval: IntervalEntry | None
     null: NullEntry | None
+    rule: RuleEntry | None
 
 
 class Report(TypedDict):

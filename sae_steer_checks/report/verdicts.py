@@ -9,15 +9,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
-from sae_steer_checks.report.schema import FigureEntry, IntervalEntry, NullEntry, Status, VerdictEntry
+from sae_steer_checks.report.schema import (
+    FigureEntry,
+    IntervalEntry,
+    NullEntry,
+    RuleEntry,
+    Status,
+    VerdictEntry,
+)
 
 __all__ = [
     "Figure",
     "Interval",
     "NullSummary",
+    "Rule",
     "Verdict",
+    "clears",
     "feature_ids",
     "feature_values",
     "fmt_num",
@@ -94,6 +103,37 @@ class NullSummary:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """When a verdict may say ``problem``: its interval lies wholly on ``side`` of ``bound``.
+
+    The bound is set from the verdict's null (e.g. the null's 95th percentile) or a stated threshold,
+    whichever is stricter, so a ``problem`` never stands where its interval reaches what noise gives.
+    """
+
+    side: Literal["above", "below"]
+    """``above``: the interval's lower end must exceed ``bound``; ``below``: its upper end must be below."""
+    bound: float
+    """The value the interval must clear."""
+    what: str
+    """What the bound is, in words."""
+
+    def to_dict(self) -> RuleEntry:
+        """JSON-ready entry."""
+        return {"side": self.side, "bound": self.bound, "what": self.what}
+
+
+def clears(interval: Interval | IntervalEntry | None, rule: Rule | RuleEntry | None) -> bool:
+    """Whether ``interval`` lies wholly on the rule's side of its bound (False when either is missing)."""
+    if interval is None or rule is None:
+        return False
+    iv = interval.to_dict() if isinstance(interval, Interval) else interval
+    r = rule.to_dict() if isinstance(rule, Rule) else rule
+    if r["side"] == "above":
+        return bool(iv["low"] > r["bound"])
+    return bool(iv["high"] < r["bound"])
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One mechanism's verdict."""
 
@@ -109,6 +149,8 @@ class Verdict:
     """Confidence interval of the key figure, when one was computed."""
     null: NullSummary | None = None
     """The key figure against a null distribution, when one was drawn."""
+    rule: Rule | None = None
+    """When this verdict says ``problem`` (its interval clears the rule's bound)."""
 
     def to_dict(self) -> VerdictEntry:
         """JSON-ready entry of the report's ``verdicts`` list."""
@@ -119,6 +161,7 @@ class Verdict:
             "figure": None if self.figure is None else self.figure.to_dict(),
             "interval": None if self.interval is None else self.interval.to_dict(),
             "null": None if self.null is None else self.null.to_dict(),
+            "rule": None if self.rule is None else self.rule.to_dict(),
         }
 
 
@@ -151,11 +194,17 @@ def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
         f"The steering vector's norm ({fmt_num(norm['steering_norm'])}) is {fmt_pct(ratio)} of the "
         f"median activation norm ({fmt_num(norm['activation_norm_median'])}), {where}"
     )
-    figure = Figure("norm.percentile", pct)
+    figure = Figure("norm.steering_norm", norm["steering_norm"])
     median, q95 = norm["activation_norm_median"], norm["quantiles"]["0.95"]
     null = NullSummary(f"norms of {n} ordinary activations", median, q95, pct, n)
-    iv, pct_iv = norm["interval"], norm["percentile_interval"]
-    if iv is None or pct_iv is None:
+    low_norm = norm["quantiles"].get(f"{_OOD_PERCENTILE / 100:g}")
+    rule = (
+        None
+        if low_norm is None
+        else Rule("below", low_norm, f"the {fmt_num(_OOD_PERCENTILE)}st percentile of activation norms")
+    )
+    iv = norm["interval"]
+    if iv is None or rule is None:
         return Verdict(
             name,
             "inconclusive",
@@ -163,23 +212,25 @@ def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
             figure,
             None,
             null,
+            rule,
         )
     interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
     sentence += f" (95% interval of the norm {fmt_num(iv[0])}-{fmt_num(iv[1])})"
-    if pct_iv[1] < _OOD_PERCENTILE:
+    if clears(interval, rule):
         status: Status = "problem"
         sentence += "; even its upper end lies below 99% of activations: the SAE sees it out of distribution."
-    elif pct_iv[0] >= _OOD_PERCENTILE:
+    elif iv[0] >= rule.bound:
         status = "fine"
         sentence += "; it lies within the activation-norm distribution."
     else:
         status = "inconclusive"
         sentence += f"; the interval straddles percentile {fmt_num(_OOD_PERCENTILE)} of activation norms."
-    return Verdict(name, status, sentence, figure, interval, null)
+    return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
-    # problem: SAE(v)'s mass already in SAE(0) has its 95% interval at or above one half.
+    # problem: SAE(v)'s mass already in SAE(0) has its 95% interval at or above one half and above
+    # the 95th percentile of the same share for ordinary activations (in-distribution inputs).
     name = "Encoder bias"
     top_v = feature_ids(bias["top_features_vector"])
     shared = len(set(top_v) & set(feature_ids(bias["top_features_zero"])))
@@ -191,57 +242,72 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
         "is already in SAE(0)"
     )
     figure = Figure("bias.mass_in_zero", mass)
-    iv, null_d = bias["mass_interval"], bias["mass_null"]
+    iv, ref, shuffled = bias["mass_interval"], bias["mass_reference"], bias["mass_null"]
     null = (
         None
-        if null_d is None
+        if ref is None
         else NullSummary(
-            "label-shuffled vectors of v's norm",
-            null_d["mean"],
-            null_d["q95"],
-            null_d["percentile"],
-            int(null_d["n"]),
+            f"the same share for {int(ref['n'])} ordinary activations",
+            ref["mean"],
+            ref["q95"],
+            ref["percentile"],
+            int(ref["n"]),
         )
     )
-    if iv is None:
-        return Verdict(name, "inconclusive", sentence + "; no interval without paired activations.", figure)
+    bound = max(_BIAS_SHARE, ref["q95"]) if ref is not None else _BIAS_SHARE
+    what = (
+        f"{fmt_pct(_BIAS_SHARE)} and the ordinary activations' 95th percentile"
+        if ref is not None
+        else fmt_pct(_BIAS_SHARE)
+    )
+    rule = Rule("above", bound, what)
+    if iv is None or null is None:
+        return Verdict(
+            name,
+            "inconclusive",
+            sentence + "; no interval or in-distribution reference without paired and ordinary activations.",
+            figure,
+            None,
+            null,
+            rule,
+        )
     interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
-    sentence += f" (95% interval {fmt_pct(iv[0])}-{fmt_pct(iv[1])}"
-    if null is not None:
-        sentence += f"; label-shuffled vectors: {fmt_pct(null.mean)} on average"
+    sentence += (
+        f" (95% interval {fmt_pct(iv[0])}-{fmt_pct(iv[1])}; ordinary activations: {fmt_pct(null.mean)} on "
+        f"average, 95th percentile {fmt_pct(null.q95)}"
+    )
+    if shuffled is not None:
+        sentence += f"; label-shuffled vectors of v's norm: {fmt_pct(shuffled['mean'])}"
     sentence += ")"
-    if iv[0] >= _BIAS_SHARE:
+    if clears(interval, rule):
         status: Status = "problem"
         sentence += "; SAE(v) mostly shows the encoder bias, not v."
-    elif iv[1] < _BIAS_SHARE:
+    elif iv[1] < _BIAS_SHARE or iv[1] <= null.q95:
         status = "fine"
-        sentence += "; most of SAE(v) comes from v itself."
+        sentence += "; SAE(v) leans on the encoder bias no more than an ordinary activation's code does."
     else:
         status = "inconclusive"
-        sentence += f"; the interval straddles {fmt_pct(_BIAS_SHARE)}."
-    return Verdict(name, status, sentence, figure, interval, null)
+        sentence += f"; the interval reaches {fmt_pct(bound)}."
+    return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
-    # status from the diagnostic (see diagnostics.leaning): a flagged feature is significant at the
-    # FDR level, leans negative, passes the minimum effect and gets 0 in SAE(v).
+    # status from the diagnostic (see diagnostics.leaning): problem when the Holm lower bound on the
+    # flagged features (significant, negative, past the minimum effect, 0 in SAE(v)) is at least one
+    # and above the 95th percentile of the flagged count on label-flipped data.
     name = "Negative projections lost"
     flagged = list(leaning["flagged"])
     sentence = (
         f"{fmt_pct(leaning['fraction'])} of the {leaning['n_active']} features active on either prompt "
         f"set are more active on negative prompts"
     )
-    iv, nd = leaning["fraction_interval"], leaning["fraction_null"]
-    interval = None if iv is None else Interval(iv["low"], iv["high"], iv["level"], "bootstrap over items")
-    null = (
-        None
-        if nd is None
-        else NullSummary("whole-item label flips", nd["mean"], nd["q95"], nd["percentile"], int(nd["n_perm"]))
-    )
-    if interval is not None:
-        sentence += f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)}"
-        if null is not None:
-            sentence += f"; label noise gives {fmt_pct(null.mean)}, percentile {fmt_num(null.percentile)}"
+    fiv, fnull = leaning["fraction_interval"], leaning["fraction_null"]
+    if fiv is not None:
+        sentence += f" (95% interval {fmt_pct(fiv['low'])}-{fmt_pct(fiv['high'])}"
+        if fnull is not None:
+            sentence += (
+                f"; label noise gives {fmt_pct(fnull['mean'])}, percentile {fmt_num(fnull['percentile'])}"
+            )
         sentence += ")"
     sentence += (
         f"; {leaning['n_significant']} feature(s) lean significantly ({leaning['test']} test, "
@@ -249,59 +315,107 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
         f"{leaning['n_significant_negative']} of them negatively"
     )
     figure = Figure("len(negative_leaning.flagged)", len(flagged))
+    fi, nd = leaning["flagged_interval"], leaning["flagged_null"]
+    interval = Interval(fi["low"], fi["high"], fi["level"], fi["method"])
+    null = (
+        None
+        if nd is None
+        else NullSummary(
+            "the flagged count on whole-item label flips",
+            nd["mean"],
+            nd["q95"],
+            nd["percentile"],
+            int(nd["n"]),
+        )
+    )
+    rule = Rule(
+        "above", leaning["flagged_bound"], "the label-flip null's 95th percentile of the flagged count"
+    )
     status: Status = leaning["verdict"]
-    if status == "problem":
+    if flagged:
         sentence += (
             f"; SAE(v) gives 0 to {len(flagged)} of those with a lean of at least "
-            f"{fmt_num(leaning['min_effect'])} of their activation ({id_list(flagged)}), so that part of "
-            "the vector is lost."
+            f"{fmt_num(leaning['min_effect'])} of their activation ({id_list(flagged)}); at least "
+            f"{fi['low']} of them are real (Holm, FWER {fmt_num(leaning['alpha'])})"
         )
+        if null is not None:
+            sentence += (
+                f", against {fmt_num(null.mean)} flagged on label-flipped data "
+                f"(95th percentile {fmt_num(null.q95)})"
+            )
+    if status == "problem":
+        sentence += ", so that part of the vector is lost."
+    elif status == "inconclusive" and flagged:
+        sentence += "; too few survive the family-wise bound to say that part of the vector is lost."
     elif status == "inconclusive":
         sentence += "; no feature leans significantly, so the data cannot tell which projections are lost."
     else:
         sentence += "; SAE(v) drops no significantly negative-leaning feature of sizeable effect."
-    return Verdict(name, status, sentence, figure, interval, null)
+    return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
-    # problem: some positive SAE(v) coefficient gets at least min_share of its pre-activation change
-    # from v's component along a negatively aligned anchor.
+    # status from the diagnostic (see diagnostics.spurious): problem when the interval of the largest
+    # anchor share of a positive SAE(v) coefficient lies at or above min_share and above the 95th
+    # percentile of the same share for ordinary activations.
     name = "Negatively aligned pairs"
     spurious = list(pairs["spurious"])
     sentence = (
         f"{pairs['n_pairs']} decoder pair(s) have cosine below {fmt_num(pairs['threshold'])} "
         f"({pairs['n_live']} between live features, {pairs['n_dead']} between dead ones)"
     )
-    figure = Figure("len(aligned_pairs.spurious)", len(spurious))
     expected = pairs["null_expected_pairs"]
-    null = None
     if is_num(expected):
-        # the count against random directions of the same width: pairs this aligned are no accident
-        null = NullSummary("pairs expected among random unit directions", expected, expected, 100.0, 1)
         sentence += f" against {fmt_num(expected)} expected among random directions"
+    figure = Figure("aligned_pairs.max_share", pairs["max_share"])
+    iv, ref, shuffled = pairs["share_interval"], pairs["share_reference"], pairs["share_null"]
+    interval = None if iv is None else Interval(iv[0], iv[1], 0.95, "bootstrap over items")
+    null = (
+        None
+        if ref is None
+        else NullSummary(
+            f"the same share for {int(ref['n'])} ordinary activations",
+            ref["mean"],
+            ref["q95"],
+            ref["percentile"],
+            int(ref["n"]),
+        )
+    )
+    rule = Rule("above", pairs["share_bound"], "min_share and the ordinary activations' 95th percentile")
+    sentence += (
+        f"; the largest share of a positive SAE(v) coefficient's change carried by v's component along one "
+        f"anti-aligned anchor is {fmt_pct(pairs['max_share'])}"
+    )
+    if interval is not None:
+        sentence += f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)}"
+        if null is not None:
+            sentence += f"; ordinary activations: 95th percentile {fmt_pct(null.q95)}"
+        if shuffled is not None:
+            sentence += f"; label-shuffled vectors of v's norm: {fmt_pct(shuffled['mean'])} on average"
+        sentence += ")"
+    status: Status = pairs["verdict"]
     if spurious:
         first = spurious[0]
         sentence += (
-            f"; {len(spurious)} positive coefficient(s) of SAE(v) are spurious, e.g. feature "
-            f"{first['feature']}: {fmt_pct(first['share'])} of its pre-activation change comes from v's "
-            f"component along feature {first['explained_by']} (cosine {fmt_num(first['cosine'])}; "
-            f"threshold {fmt_pct(pairs['min_share'])})."
+            f"; {len(spurious)} positive coefficient(s) of SAE(v) reach {fmt_pct(pairs['min_share'])}, e.g. "
+            f"feature {first['feature']}: {fmt_pct(first['share'])} from feature {first['explained_by']} "
+            f"(cosine {fmt_num(first['cosine'])})"
         )
-        return Verdict(name, "problem", sentence, figure, None, null)
-    return Verdict(
-        name,
-        "fine",
-        sentence + f"; no positive coefficient of SAE(v) gets {fmt_pct(pairs['min_share'])} or more of its "
-        "change from one.",
-        figure,
-        None,
-        null,
-    )
+    if status == "problem":
+        sentence += "; SAE(v) shows spurious positive coefficients."
+    elif status == "fine":
+        sentence += (
+            f"; no positive coefficient of SAE(v) gets {fmt_pct(pairs['min_share'])} or more of its "
+            "change from one."
+        )
+    else:
+        sentence += f"; the interval does not clear {fmt_pct(rule.bound)}, so the data cannot tell."
+    return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None) -> Verdict:
     # status from the nulls (see diagnostics.nulls): the signed fit must beat its null, and SAE(v)
-    # must fall short of it by more than the null's spread.
+    # must fall short of it by more than the null's spread, the gap's interval included.
     name = "Signed decomposition"
     sae, signed = dec["sae"], dec["signed"]
     sentence = (
@@ -318,21 +432,32 @@ def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | No
     what = f"signed fit of {family} null vectors of v's norm"
     null = NullSummary(what, fam["mean"], fam["q95"], fam["percentile"], fam["n"])
     figure = Figure("decomposition_nulls.verdict_gap", nulls["verdict_gap"])
+    giv = nulls["verdict_gap_interval"]
+    interval = None if giv is None else Interval(giv[0], giv[1], 0.95, "bootstrap over items")
+    rule = Rule("above", nulls["verdict_needed_gap"], "the signed-fit null's spread (q95 - mean) or min_gap")
     sentence += (
         f". At the data-chosen k = {nulls['k_default']} the signed fit reaches {fmt_num(acc['cosine'])} "
         f"against {fmt_num(fam['mean'])} (95th percentile {fmt_num(fam['q95'])}) for {family} null vectors"
     )
+    gap = f"{fmt_num(nulls['verdict_gap'])}"
+    if interval is not None:
+        gap += f" (95% interval {fmt_num(interval.low)} to {fmt_num(interval.high)})"
     status: Status = nulls["verdict"]
-    if status == "inconclusive":
+    if status == "inconclusive" and not nulls["verdict_beats_null"]:
         sentence += "; it does not beat its null, so the decoder expresses v no better than noise."
     elif status == "problem":
         sentence += (
-            f"; SAE(v) falls short of it by {fmt_num(nulls['verdict_gap'])}, more than the "
+            f"; SAE(v) falls short of it by {gap}, more than the "
+            f"{fmt_num(nulls['verdict_needed_gap'])} noise allows."
+        )
+    elif status == "inconclusive":
+        sentence += (
+            f"; SAE(v) falls short of it by {gap}, an interval that reaches the "
             f"{fmt_num(nulls['verdict_needed_gap'])} noise allows."
         )
     else:
-        sentence += f"; SAE(v) is within {fmt_num(nulls['verdict_needed_gap'])} of it."
-    return Verdict(name, status, sentence, figure, None, null)
+        sentence += f"; SAE(v) is within {fmt_num(nulls['verdict_needed_gap'])} of it (gap {gap})."
+    return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
@@ -373,7 +498,8 @@ def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
             + (f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})" if interval else "")
             + f", the signed decomposition {fmt_pct(r_signed)}; {ret['reason']}."
         )
-    return Verdict(name, status, sentence, Figure("retention.ratio_sae", r_sae), interval, null)
+    rule = Rule("below", ret["threshold"], "the retained threshold (the vector must first beat its null)")
+    return Verdict(name, status, sentence, Figure("retention.ratio_sae", r_sae), interval, null, rule)
 
 
 # --- formatting shared with the report ---------------------------------------------------------

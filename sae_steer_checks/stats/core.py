@@ -31,6 +31,7 @@ __all__ = [
     "cluster_mean",
     "fit_slope",
     "fraction_null",
+    "holm",
     "item_slopes_summary",
     "null_percentile",
     "ratio_interval",
@@ -452,6 +453,35 @@ def benjamini_hochberg(
     reject = torch.zeros(flat.numel(), dtype=torch.bool, device=pv.device)
     if passing.numel():
         reject[order[: int(passing.max()) + 1]] = True
+    return reject.reshape(pv.shape)
+
+
+def holm(p: Tensor, alpha: float) -> Tensor:
+    """Holm step-down rejections at family-wise error rate ``alpha`` (valid under any dependence).
+
+    With probability at least ``1 - alpha`` every rejection is a true effect, so the number of
+    rejections among any set of features is a ``1 - alpha`` lower confidence bound on the true effects
+    in that set.
+
+    Args:
+        p: P-values in [0, 1], any shape (m values).
+        alpha: FWER level in (0, 1).
+
+    Returns:
+        Boolean rejections, shaped like ``p``.
+    """
+    _check_unit(alpha, "alpha")
+    pv = torch.as_tensor(p).detach().to(torch.float64)
+    if bool((pv.isnan() | (pv < 0) | (pv > 1)).any()):
+        raise ValueError("p must hold p-values in [0, 1] (no NaN)")
+    flat = pv.reshape(-1)
+    m = flat.numel()
+    sorted_p, order = torch.sort(flat)
+    cut = alpha / (m - torch.arange(m, dtype=torch.float64, device=pv.device))
+    failing = (sorted_p > cut).nonzero()
+    n_reject = int(failing.min()) if failing.numel() else m
+    reject = torch.zeros(m, dtype=torch.bool, device=pv.device)
+    reject[order[:n_reject]] = True
     return reject.reshape(pv.shape)
 
 

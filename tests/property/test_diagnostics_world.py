@@ -116,7 +116,7 @@ def test_significant_fraction_recovers_the_planted_one_among_many_unrelated_feat
     # a little liberal on these sparse activations: at the default FDR of 0.05 single draws miss
     # by up to 0.09, and at 0.01 two null p-values below 1e-3 among ~180 occur about once in 70
     # draws. The behaviour features have p < 1e-40, so a stricter FDR costs them nothing.
-    leaning = leaning_check(world.sae, pos, neg, alpha=0.001)
+    leaning = leaning_check(world.sae, pos, neg, alpha=0.001, n_null_tests=0)
     summary = leaning.to_dict()
     behaviour = torch.zeros(config.d_sae, dtype=torch.bool)
     behaviour[list(truth.positive_features + truth.negative_features)] = True
@@ -253,7 +253,7 @@ def test_significant_fraction_ignores_unrelated_features(
     lean = 1.0 + torch.rand(n_behaviour, generator=gen)
     pos[:, n_neg:n_behaviour] += lean[n_neg:]
     neg[:, :n_neg] += lean[:n_neg]
-    summary = leaning_from_acts(pos, neg, alpha=0.01).to_dict()
+    summary = leaning_from_acts(pos, neg, alpha=0.01, n_null_tests=0).to_dict()
     assert abs(summary["significant_fraction"] - n_neg / n_behaviour) <= 0.05
     assert summary["n_significant"] >= n_behaviour
     assert math.isfinite(summary["fraction"])

@@ -190,3 +190,32 @@ def test_no_lean_is_inconclusive_and_bad_options_are_rejected() -> None:
         leaning_from_acts(same, same, fdr_method="holm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_effect must be"):
         leaning_from_acts(same, same, min_effect=-1.0)
+
+
+def test_flagged_count_has_a_holm_lower_bound_and_a_label_flip_null() -> None:
+    gen = torch.Generator().manual_seed(4)
+    n, d = 40, 30
+    pos = torch.rand(n, d, generator=gen) + 1.0
+    neg = torch.rand(n, d, generator=gen) + 1.0
+    neg[:, 0] += 2.0  # feature 0 leans hard toward the negative prompts
+    vector_acts = torch.zeros(d)
+    leaning = leaning_from_acts(pos, neg, vector_acts=vector_acts, n_null_tests=40, generator=0)
+    out = leaning.to_dict()
+    assert 0 in leaning.flagged
+    assert set(leaning.confirmed) <= set(leaning.flagged)
+    assert 0 in leaning.confirmed
+    low, high = out["flagged_interval"]["low"], out["flagged_interval"]["high"]
+    assert low <= len(leaning.flagged) <= high
+    null = out["flagged_null"]
+    assert null["n"] == 40
+    assert null["q95"] <= 1  # label flips flag (almost) nothing
+    assert out["verdict"] == "problem"
+    # without the null draws the bound is zero; on pure noise nothing is confirmed
+    quiet = leaning_from_acts(
+        pos[:, 1:], neg[:, 1:], vector_acts=vector_acts[1:], n_null_tests=0, generator=0
+    )
+    assert quiet.to_dict()["flagged_null"] is None
+    assert quiet.confirmed == ()
+    assert quiet.verdict() != "problem"
+    with pytest.raises(ValueError, match="n_null_tests"):
+        leaning_from_acts(pos, neg, n_null_tests=-1)

@@ -107,6 +107,20 @@ def test_planted_world_signed_fit_beats_its_nulls_where_sae_v_does_not() -> None
     assert summary["accounts"]["signed"]["k"] == result.k_default
     # The bias-free account drops the bias features SAE(0) already fires.
     assert result.cosines["sae_minus_zero"] >= result.cosines["sae"] - 1e-6
+    assert summary["verdict_gap_interval"] is None  # no bootstrap draws given
+    # Bootstrap draws decomposed in the same run give the gap's interval; copies of v give v's gap.
+    copies = decomposition_nulls(
+        world.sae, v, activations=acts, pos=pos, neg=neg, k_max=24, generator=6, bootstrap=v.repeat(3, 1)
+    ).verdict_figures()
+    assert copies["gap_interval"] == pytest.approx([copies["gap"], copies["gap"]], abs=1e-5)
+    draws = torch.stack([(pos[i] - neg[i]).mean(0) for i in torch.randint(0, 30, (40, 30))])
+    boot = decomposition_nulls(
+        world.sae, v, activations=acts, pos=pos, neg=neg, k_max=24, generator=6, bootstrap=draws
+    )
+    low, high = boot.verdict_figures()["gap_interval"]
+    assert low < high
+    assert boot.verdict() in ("problem", "inconclusive")
+    assert (boot.verdict() == "problem") == (low > boot.verdict_figures()["needed_gap"])
 
 
 def test_bad_arguments_are_rejected() -> None:

@@ -138,6 +138,12 @@ def _study_figures() -> dict[str, Any]:
                 {"feature": 5, "partner": 6, "cosine": -0.7, "status": "dead"},
                 {"feature": 8, "partner": 9, "cosine": -0.6, "status": "dead"},
             ],
+            "max_share": 0.9,
+            "share_interval": [0.7, 0.95],
+            "share_null": {"mean": 0.85, "q05": 0.0, "q95": 1.0, "n": 32, "percentile": 60.0},
+            "share_reference": {"mean": 0.01, "q05": 0.0, "q95": 0.05, "n": 200000, "percentile": 100.0},
+            "share_bound": 0.5,
+            "verdict": "problem",
             "spurious": [
                 {
                     "feature": 3517,
@@ -190,7 +196,7 @@ def render(sections: dict[str, Any], **kwargs: Any) -> str:
 def test_the_example_follows_the_schema() -> None:
     report = build_report(example_report())
     validate_report(report)
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     assert report["verdicts"][0]["mechanism"] == "Out of distribution"
 
 
@@ -203,20 +209,17 @@ def test_every_mechanism_gets_one_plain_verdict_line() -> None:
     assert all(sum(m in b for m in marks) == 1 for b in bullets)
     assert "The encoder bias decides 4 of the top 5 features of SAE(v)" in section
     assert "51.2% of the 1000 features active" in section
-    assert (
-        "feature 3517: 90.0% of its pre-activation change comes from v's component along feature 14004"
-        in section
-    )
+    assert "e.g. feature 3517: 90.0% from feature 14004 (cosine -0.82)" in section
     assert "shorter than every one of the 200000 sampled activations" in section
     assert "Steering with SAE(v) keeps 15.0% of that slope" in section
 
 
 def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report = example_report()
-    report["norm"]["percentile_interval"] = [30.0, 50.0]
+    report["norm"]["interval"] = [130.0, 140.0]  # above the 1st percentile of activation norms, 120
     report["bias"]["mass_interval"] = [0.1, 0.3]
     report["negative_leaning"]["verdict"] = "fine"
-    report["aligned_pairs"]["spurious"] = []
+    report["aligned_pairs"].update(spurious=[], verdict="fine")
     report["decomposition_nulls"]["verdict"] = "fine"
     report["retention"].update(status="fine", steers=True, reason="the ratio's interval lies above 0.8")
     assert [v.status for v in verdicts(report)] == ["fine"] * 6

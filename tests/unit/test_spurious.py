@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics.spurious import spurious_check
+from sae_steer_checks.diagnostics.spurious import largest_shares, spurious_check
 from tests.helpers.hand_saes import orthonormal_rows
 
 
@@ -56,3 +56,46 @@ def test_min_share_must_be_a_share() -> None:
         _run(-W[0], W, min_share=-0.1)
     with pytest.raises(ValueError, match="min_share must be in"):
         _run(-W[0], W, min_share=1.5)
+
+
+def test_largest_shares_is_the_checks_key_figure_vector_by_vector() -> None:
+    from sae_steer_checks.synthetic import WorldConfig, build_world
+
+    world = build_world(WorldConfig(seed=3))
+    W_dec, W_enc = world.sae.W_dec.detach(), world.sae.W_enc.detach()
+    gen = torch.Generator().manual_seed(0)
+    rate = torch.rand(W_dec.shape[0], generator=gen) * 0.02  # every feature rare...
+    negative = torch.rand(W_dec.shape[0], generator=gen) < 0.9  # ...and most may anchor
+    # vectors that point against anchors (CAA-like draws) and plain noise
+    pos, neg = world.sample_contrastive(16, gen)
+    vectors = torch.cat([pos - neg, torch.randn(8, W_dec.shape[1], generator=gen)])
+    codes = world.sae.encode(vectors).detach()
+    zero = world.sae.encode(torch.zeros(1, W_dec.shape[1])).detach()[0]
+    batched = largest_shares(W_dec, W_enc, vectors, codes, rate, negative=negative)
+    one_by_one = [
+        spurious_check(W_dec, W_enc, v, f, zero, rate, negative=negative).max_share
+        for v, f in zip(vectors, codes, strict=True)
+    ]
+    assert batched.tolist() == pytest.approx(one_by_one, abs=1e-5)
+    assert max(one_by_one) > 0.5  # the comparison covers anchored partners, not only zeros
+
+
+def test_pairs_verdict_reads_its_interval_against_the_reference() -> None:
+    W, B = _setup()
+    result = _run(-3.0 * W[0] + 0.5 * B[1], W)
+    assert result.verdict() == "inconclusive"  # type: ignore[attr-defined]  # spurious, but no interval
+    boot = torch.stack([-3.0 * W[0] + s * B[1] for s in (0.3, 0.5, 0.7)])
+    codes = torch.relu(boot @ W.T)
+    negative = torch.tensor([True, False, False, False])
+    rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    drawn = result.with_draws(  # type: ignore[attr-defined]
+        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64), negative=negative
+    )
+    assert drawn.share_interval[0] > 0.5
+    assert drawn.verdict() == "problem"
+    assert drawn.to_dict()["share_bound"] == 0.5
+    # where ordinary activations get the same share, the pair is part of normal encoding
+    alike = result.with_draws(  # type: ignore[attr-defined]
+        W, W.T, rate, (boot, codes), (boot, codes), torch.ones(10, dtype=torch.float64), negative=negative
+    )
+    assert alike.verdict() == "fine"

@@ -507,3 +507,16 @@ def test_statistic_callbacks_are_checked() -> None:
         bootstrap_items(torch.randn(1, 3), _share_negative)
     with pytest.raises(ValueError, match="level must be in"):
         bootstrap_items(diffs, _share_negative, level=1.5)
+
+
+def test_holm_steps_down_and_stops_at_the_first_failure() -> None:
+    from sae_steer_checks.stats import holm
+
+    # cut-offs 0.05/4, 0.05/3, 0.05/2, 0.05/1 against the sorted p-values
+    p = torch.tensor([0.04, 0.001, 0.03, 0.012])
+    assert holm(p, 0.05).tolist() == [False, True, False, True]  # 0.03 > 0.05 / 2 stops it
+    assert holm(torch.tensor([0.011, 0.2]), 0.05).tolist() == [True, False]
+    assert not holm(torch.tensor([0.03, 0.03]), 0.05).any()  # 0.03 > 0.025: nothing
+    assert holm(torch.tensor([0.01, 0.04]), 0.05).all()
+    with pytest.raises(ValueError, match="p must hold p-values"):
+        holm(torch.tensor([1.5]), 0.05)

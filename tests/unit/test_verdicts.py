@@ -9,7 +9,9 @@ from sae_steer_checks.report.verdicts import (
     Figure,
     Interval,
     NullSummary,
+    Rule,
     Verdict,
+    clears,
     feature_ids,
     feature_values,
     fmt_num,
@@ -41,19 +43,22 @@ def test_fmt_pct_and_ids() -> None:
 
 
 @pytest.mark.parametrize(
-    ("percentiles", "status"),
-    [((0.0, 0.0), "problem"), ((0.0, 0.99), "problem"), ((0.5, 2.0), "inconclusive"), ((1.0, 3.0), "fine")],
-)
-def test_norm_verdict_reads_the_interval_of_the_percentile(
-    percentiles: tuple[float, float], status: str
+    ("interval", "status"),
+    [((10.0, 12.0), "problem"), ((100.0, 119.0), "problem"), ((100.0, 130.0), "inconclusive"),
+     ((120.0, 300.0), "fine")],
+)  # fmt: skip
+def test_norm_verdict_reads_the_interval_of_the_norm_against_the_1st_percentile(
+    interval: tuple[float, float], status: str
 ) -> None:
-    report = example_report()
-    report["norm"]["percentile_interval"] = list(percentiles)
+    report = example_report()  # the 1st percentile of activation norms is 120
+    report["norm"]["interval"] = list(interval)
     verdict = verdicts(report)[0]
     assert verdict.status == status
-    assert verdict.figure == Figure("norm.percentile", report["norm"]["percentile"])
+    assert verdict.figure == Figure("norm.steering_norm", report["norm"]["steering_norm"])
     assert verdict.interval is not None
     assert verdict.null is not None
+    assert verdict.rule == Rule("below", 120.0, "the 1st percentile of activation norms")
+    assert clears(verdict.interval, verdict.rule) == (status == "problem")
 
 
 @pytest.mark.parametrize(
@@ -64,10 +69,53 @@ def test_bias_verdict_reads_the_interval_of_the_mass_in_zero(
 ) -> None:
     report = example_report()
     report["bias"]["mass_interval"] = list(interval)
+    report["bias"]["mass_reference"] = {"mean": 0.3, "q05": 0.1, "q95": 0.55, "n": 100, "percentile": 99.0}
     verdict = verdicts(report)[1]
     assert verdict.status == status
     assert verdict.interval is not None
     assert (verdict.interval.low, verdict.interval.high) == interval
+    assert verdict.rule is not None
+    assert verdict.rule.bound == 0.55
+    assert clears(verdict.interval, verdict.rule) == (status == "problem")
+
+
+def test_bias_is_no_problem_where_ordinary_activations_lean_on_the_bias_as_much() -> None:
+    report = example_report()
+    report["bias"]["mass_interval"] = [0.6, 0.9]
+    report["bias"]["mass_reference"] = {"mean": 0.8, "q05": 0.6, "q95": 0.95, "n": 100, "percentile": 40.0}
+    assert verdicts(report)[1].status == "fine"
+
+
+@pytest.mark.parametrize(
+    ("share_interval", "null_q95", "status"),
+    [((0.7, 0.95), 0.2, "problem"), ((0.7, 0.95), 0.8, "inconclusive"), ((0.3, 0.6), 0.2, "inconclusive"),
+     ((0.0, 0.4), 0.2, "fine"), ((0.6, 0.7), 0.75, "fine")],
+)  # fmt: skip
+def test_pairs_verdict_needs_its_share_interval_to_clear_min_share_and_the_reference(
+    share_interval: tuple[float, float], null_q95: float, status: str
+) -> None:
+    from sae_steer_checks.diagnostics.spurious import SpuriousCheck
+    from sae_steer_checks.stats import NullSummary as Draws
+
+    check = SpuriousCheck(
+        threshold=-0.5,
+        rare_rate=0.05,
+        spurious=(),
+        bias_explained=(),
+        unexplained=(),
+        sign_conflicts=(),
+        max_share=share_interval[0],
+        share_interval=share_interval,
+        share_null=Draws(0.9, 0.1, 0.0, 1.0, 32, 50.0),
+        share_reference=Draws(0.1, 0.1, 0.0, null_q95, 32, 99.0),
+    )
+    report = example_report()
+    report["aligned_pairs"].update(check.to_dict())
+    verdict = verdicts(report)[3]
+    assert verdict.status == status == check.verdict()
+    assert verdict.rule is not None
+    assert verdict.rule.bound == max(0.5, null_q95)
+    assert clears(verdict.interval, verdict.rule) == (status == "problem")
 
 
 def test_every_verdict_is_a_sentence_naming_its_figure() -> None:
@@ -79,17 +127,18 @@ def test_every_verdict_is_a_sentence_naming_its_figure() -> None:
         assert verdict.sentence[0].isupper() or verdict.sentence[0].isdigit()
         assert verdict.sentence.endswith(".")
         assert (verdict.figure is None) == (verdict.status == "not run")
-    # every verdict that ran stands against a null
-    assert all(
-        v.null is not None
-        for v in found
-        if v.mechanism not in ("Negatively aligned pairs", "Behaviour retained")
-    )
+    # every verdict that ran carries an interval, a null and its rule; a problem clears the rule
+    for v in found[:-1]:
+        assert v.interval is not None, v.mechanism
+        assert v.null is not None, v.mechanism
+        assert v.rule is not None, v.mechanism
+        if v.status == "problem":
+            assert clears(v.interval, v.rule), v.mechanism
 
 
 @pytest.mark.parametrize(
     ("section", "key"),
-    [("norm", "percentile"), ("bias", "top_features_zero"), ("negative_leaning", "flagged"),
+    [("norm", "steering_norm"), ("bias", "top_features_zero"), ("negative_leaning", "flagged"),
      ("aligned_pairs", "spurious"), ("retention", "ratio_sae")],
 )  # fmt: skip
 def test_a_renamed_key_raises_instead_of_reading_not_run(section: str, key: str) -> None:
@@ -114,6 +163,13 @@ def test_verdict_entries_carry_interval_and_null_when_given() -> None:
     assert entry["null"] == {
         "name": "random vectors of the same norm", "mean": 0.01, "q95": 0.2, "percentile": 99.0, "n": 200
     }  # fmt: skip
+    assert entry["rule"] is None
     report = build_report(example_report())
     report["verdicts"][5] = entry
     validate_report(report)
+    entry["rule"] = Rule("below", 0.8, "the retained threshold").to_dict()
+    report["verdicts"][5] = entry
+    validate_report(report)
+    entry["rule"] = {"side": "sideways", "bound": 0.8, "what": "x"}
+    with pytest.raises(ValueError, match=r"\['rule'\]\['side'\]"):
+        validate_report(report)

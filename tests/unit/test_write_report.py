@@ -16,7 +16,7 @@ from sae_steer_checks.report.schema import STATUSES, validate_report
 from sae_steer_checks.report.verdicts import verdicts
 from sae_steer_checks.report.write import build_report, report_files, write_report
 
-VERDICT_FIELDS = {"mechanism", "status", "sentence", "figure", "interval", "null"}
+VERDICT_FIELDS = {"mechanism", "status", "sentence", "figure", "interval", "null", "rule"}
 
 
 def _check(inputs: CheckInputs) -> CheckResult:
@@ -57,8 +57,8 @@ def test_round_trip_through_report_json_is_valid(
     # The planted world plants every mechanism, so every verdict reads "problem".
     assert [v["status"] for v in loaded["verdicts"]] == ["problem"] * 6
     assert loaded["verdicts"][0]["figure"] == {
-        "name": "norm.percentile",
-        "value": loaded["norm"]["percentile"],
+        "name": "norm.steering_norm",
+        "value": loaded["norm"]["steering_norm"],
     }
     assert report_files(tmp_path / "out")[:2] == ["report.json", "report.md"]
     assert len(report_files(tmp_path / "out")) == 8  # with the decomposition plot
