@@ -42,18 +42,21 @@ FIGURES: dict[str, tuple[str, float]] = {
     "decompositions.sae.cosine": ("abs", 0.02),
     "decompositions.signed.cosine": ("abs", 0.02),
     "decompositions.signed.n_negative": ("abs", 3.0),
+    # the verdicts themselves (Out of distribution .. Signed decomposition; retention below)
+    **{f"verdicts.{i}.status": ("exact", 0.0) for i in range(5)},
 }
 RETENTION_FIGURES: dict[str, tuple[str, float]] = {
     "retention.slopes.original": ("rel", 0.05),
     "retention.ratio_sae": ("abs", 0.05),
     "retention.ratio_signed": ("abs", 0.05),
+    "verdicts.5.status": ("exact", 0.0),
 }
 
 
 def _get(report: dict[str, Any], dotted: str) -> Any:
     value: Any = report
     for key in dotted.split("."):
-        value = value[key]
+        value = value[int(key)] if isinstance(value, list) else value[key]
     return value
 
 
@@ -92,11 +95,11 @@ def test_figures_match_the_golden_file(demo_reports: dict[str, dict[str, Any]]) 
         assert set(golden["checks"][name]) == set(_figures(name))
         for path, spec in golden["checks"][name].items():
             got, want, tol = _get(demo_reports[name], path), spec["value"], spec["tolerance"]
-            ok = {
-                "exact": got == want,
-                "abs": abs(got - want) <= tol,
-                "rel": abs(got - want) <= tol * abs(want),
-            }[spec["kind"]]
+            kind = spec["kind"]
+            if kind == "exact":
+                ok = got == want
+            else:
+                ok = abs(got - want) <= (tol if kind == "abs" else tol * abs(want))
             if not ok:
                 mismatches.append(f"{name}.{path}: got {got}, golden {want} ({spec['kind']} tol {tol})")
     assert not mismatches, "\n".join(mismatches)
@@ -152,3 +155,22 @@ def test_signed_decomposition_retains_more_steering_than_the_sae(
     assert retention["ratio_signed"] > retention["ratio_sae"] + 0.2
     # a 270M base model does not express corrigibility through A/B letters: no retention sweep there
     assert demo_reports["corrigibility"]["retention"] is None
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_every_verdict_carries_an_interval_a_null_and_a_rule_it_obeys(
+    demo_reports: dict[str, dict[str, Any]], name: str
+) -> None:
+    from sae_steer_checks.report.verdicts import clears
+
+    found = demo_reports[name]["verdicts"]
+    assert len(found) == 6
+    ran = [v for v in found if v["status"] != "not run"]
+    assert len(ran) == (6 if name == "sentiment" else 5)
+    for verdict in ran:
+        assert verdict["interval"] is not None, verdict["mechanism"]
+        assert verdict["null"] is not None, verdict["mechanism"]
+        assert verdict["rule"] is not None, verdict["mechanism"]
+        # no "problem" where the interval reaches the bound its null sets
+        if verdict["status"] == "problem":
+            assert clears(verdict["interval"], verdict["rule"]), verdict["mechanism"]
