@@ -40,7 +40,7 @@ def main() -> None:
             "null_worlds": w0,
             "power": sum(r[i] == "problem" for r in effect) / w1,
             "effect_worlds": w1,
-            "effect": f"8 behaviour features, half leaning negative, lean {EFFECT}; {N_PAIRS} pairs",
+            "effect": f"8 behaviour features, half leaning negative, lean {EFFECT}; {N_PAIRS} items",
         }
     rows["behaviour retained"] = {
         "false_problem_rate": sum(_status(s, 0.8) == "problem" for s in range(w0)) / w0,

@@ -4,8 +4,9 @@ Null worlds have no behaviour features (``n_behaviour_features=0``): positive an
 a context and draw their nuisance features from the same distribution, so no feature leans and the CAA
 vector is noise. There each verdict may say "problem" at most at its nominal rate alpha = 0.05, within
 3 Monte Carlo standard errors: ``rate <= alpha + 3 sqrt(alpha (1 - alpha) / W)``. Effect worlds plant 8
-behaviour features (half negative-leaning) of lean 4.5, just above the JumpReLU threshold 4, with 20
-pairs; there each verdict must say "problem" in at least 80% of worlds.
+behaviour features (half negative-leaning) of lean 4.5, just above the JumpReLU threshold 4, with 24
+items; there each verdict must say "problem" in at least 80% of worlds (the leaning verdict needs a
+flagged feature to pass Holm's family-wise bound: with 20 items its power is 0.78, with 24 about 0.9).
 
 W is 20 null and 10 effect worlds in the fast tier, 200 and 50 with ``HYPOTHESIS_PROFILE=thorough``.
 """
@@ -27,7 +28,7 @@ THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 N_NULL_WORLDS = 200 if THOROUGH else 20
 N_EFFECT_WORLDS = 50 if THOROUGH else 10
 EFFECT = 4.5
-N_PAIRS = 20
+N_PAIRS = 24
 
 
 def _verdicts(seed: int, n_behaviour: int) -> tuple[str, str]:
