@@ -243,17 +243,7 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
     )
     figure = Figure("bias.mass_in_zero", mass)
     iv, ref, shuffled = bias["mass_interval"], bias["mass_reference"], bias["mass_null"]
-    null = (
-        None
-        if ref is None
-        else NullSummary(
-            f"the same share for {int(ref['n'])} ordinary activations",
-            ref["mean"],
-            ref["q95"],
-            ref["percentile"],
-            int(ref["n"]),
-        )
-    )
+    null = _ordinary_reference(ref)
     bound = max(_BIAS_SHARE, ref["q95"]) if ref is not None else _BIAS_SHARE
     what = (
         f"{fmt_pct(_BIAS_SHARE)} and the ordinary activations' 95th percentile"
@@ -289,6 +279,16 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
         status = "inconclusive"
         sentence += f"; the interval reaches {fmt_pct(bound)}."
     return Verdict(name, status, sentence, figure, interval, null, rule)
+
+
+def _ordinary_reference(ref: Mapping[str, Any] | None) -> NullSummary | None:
+    """The verdict's null from a section's in-distribution reference (the figure on ordinary activations)."""
+    if ref is None:
+        return None
+    n = int(ref["n"])
+    return NullSummary(
+        f"the same share for {n} ordinary activations", ref["mean"], ref["q95"], ref["percentile"], n
+    )
 
 
 def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
@@ -370,17 +370,7 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
     figure = Figure("aligned_pairs.max_share", pairs["max_share"])
     iv, ref, shuffled = pairs["share_interval"], pairs["share_reference"], pairs["share_null"]
     interval = None if iv is None else Interval(iv[0], iv[1], 0.95, "bootstrap over items")
-    null = (
-        None
-        if ref is None
-        else NullSummary(
-            f"the same share for {int(ref['n'])} ordinary activations",
-            ref["mean"],
-            ref["q95"],
-            ref["percentile"],
-            int(ref["n"]),
-        )
-    )
+    null = _ordinary_reference(ref)
     rule = Rule("above", pairs["share_bound"], "min_share and the ordinary activations' 95th percentile")
     sentence += (
         f"; the largest share of a positive SAE(v) coefficient's change carried by v's component along one "
