@@ -95,3 +95,19 @@ def test_wrong_width_vector_is_rejected() -> None:
         bias_check(sae, torch.zeros(7))
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         bias_check(sae, torch.zeros(8), top_k=0)
+
+
+def test_ordinary_activations_give_the_in_distribution_reference() -> None:
+    sae, W = _gemma_like()
+    # large in-distribution activations: their codes are mostly their own features, not the bias
+    acts = torch.stack([200.0 * W[2] + 150.0 * W[3], 180.0 * W[4] + 220.0 * W[5], 300.0 * W[2]])
+    v = 0.1 * W[0] + 3.0 * W[4]
+    result = bias_check(sae, v, acts)
+    assert result.mass_reference is not None
+    assert result.mass_reference.n == 3
+    # each code keeps features 0 and 1 at their bias values (86.2 + 30.0) beside its own (b_enc -1 each)
+    shares = [116.2 / (116.2 + 199.0 + 149.0), 116.2 / (116.2 + 179.0 + 219.0), 116.2 / (116.2 + 299.0)]
+    assert result.mass_reference.mean == pytest.approx(sum(shares) / 3, abs=1e-4)
+    assert result.mass_reference.percentile == 100.0  # v's share (~0.97) is above every one
+    assert result.to_dict()["mass_reference"]["n"] == 3
+    assert bias_check(sae, v).mass_reference is None
