@@ -68,6 +68,32 @@ def whole_run(dataset: str, model: str = "gemma3-270m", layer: int = 10) -> dict
     }
 
 
+_INPUTS_ONLY = "from sae_steer_checks.cli.demo import demo_inputs; demo_inputs(progress=False)"
+
+
+def demo_inputs_only(timeout: float = 900.0) -> dict[str, Any]:
+    """The demo's baseline in a fresh interpreter: imports, model and SAE load, text and CAA reads only.
+
+    What every check of the demo needs before any diagnostic, null or report runs; the demo's ratio to
+    it is what the checks, their nulls and the reports add.
+    """
+    load_before = _load()
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _INPUTS_ONLY],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    return {
+        "seconds": time.perf_counter() - start,
+        "exit_code": done.returncode,
+        "load_average_before": load_before,
+    }
+
+
 def demo(timeout: float = 900.0) -> dict[str, Any]:
     """One warm ``demo`` as the user runs it (a fresh interpreter): seconds, exit code and load."""
     with tempfile.TemporaryDirectory() as out:
@@ -88,7 +114,8 @@ def run(
     """The whole ``run`` per set (``run_repeats`` rounds, one acceptable: minutes each) and the demo.
 
     Rounds are interleaved; each figure is the median. The run's sweep share is a ratio within one call;
-    the demo's ``limit_seconds`` is an absolute bound (no baseline), kept beside its load average.
+    the demo's ``checks_ratio`` is its wall time over that of its inputs alone (:func:`demo_inputs_only`,
+    interleaved), and ``limit_seconds`` an absolute bound kept beside the load average for reference.
     ``datasets=()`` skips the runs and ``demo_repeats=0`` the demo (the key is then absent).
     """
     if demo_repeats:
@@ -97,12 +124,14 @@ def run(
         raise ValueError(f"run_repeats must be at least 1, got {run_repeats}")
     runs: dict[str, list[dict[str, Any]]] = {d: [] for d in datasets}
     demos: list[dict[str, Any]] = []
+    bases: list[dict[str, Any]] = []
     for i in range(max(run_repeats, demo_repeats)):
         if i < run_repeats:
             for d in datasets:
                 runs[d].append(run_worker("bench_run", {"dataset": d}, timeout=3600.0))
         if i < demo_repeats:
             demos.append(demo())
+            bases.append(demo_inputs_only())
     out: dict[str, Any] = {"run": {}} if datasets else {}
     for d, rs in runs.items():
         out["run"][d] = {
@@ -116,14 +145,19 @@ def run(
         }
     if not demos:
         return out
+    seconds, inputs = median([r["seconds"] for r in demos]), median([r["seconds"] for r in bases])
     out["demo"] = {
         "command": "python -m sae_steer_checks demo --out OUT --force -q",
+        "baseline_command": f"python -c '{_INPUTS_ONLY}'",
         "repeats": len(demos),
-        "seconds": median([r["seconds"] for r in demos]),
-        "exit_code": max((r["exit_code"] for r in demos), key=lambda c: c != 0),
+        "seconds": seconds,
+        "inputs_seconds": inputs,
+        "checks_ratio": ratio(seconds, inputs),
+        "exit_code": max((r["exit_code"] for r in (*demos, *bases)), key=lambda c: c != 0),
         "limit_seconds": demo_limit,
         "cpu_count": os.cpu_count(),
         "rounds": demos,
+        "baseline_rounds": bases,
     }
     return out
 

@@ -119,9 +119,10 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "run": (
         Target("run exit code (every set)", lambda r: max(abs(s["exit_code"]) for s in r.values()), "==", 0),
     ),
-    # an absolute bound (no baseline): the demo's warm wall time on the machine's cores, load beside it
+    # the demo against its inputs alone (imports, model, text and CAA reads) in the same run: what the
+    # checks, their nulls and the reports add; its absolute seconds are reported beside, not targeted
     "demo": (
-        Target("demo seconds, warm (absolute, not a ratio)", lambda r: r["seconds"], "<=", 60.0),
+        Target("demo / its inputs alone (checks, nulls, reports)", lambda r: r["checks_ratio"], "<=", 1.5),
         Target("demo exit code", lambda r: r["exit_code"], "==", 0),
     ),
 }
@@ -288,8 +289,9 @@ def markdown(result: dict[str, Any]) -> str:
         load = demo["rounds"][0]["load_average_before"]
         rows.append(
             f"| demo warm, {demo['cpu_count']} cores, load {load[0] if load else '-'} "
-            f"(absolute limit {demo['limit_seconds']:.0f} s) | {_fmt_s(demo['seconds'])} "
-            f"(exit {demo['exit_code']}) | - | - |"
+            f"(for reference: {demo['limit_seconds']:.0f} s) | {_fmt_s(demo['seconds'])} "
+            f"(exit {demo['exit_code']}) | its inputs alone {_fmt_s(demo['inputs_seconds'])} | "
+            f"{demo['checks_ratio']:.2f}x |"
         )
     rows += ["", "| target | device | value | bound | met |", "|---|---|---|---|---|"]
     for t in result.get("targets", []):
