@@ -145,11 +145,7 @@ class BiasCheck:
             }
         )
         ref = self.mass_reference
-        out["mass_reference"] = (
-            None
-            if ref is None
-            else {"mean": ref.mean, "q05": ref.q05, "q95": ref.q95, "n": ref.n, "percentile": ref.percentile}
-        )
+        out["mass_reference"] = None if ref is None else ref.to_dict()
         return out
 
     def with_draws(

@@ -228,14 +228,7 @@ class LeaningCheck:
             "verdict": self.verdict(),
         }
         if self.flagged_null is not None:
-            fn = self.flagged_null
-            out["flagged_null"] = {
-                "mean": fn.mean,
-                "q05": fn.q05,
-                "q95": fn.q95,
-                "n": fn.n,
-                "percentile": fn.percentile,
-            }
+            out["flagged_null"] = self.flagged_null.to_dict()
         if self.fraction_interval is not None:
             iv = self.fraction_interval
             out["fraction_interval"] = {

@@ -40,7 +40,7 @@ from sae_steer_checks.diagnostics.retention import (
     ScoreFn,
     retention,
 )
-from sae_steer_checks.diagnostics.spurious import SpuriousCheck, largest_shares, spurious_check
+from sae_steer_checks.diagnostics.spurious import SpuriousCheck, anchor_pairs, largest_shares, spurious_check
 from sae_steer_checks.sae.protocol import (
     SAELike,
     as_float32,
@@ -285,6 +285,9 @@ def run_checks(
     W_dec = sae.W_dec.detach().to(torch.float32).cpu()
     live = torch.zeros(d_sae, dtype=torch.bool)
     reference = []  # the spurious share of each ordinary activation, against SAE(0) as for v
+    anchored = anchor_pairs(
+        W_dec, leaning.firing_rate, threshold=config.pair_threshold, rare_rate=config.rare_rate
+    )
     for start in range(0, sample.shape[0], config.batch_size):
         chunk = sample[start : start + config.batch_size]
         chunk_codes = encode_activations(sae, chunk).cpu()
@@ -299,6 +302,7 @@ def run_checks(
                 negative=leaning.negative,
                 threshold=config.pair_threshold,
                 rare_rate=config.rare_rate,
+                pairs=anchored,
             )
         )
     pairs = find_aligned_pairs(

@@ -30,7 +30,14 @@ from torch import Tensor
 
 from sae_steer_checks import stats
 
-__all__ = ["SignConflict", "SpuriousCheck", "SpuriousProjection", "largest_shares", "spurious_check"]
+__all__ = [
+    "SignConflict",
+    "SpuriousCheck",
+    "SpuriousProjection",
+    "anchor_pairs",
+    "largest_shares",
+    "spurious_check",
+]
 
 Verdict = Literal["problem", "fine", "inconclusive"]
 
@@ -147,6 +154,7 @@ class SpuriousCheck:
             reference: :func:`largest_shares` of ordinary activations ``[n]`` (None: no reference).
             negative: Bool mask of negative-leaning features (as given to :func:`spurious_check`).
         """
+        found = anchor_pairs(W_dec, firing_rate, threshold=self.threshold, rare_rate=self.rare_rate)
 
         def shares(draws: tuple[Tensor, Tensor]) -> Tensor:
             return largest_shares(
@@ -158,6 +166,7 @@ class SpuriousCheck:
                 negative=negative,
                 threshold=self.threshold,
                 rare_rate=self.rare_rate,
+                pairs=found,
             )
 
         boot = shares(bootstrap)
@@ -172,18 +181,8 @@ class SpuriousCheck:
         return {
             "max_share": self.max_share,
             "share_interval": None if self.share_interval is None else list(self.share_interval),
-            "share_null": None
-            if null is None
-            else {
-                "mean": null.mean,
-                "q05": null.q05,
-                "q95": null.q95,
-                "n": null.n,
-                "percentile": null.percentile,
-            },
-            "share_reference": None
-            if ref is None
-            else {"mean": ref.mean, "q05": ref.q05, "q95": ref.q95, "n": ref.n, "percentile": ref.percentile},
+            "share_null": None if null is None else null.to_dict(),
+            "share_reference": None if ref is None else ref.to_dict(),
             "share_bound": self.share_bound,
             "verdict": self.verdict(),
             "spurious": [s.to_dict() for s in self.spurious],
@@ -299,6 +298,23 @@ def spurious_check(
     )
 
 
+def anchor_pairs(
+    W_dec: Tensor, firing_rate: Tensor, *, threshold: float = -0.5, rare_rate: float = 0.05
+) -> tuple[Tensor, Tensor]:
+    """Every (rare partner i, anchor j != i) with ``cos(d_i, d_j) < threshold``, as two id tensors ``[P]``.
+
+    Depends on the SAE and the firing rates only, so one call serves every vector of a run.
+    """
+    U = torch.nn.functional.normalize(W_dec.detach().to(torch.float32).cpu(), dim=1)
+    rare = torch.nonzero(firing_rate.cpu() <= rare_rate).flatten()
+    if not rare.numel():
+        return rare, rare
+    cos = U[rare] @ U.T
+    cos[torch.arange(rare.numel()), rare] = 1.0
+    rows, js = torch.nonzero(cos < threshold, as_tuple=True)
+    return rare[rows], js
+
+
 def largest_shares(
     W_dec: Tensor,
     W_enc: Tensor,
@@ -309,28 +325,26 @@ def largest_shares(
     negative: Tensor | None = None,
     threshold: float = -0.5,
     rare_rate: float = 0.05,
+    pairs: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """The key figure of :func:`spurious_check` for many vectors at once, ``[B]`` float64.
 
     For each vector ``vectors[b]`` (SAE input space) with code ``codes[b]``: the largest share of a rare
     positive coefficient's pre-activation change carried by the vector's component along one
     anti-aligned, eligible anchor (0 when no positive rare coefficient has one). Equals
-    ``spurious_check(...).max_share`` for a single vector.
+    ``spurious_check(...).max_share`` for a single vector. ``pairs`` is :func:`anchor_pairs` of the same
+    decoder, rates, threshold and rare rate, computed here when not given.
     """
     U = torch.nn.functional.normalize(W_dec.detach().to(torch.float32).cpu(), dim=1)
     enc = W_enc.detach().to(torch.float32).cpu()
     V = vectors.detach().to(torch.float32).cpu().reshape(-1, U.shape[1])
     F = codes.detach().to(torch.float32).cpu().reshape(V.shape[0], -1)
-    rare = torch.nonzero(firing_rate.cpu() <= rare_rate).flatten()
     out = torch.zeros(V.shape[0], dtype=torch.float64)
-    if not rare.numel():
+    i_s, js = (
+        anchor_pairs(W_dec, firing_rate, threshold=threshold, rare_rate=rare_rate) if pairs is None else pairs
+    )
+    if not i_s.numel():
         return out
-    cos = U[rare] @ U.T
-    cos[torch.arange(rare.numel()), rare] = 1.0
-    rows, js = torch.nonzero(cos < threshold, as_tuple=True)
-    if not rows.numel():
-        return out
-    i_s = rare[rows]
     proj = V @ U[js].T  # [B, P] v along the anchor
     pre = V @ enc[:, i_s]  # [B, P] the partner's pre-activation change
     carried = (U[js] * enc[:, i_s].T).sum(dim=1)  # d_j . W_enc[:, i]

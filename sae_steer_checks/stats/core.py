@@ -155,6 +155,16 @@ class NullSummary:
     percentile: float
     """Mid-rank percentile of the observed value among the draws, in [0, 100]."""
 
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready ``mean``, ``q05``, ``q95``, ``n`` and ``percentile`` (the report's null sections)."""
+        return {
+            "mean": self.mean,
+            "q05": self.q05,
+            "q95": self.q95,
+            "n": self.n,
+            "percentile": self.percentile,
+        }
+
 
 def as_generator(generator: GeneratorLike) -> torch.Generator:
     """``generator`` itself, or a CPU generator seeded by the int (None: seed 0)."""
