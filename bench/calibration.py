@@ -1,8 +1,17 @@
-"""Calibration table: false "problem" rate on null worlds and power on effect worlds, per verdict.
+"""Calibration through the shipped code: false "problem" rates, power and interval coverage per verdict.
 
-Usage: ``python bench/calibration.py --worlds 200 --effect-worlds 50 --out calibration.json``
-(the thorough tier's sizes; the property tests in ``tests/property/test_calibration_*.py`` assert the
-same bounds with fewer worlds). Prints a Markdown table and writes the figures as JSON.
+Every world runs ``run_checks`` with the default ``CheckConfig`` (only the seed varies), on the hard
+worlds of ``tests/helpers/hard_worlds.py``: an imperfect dictionary, shared context, skewed and
+heavy-tailed prompt noise, choice-swapped copies counted by item id, at widths 2k and 16k. Null worlds
+have no behaviour feature (labels exchangeable); effect worlds plant 40 behaviour features (40%
+leaning negative, present in every item). For each verdict the table gives the false "problem" rate
+on null worlds (bound ``alpha + 3 sqrt(alpha (1 - alpha) / W)``) and the power on effect worlds; for
+each interval the share of worlds where it holds the figure of the population CAA vector mu.
+Retention is calibrated through ``retention()`` on per-item linear behaviour scores with skewed and
+heavy-tailed slopes (``tests/property/test_calibration_retention.py``).
+
+Usage: ``python bench/calibration.py`` (the full grid; ``--quick`` for the fast tier's sizes) writes
+``calibration.json`` and prints the Markdown tables.
 """
 
 from __future__ import annotations
@@ -13,52 +22,131 @@ import math
 import sys
 import time
 from pathlib import Path
-
-import torch
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.property.test_calibration_nulls import ALPHA, EFFECT, N_PAIRS, _verdicts
-from tests.property.test_calibration_retention import N_ITEMS, _status
+from tests.helpers.calibration import VERDICTS, one_world, truths
+
+ALPHA = 0.05
+
+
+def bound(w: int, alpha: float = ALPHA) -> float:
+    """The most a calibrated verdict may say "problem" on W null worlds: alpha + 3 Monte Carlo SE."""
+    return alpha + 3 * math.sqrt(alpha * (1 - alpha) / w)
+
+
+def run_case(width: str, n_items: int, w_null: int, w_effect: int, shared_world: bool) -> dict[str, Any]:
+    """False "problem" rates, power and coverage for one (width, items) case."""
+    rows: dict[str, Any] = {}
+    for effect, w in ((False, w_null), (True, w_effect)):
+        if not w:
+            continue
+        results, covered, counted = [], dict.fromkeys(VERDICTS, 0), dict.fromkeys(VERDICTS, 0)
+        truth_cache: dict[int, dict[str, float]] = {}
+        for s in range(w):
+            world_seed = 1 if shared_world else 1000 + s
+            if world_seed not in truth_cache:
+                truth_cache[world_seed] = truths(world_seed, width, effect)
+            r = one_world(width, n_items, effect, s, world_seed)
+            results.append(r)
+            for key, iv in r["intervals"].items():
+                t = truth_cache[world_seed].get(key)
+                if iv is None or t is None:
+                    continue
+                counted[key] += 1
+                covered[key] += int(iv[0] - 1e-9 <= t <= iv[1] + 1e-9)
+        kind = "effect" if effect else "null"
+        rows[kind] = {
+            "worlds": w,
+            "problem_rate": {
+                k: sum(r["statuses"].get(k) == "problem" for r in results) / w for k in VERDICTS
+            },
+            "coverage": {k: (covered[k] / counted[k] if counted[k] else None) for k in VERDICTS},
+            "coverage_n": counted,
+        }
+    return rows
+
+
+def retention_rows(w: int) -> dict[str, Any]:
+    """Retention's false "problem" rates (at the threshold; v not steering) and power, by noise and items."""
+    from tests.property import test_calibration_retention as ret
+
+    out: dict[str, Any] = {}
+    for noise in getattr(ret, "NOISES", ("lognormal",)):
+        for n in getattr(ret, "ITEM_COUNTS", (ret.N_ITEMS,)):
+            kwargs: dict[str, Any] = {}
+            if hasattr(ret, "NOISES"):
+                kwargs = {"noise": noise, "n_items": n}
+            out[f"{noise}, {n} items"] = {
+                "worlds": w,
+                "false_problem_rate": sum(ret._status(s, 0.8, **kwargs) == "problem" for s in range(w)) / w,
+                "not_steering_problem_rate": sum(
+                    ret._status(s, 0.8, steers=False, **kwargs) == "problem" for s in range(w)
+                )
+                / w,
+                "power": sum(ret._status(s, 0.4, **kwargs) == "problem" for s in range(w)) / w,
+            }
+    return out
 
 
 def main() -> None:
-    """Run the worlds and print the table."""
+    """Run the grid, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--worlds", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="the fast tier's sizes")
+    parser.add_argument("--cases", default="2k:12,2k:24,2k:100,16k:100", help="width:items,...")
+    parser.add_argument("--null-worlds", type=int, default=200)
     parser.add_argument("--effect-worlds", type=int, default=50)
+    parser.add_argument("--wide-worlds", type=int, default=20, help="null and effect samples at 16k")
+    parser.add_argument("--retention-worlds", type=int, default=200)
     parser.add_argument("--out", default="calibration.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.quick:
+        args.null_worlds, args.effect_worlds, args.wide_worlds, args.retention_worlds = 20, 10, 4, 40
     tic = time.perf_counter()
-    w0, w1 = args.worlds, args.effect_worlds
-    null = [_verdicts(s, 0) for s in range(w0)]
-    effect = [_verdicts(s, 8) for s in range(w1)]
-    rows = {}
-    for i, name in enumerate(("negative leaning", "signed decomposition")):
-        rows[name] = {
-            "false_problem_rate": sum(r[i] == "problem" for r in null) / w0,
-            "null_worlds": w0,
-            "power": sum(r[i] == "problem" for r in effect) / w1,
-            "effect_worlds": w1,
-            "effect": f"8 behaviour features, half leaning negative, lean {EFFECT}; {N_PAIRS} items",
-        }
-    rows["behaviour retained"] = {
-        "false_problem_rate": sum(_status(s, 0.8) == "problem" for s in range(w0)) / w0,
-        "null_worlds": w0,
-        "not_steering_problem_rate": sum(_status(s, 0.8, steers=False) == "problem" for s in range(w0)) / w0,
-        "power": sum(_status(s, 0.4) == "problem" for s in range(w0)) / w0,
-        "effect_worlds": w0,
-        "effect": f"SAE(v) keeps 40% of the slope (null: exactly the 80% threshold); {N_ITEMS} items",
+    cases = {}
+    for case in args.cases.split(","):
+        width, items = case.split(":")
+        wide = width == "16k"
+        w0 = args.wide_worlds if wide else args.null_worlds
+        w1 = args.wide_worlds if wide else args.effect_worlds
+        cases[case] = run_case(width, int(items), w0, w1, shared_world=wide)
+        print(f"{case}: {json.dumps(cases[case])}", file=sys.stderr, flush=True)
+    out = {
+        "alpha": ALPHA,
+        "config": "CheckConfig() defaults, seed = world index",
+        "cases": cases,
+        "retention": retention_rows(args.retention_worlds),
+        "seconds": time.perf_counter() - tic,
     }
-    bound = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / w0)
-    out = {"alpha": ALPHA, "bound": bound, "seconds": time.perf_counter() - tic, "verdicts": rows}
     Path(args.out).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-    print(f"| verdict | false 'problem' rate (W={w0}; bound {bound:.3f}) | power | effect |")
-    print("| --- | --- | --- | --- |")
-    for name, row in rows.items():
+    print(
+        "| case | worlds (null / effect) | verdict | false 'problem' (bound) | power "
+        "| coverage null / effect |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for case, rows in cases.items():
+        null, effect = rows.get("null", {}), rows.get("effect", {})
+        for key, name in VERDICTS.items():
+            w0 = null.get("worlds", 0)
+            fp = null.get("problem_rate", {}).get(key)
+            pw = effect.get("problem_rate", {}).get(key)
+            cov = [r.get("coverage", {}).get(key) for r in (null, effect)]
+            print(
+                f"| {case} | {w0} / {effect.get('worlds', 0)} | {name} | "
+                f"{fp:.3f} ({bound(max(w0, 1)):.3f}) | {pw:.2f} | "
+                + " / ".join("n/a" if c is None else f"{c:.2f}" for c in cov)
+                + " |"
+            )
+    print()
+    print(
+        "| retention world | worlds | false 'problem' at ratio 0.8 "
+        "| 'problem' when v does not steer | power at 0.4 |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for name, row in out["retention"].items():
         print(
-            f"| {name} | {row['false_problem_rate']:.3f} | {row['power']:.2f} (W={row['effect_worlds']}) "
-            f"| {row['effect']} |"
+            f"| {name} | {row['worlds']} | {row['false_problem_rate']:.3f} | "
+            f"{row['not_steering_problem_rate']:.3f} | {row['power']:.2f} |"
         )
 
 

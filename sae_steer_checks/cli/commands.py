@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _diagnose(args: argparse.Namespace) -> int:
     from sae_steer_checks._provenance import file_sha256
-    from sae_steer_checks.cli.files import load_activations, load_vector
+    from sae_steer_checks.cli.files import load_activations, load_item_ids, load_vector
     from sae_steer_checks.cli.inputs import CheckInputs
     from sae_steer_checks.sae.loading import load_sae
 
@@ -66,15 +66,23 @@ def _diagnose(args: argparse.Namespace) -> int:
     if args.activations is not None:
         acts = load_activations(args.activations, name="--activations", width=d_in)
         files["activations"] = args.activations
+    item_ids = None
+    unit = "each row is an item (no --item-ids)"
+    if args.item_ids is not None:
+        item_ids = load_item_ids(args.item_ids, rows=int(pos.shape[0]))
+        files["item_ids"] = args.item_ids
+        unit = f"item ids from {args.item_ids}"
     prov = {
         "command": "diagnose",
         "sae_source": sae_prov,
         "inputs": {k: {"path": str(p), "sha256": file_sha256(p)} for k, p in files.items()},
+        "unit": unit,
         "device": str(device),
         "dtype": args.dtype,
         "seed": args.seed,
     }
-    _check_and_report(CheckInputs(sae, vector, pos, neg, acts, provenance=prov), args)
+    checked = CheckInputs(sae, vector, pos, neg, acts, provenance=prov, item_ids=item_ids)
+    _check_and_report(checked, args)
     return 0
 
 
@@ -94,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     train, held_out = dataset.split(args.seed)
     fmt = args.prompt_format
+    prompt_format = inputs.resolved_prompt_format(loaded, fmt, dataset)  # checked before the extraction
     caa = inputs.extract_vector(
         loaded, train, args.layer, spec=args.dataset, progress=not args.quiet, prompt_format=fmt
     )
@@ -114,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         **dataset.provenance(),
         "extraction": caa.to_dict(),
         "behaviour": behaviour,
-        "prompt_format": inputs.resolved_prompt_format(loaded, fmt, dataset),
+        "prompt_format": prompt_format,
+        "unit": inputs.unit_description(caa),
         "activation_source": source,
         "device": str(device),
         "dtype": args.dtype,
@@ -138,15 +148,18 @@ def _run(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from sae_steer_checks._provenance import versions
     from sae_steer_checks.cli import inputs
-    from sae_steer_checks.cli.files import save_tensors
+    from sae_steer_checks.cli.files import ITEM_IDS_KEY, save_tensors
     from sae_steer_checks.report.files import atomic_output_dir, write_json
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
     dataset = inputs.load_dataset(args.dataset, args.max_pairs)
     loaded = _model(args, device, dtype)
+    data = dataset.all_data() if args.split == "all" else dataset.split(args.seed)[0]
+    fmt = args.prompt_format
+    prompt_format = inputs.resolved_prompt_format(loaded, fmt, dataset)  # checked before the extraction
     caa = inputs.extract_vector(
-        loaded, dataset.all_data(), args.layer, spec=args.dataset, progress=not args.quiet
+        loaded, data, args.layer, spec=args.dataset, progress=not args.quiet, prompt_format=fmt
     )
     meta = {"model": loaded.name, "layer": str(args.layer), "dataset": args.dataset}
     record = {
@@ -154,7 +167,10 @@ def _extract(args: argparse.Namespace) -> int:
         "gguf_file": args.gguf_file,
         "layer": args.layer,
         **dataset.provenance(),
+        "split": args.split,
         "extraction": caa.to_dict(),
+        "prompt_format": prompt_format,
+        "unit": inputs.unit_description(caa),
         "seed": args.seed,
         "device": str(device),
         "dtype": args.dtype,
@@ -164,8 +180,9 @@ def _extract(args: argparse.Namespace) -> int:
         save_tensors(tmp / "vector.safetensors", {"vector": caa.vector}, meta)
         save_tensors(tmp / "pos.safetensors", {"activations": caa.positive}, meta)
         save_tensors(tmp / "neg.safetensors", {"activations": caa.negative}, meta)
+        save_tensors(tmp / "item_ids.safetensors", {ITEM_IDS_KEY: caa.item_tensor()}, meta)
         write_json(tmp / "extract.json", record)
-    files = "vector.safetensors, pos.safetensors, neg.safetensors and extract.json"
+    files = "vector.safetensors, pos.safetensors, neg.safetensors, item_ids.safetensors and extract.json"
     _say(args, f"Wrote {files} to {args.out} (||v|| = {caa.norm:.4g} from {caa.positive.shape[0]} pairs).")
     return 0
 

@@ -1,8 +1,9 @@
 """Reading the user's tensor files and writing extracted tensors (safetensors).
 
 A steering vector is stored under the key ``vector`` with shape ``[d]``, a set of activations under
-the key ``activations`` with shape ``[n, d]``. Every problem raises :class:`InputError` whose
-one-line message names the input and what was expected.
+the key ``activations`` with shape ``[n, d]``, the item of each positive/negative pair under the key
+``item_ids`` with shape ``[n]`` (integers). Every problem raises :class:`InputError` whose one-line
+message names the input and what was expected.
 """
 
 from __future__ import annotations
@@ -14,11 +15,22 @@ from torch import Tensor
 
 from sae_steer_checks._validate import InputError, one_line
 
-__all__ = ["ACTIVATIONS_KEY", "VECTOR_KEY", "load_activations", "load_tensor", "load_vector", "save_tensors"]
+__all__ = [
+    "ACTIVATIONS_KEY",
+    "ITEM_IDS_KEY",
+    "VECTOR_KEY",
+    "load_activations",
+    "load_item_ids",
+    "load_tensor",
+    "load_vector",
+    "save_tensors",
+]
 
 VECTOR_KEY = "vector"
 
 ACTIVATIONS_KEY = "activations"
+
+ITEM_IDS_KEY = "item_ids"
 
 
 def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int | None = None) -> Tensor:
@@ -67,6 +79,55 @@ def load_vector(path: str | Path, *, name: str = "--vector", width: int | None =
 def load_activations(path: str | Path, *, name: str, width: int | None = None) -> Tensor:
     """Activations ``[n, d]`` stored under key ``activations``."""
     return load_tensor(path, ACTIVATIONS_KEY, ndim=2, name=name, width=width)
+
+
+def load_item_ids(
+    path: str | Path, *, rows: int, name: str = "--item-ids", rows_name: str = "--pos"
+) -> Tensor:
+    """The item of each pair, ``[n]`` integers stored under key ``item_ids``, as an int64 tensor.
+
+    Pairs sharing an id (an A/B item and its choice-swapped copy) count as one unit in the checks.
+
+    Args:
+        path: the safetensors file.
+        rows: the number of pairs (rows of ``rows_name``) the ids must match.
+        name: how the input is called in error messages.
+        rows_name: the input whose rows the ids label, for error messages.
+
+    Returns:
+        An int64 CPU tensor of shape ``[rows]``.
+
+    Raises:
+        InputError: the file is missing or unreadable, lacks the key, or the tensor is not a 1-D
+            integer tensor of length ``rows``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    where = f"{name} {path}"
+    expected = f"one integer id per row of {rows_name} (shape [{rows}])"
+    file = _readable_file(path, name)
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            keys = sorted(handle.keys())
+            if ITEM_IDS_KEY not in keys:
+                raise InputError(
+                    f"{where}: no tensor under key '{ITEM_IDS_KEY}' (found keys: {keys}); expected {expected}"
+                )
+            tensor = handle.get_tensor(ITEM_IDS_KEY)
+    except SafetensorError as error:
+        raise InputError(f"{where}: not a readable safetensors file ({one_line(error)})") from None
+    if tensor.ndim != 1:
+        raise InputError(
+            f"{where}: tensor '{ITEM_IDS_KEY}' has shape {list(tensor.shape)}; expected {expected}"
+        )
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InputError(f"{where}: tensor '{ITEM_IDS_KEY}' is {tensor.dtype}; expected {expected}")
+    if tensor.shape[0] != rows:
+        raise InputError(
+            f"{where}: tensor '{ITEM_IDS_KEY}' has {tensor.shape[0]} ids but {rows_name} has {rows} rows; "
+            f"expected {expected}"
+        )
+    return tensor.to(torch.int64)
 
 
 def save_tensors(

@@ -28,7 +28,10 @@ __all__ = [
     "load_checked_model",
     "load_dataset",
     "planted_inputs",
+    "resolved_prompt_format",
     "score_function",
+    "text_activations",
+    "unit_description",
     "versions",
 ]
 
@@ -300,4 +303,14 @@ def resolved_prompt_format(loaded: Any, prompt_format: PromptFormat, dataset: Da
 
     if dataset.freeform is not None:
         return None
-    return resolve_prompt_format(loaded.tokenizer, prompt_format)
+    try:
+        return resolve_prompt_format(loaded.tokenizer, prompt_format)
+    except ValueError as error:  # chat asked of a tokenizer without a chat template
+        raise InputError(f"--prompt-format {prompt_format}: {one_line(error)}") from None
+
+
+def unit_description(caa: Any) -> str:
+    """What one unit of the tests and intervals is for a ``CAAResult``, in words for the provenance."""
+    if caa.n_items < int(caa.positive.shape[0]):
+        return "A/B item (an item and its choice-swapped copy share an id)"
+    return "each pair is an item"

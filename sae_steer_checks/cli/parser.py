@@ -93,6 +93,15 @@ _DATASET_HELP = (
     "builtin:sentiment"
 )
 _LAYER_HELP = "decoder block whose output is read and steered (hidden_states[L+1], blocks.L.hook_resid_post)"
+_ITEM_IDS_HELP = (
+    "item of each --pos/--neg row: key 'item_ids' of shape [n], integers, as 'extract' writes; rows "
+    "sharing an id (an A/B item and its choice-swapped copy) count as one unit in every test and "
+    "interval (default: each row is an item)"
+)
+_SPLIT_HELP = (
+    "items to extract from: all (default) or train, the three quarters of the items (shuffled by "
+    "--seed) that 'run' extracts from with the same --seed"
+)
 _SAE_HELP = (
     "sae-lens SAE folder (cfg.json + sae_weights.safetensors) or sae-lens release/id, e.g. "
     "gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173"
@@ -123,13 +132,15 @@ def _add_diagnose(p: argparse.ArgumentParser) -> None:
         "ordinary activations at the layer [n, d] for the norm check (default: --pos and --neg together)"
     )
     p.add_argument("--activations", metavar="FILE", help=acts_help)
+    p.add_argument("--item-ids", metavar="FILE", help=_ITEM_IDS_HELP)
     _out_args(p)
     _device_args(p)
 
 
 def _add_extract(p: argparse.ArgumentParser) -> None:
     _model_args(p)
-    _out_args(p, what="vector.safetensors, pos.safetensors, neg.safetensors")
+    p.add_argument("--split", choices=("all", "train"), default="all", help=_SPLIT_HELP)
+    _out_args(p, what="vector, pos, neg and item_ids .safetensors files and extract.json")
     _device_args(p)
 
 

@@ -27,6 +27,7 @@ from sae_steer_checks.sae.protocol import (
     validate_sae,
     vector_to_sae_space,
 )
+from sae_steer_checks.stats.resampling import basic_interval
 
 __all__ = ["BiasCheck", "ConventionComparison", "bias_check", "bottom_features", "jaccard", "top_features"]
 
@@ -114,9 +115,14 @@ class BiasCheck:
     """Features the delta view lowers most as ``(id, value)``, most negative first (mechanism 2 shows
     up as decreases), or None without activations."""
     mass_interval: tuple[float, float] | None = None
-    """95% bootstrap interval over items of ``own.mass_in_zero`` (None without paired activations)."""
+    """95% basic bootstrap interval over items of ``own.mass_in_zero`` (None without paired activations).
+
+    Its estimand is the share for the population CAA vector (the mean over all items); the basic
+    (reverse percentile) interval corrects the bias of the share of a resampled mean."""
     mass_null: stats.NullSummary | None = None
     """``mass_in_zero`` of label-shuffled vectors of v's norm (vectors that carry no behaviour)."""
+    share_threshold: float = 0.5
+    """SAE(v)'s mass in SAE(0) must exceed this share (and the ordinary activations' q95) for ``problem``."""
     mass_reference: stats.NullSummary | None = None
     """The same share for the ordinary activations themselves (in-distribution inputs, where the
     encoder bias does not decide the code), with SAE(v)'s percentile among them; None without them."""
@@ -146,6 +152,8 @@ class BiasCheck:
         )
         ref = self.mass_reference
         out["mass_reference"] = None if ref is None else ref.to_dict()
+        out["share_threshold"] = self.share_threshold
+        out["interval_method"] = "basic bootstrap over items"
         return out
 
     def with_draws(
@@ -170,7 +178,7 @@ class BiasCheck:
             return _mass_in(f, f_0)
 
         boot = mass(bootstrap).to(torch.float64)
-        low, high = (float(q) for q in boot.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)))
+        low, high = basic_interval(self.own.mass_in_zero, boot, lower=0.0, upper=1.0)
         null = stats.summarize_null(self.own.mass_in_zero, mass(shuffled).to(torch.float64))
         return replace(self, mass_interval=(low, high), mass_null=null)
 
@@ -218,6 +226,7 @@ def bias_check(
     *,
     top_k: int = 5,
     batch_size: int = 4096,
+    share_threshold: float = 0.5,
 ) -> BiasCheck:
     """Compare SAE(v) with SAE(0) under both decoder-bias conventions, plus the delta view.
 
@@ -228,6 +237,7 @@ def bias_check(
         activations: optional real activations ``[n, d_in]`` for the delta view.
         top_k: number of top features (and of largest decreases) to list.
         batch_size: rows encoded at once.
+        share_threshold: the verdict's least share of SAE(v)'s mass in SAE(0).
 
     Returns:
         A :class:`BiasCheck`.
@@ -264,4 +274,5 @@ def bias_check(
         delta_top=delta_top,
         delta_bottom=delta_bottom,
         mass_reference=reference,
+        share_threshold=float(share_threshold),
     )

@@ -1,41 +1,77 @@
 """Negative-leaning features: features that fire more on the negative prompts than the positive.
 
 The steering vector writes negatively along such features, and an SAE, whose coefficients are
-non-negative, cannot express that. Every figure stands against a null measured in the same run:
+non-negative, cannot express that. Every figure stands against a null measured in the same run.
 
-- **Per feature**, the paired differences ``D = SAE(pos) - SAE(neg)`` ``[n_items, d_sae]`` (the item
-  is the unit: choice-swapped copies are averaged first) get a within-pair sign-flip permutation test,
-  exact for paired designs and robust to zero-inflated codes, with Benjamini-Hochberg (or -Yekutieli)
-  false-discovery-rate control over the active features. Features whose Monte Carlo p-value sits at
-  the floor of the first ``n_perm`` flips get more flips (up to ``max_perm`` in all), so a wide SAE
-  can still reject: see :func:`sign_flip_pvalues`. The paired t-test remains available (``test="t"``).
-- **The fraction** of active features leaning negative comes with a bootstrap interval over items
-  and its null distribution from whole-item sign flips (labels carry no information), reported as a
-  percentile. Features unrelated to the behaviour split evenly by noise, so the raw fraction sits near
-  one half whatever the truth; the null says how far from it noise alone goes.
-- **Minimum effect:** with many items every crosstalk-level difference becomes significant, so the
-  fraction is also given among features with ``|mean d_j| >= min_effect * typical_j``, where
-  ``typical_j`` is feature j's mean activation over the prompts (both sets) on which it fires.
+**Per feature**, the paired differences ``D = SAE(pos) - SAE(neg)`` ``[n_items, d_sae]`` (the item
+is the unit: choice-swapped copies are averaged first) get a within-pair sign-flip permutation test,
+exact for paired designs and robust to zero-inflated codes (:func:`sign_flip_pvalues`):
 
-The *flagged* features are significant at FDR ``alpha``, lean negative, pass the minimum effect and
-get 0 in SAE(v). Their count has
+- only the ``nnz`` non-zero differences of a feature move under sign flips, so its two-sided p-value
+  is never below ``2**(1 - nnz)``; when all of them share a sign that bound *is* the p-value (closed
+  form, no draws);
+- a feature with few non-zero differences gets the exact p-value, counting all ``2**nnz`` flips by
+  meeting in the middle (two halves of ``2**(nnz / 2)`` partial sums);
+- the others get Monte Carlo p-values in stages of growing size (the same sign vectors for every
+  feature, which keeps their dependence; the two flips that keep or reverse every sign are set
+  aside and their share ``2**(1 - nnz)`` added exactly). A first screen of ``10 / alpha`` flips
+  stops the features already at p > 2 alpha; the others get ``n_perm`` flips, then 4 times more at
+  each stage while at most 9 flips are as extreme as observed, up to about ``20 m' / alpha`` flips
+  (``m'`` the tested family below), so a p-value near the smallest Holm or BH bound ``alpha / m'``
+  is resolved to about 20 flips as extreme. Whether a feature goes on is decided by rules fixed in
+  advance that stop it only when its p-value is above a stage's cut-off, which keeps every p-value
+  valid (``P(p <= t) <= t``, see :func:`_flip_pvalues`). Exact counts replace the draws from the
+  stage where they are the cheaper.
+
+**The tested family** (Holm and BH run over it, not over every active feature): a feature whose
+smallest attainable p-value ``2**(1 - nnz)`` is above the bound it would need cannot be rejected,
+and counting it only lowers everyone's bound. Tarone's procedure takes the smallest ``K`` for which
+at most ``K`` features have ``2**(1 - nnz) <= alpha / K`` (BY: ``alpha / (K (1 + 1/2 + ... + 1/K))``)
+and tests exactly those features. A feature is also left out when it cannot reach the minimum effect
+whatever the signs (``mean_i |d_ij| < min_effect * typical_j``). Both rules read ``|D|`` only, which
+sign flips leave unchanged, so the family is fixed under the null and Holm's family-wise and BH's
+false-discovery guarantees hold as for any family chosen in advance. The paired t-test
+(``test="t"``) has no attainable bound and only the minimum-effect rule applies.
+
+**The fraction** of active features leaning negative comes with a bootstrap interval over items and
+its null distribution from whole-item sign flips (labels carry no information), reported as a
+percentile. Features unrelated to the behaviour split evenly by noise, so the raw fraction sits near
+one half whatever the truth; the null says how far from it noise alone goes.
+
+**Minimum effect:** with many items every crosstalk-level difference becomes significant, so the
+fraction is also given among features with ``|mean d_j| >= min_effect * typical_j``, where
+``typical_j`` is feature j's mean activation over the prompts (both sets) on which it fires.
+
+The *flagged* features are in the tested family, significant at FDR ``alpha``, lean negative, pass
+the minimum effect and get 0 in SAE(v); the *candidates* are every negative-leaning feature past the
+minimum effect with 0 in SAE(v), whatever its p-value. The flagged count has
+
 - an **interval**: its lower end is the number of flagged features that also pass Holm's step-down
   test at family-wise level ``alpha`` (with probability at least ``1 - alpha`` all of those are real,
-  so it is a ``1 - alpha`` lower confidence bound on the real ones); its upper end is every candidate
-  (negative, past the minimum effect, 0 in SAE(v), whatever its p-value);
-- a **null**: the same count, by the same test and FDR control, on ``n_null_tests`` copies of the
-  data with each item's labels flipped at random (what the procedure flags when labels mean nothing).
+  so it is a ``1 - alpha`` lower confidence bound on the real ones); its upper end is the number of
+  candidates;
+- a **null**: the same count on ``n_null_tests`` copies of the data with each item's labels flipped
+  at random, by the same procedure: the same family (it depends on ``|D|`` only), the same p-value
+  machinery on the same sign vectors (read as flips of each copy), refined only for the features
+  that could be flagged in that copy and only to about ``4 m' / alpha`` flips, and the eligibility
+  recomputed per copy: the minimum effect and the sign on the flipped means, and 0 in SAE(v) for the
+  flipped steering vector when ``null_vector_codes`` gives its codes (:func:`leaning_check` builds
+  them; without them the observed SAE(v) = 0 mask stands in).
 
-The verdict (:meth:`LeaningCheck.verdict`) says ``problem`` only when the interval's lower end is at
-least one and above the null's 95th percentile: under the complete null (no feature leans) Holm
-rejects anything with probability at most alpha, so noise alone says ``problem`` at most at rate
-alpha. ``inconclusive`` when features are flagged but too few survive that bound, or when no feature
-leans significantly (the contrast separates nothing); else ``fine``.
+**Verdict** (:meth:`LeaningCheck.verdict`): ``problem`` when at least one flagged feature passes
+Holm's test and the number that pass exceeds the null's 95th percentile: under the complete null
+Holm rejects anything with probability at most ``alpha``, so noise alone says ``problem`` at most
+at that rate. ``fine`` when nothing is flagged and every candidate was in the tested family (each
+could have reached significance and none did), which includes there being no candidate at all.
+``inconclusive`` otherwise: features are flagged but too few survive Holm or the null, or some
+candidate could not be tested (too few non-zero differences for the family's bound, e.g. with few
+items or at a wide SAE), so the data could not have said ``problem`` about it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,7 +82,14 @@ from torch import Tensor
 
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_fraction
-from sae_steer_checks.sae.protocol import SAELike, as_float32, encode_activations, validate_sae
+from sae_steer_checks.sae.protocol import (
+    SAELike,
+    as_float32,
+    encode_activations,
+    encode_in_sae_space,
+    validate_sae,
+    vector_to_sae_space,
+)
 
 __all__ = [
     "FdrMethod",
@@ -57,20 +100,37 @@ __all__ = [
     "leaning_from_acts",
     "paired_t_pvalues",
     "sign_flip_pvalues",
+    "tarone_family",
 ]
 
 LeaningTest = Literal["sign_flip", "t"]
 FdrMethod = Literal["bh", "by"]
 Verdict = Literal["problem", "fine", "inconclusive"]
 
-# Features with at most this many flips as extreme as observed in the first round get refined.
+# A feature goes on to the next stage of flips while at most this many flips are as extreme as observed.
 _REFINE_HITS = 9
-# Sign vectors per refinement round (a [B, n_items] float64 matrix).
-_REFINE_ROUND = 16_000
+# Each stage of flips is this many times the previous one.
+_GROWTH = 4
+# Flips per unit of m' / alpha that the refinement aims for (about 20 as extreme at the bound alpha / m'),
+# and the cheaper aim of the label-flip null (about 4 as extreme at the bound).
+_RESOLUTION = 20
+_NULL_RESOLUTION = 4
+# Sign vectors drawn per round, and elements per [rows, features] block (both bound the memory).
+_ROUND = 8192
+_BLOCK = 1 << 22
+# Rounds over at most this many features sum per-byte tables instead of multiplying sign matrices.
+_TABLE_FEATURES = 48
+# Exact counts by meeting in the middle for at most this many non-zero differences.
+_MITM_MAX_NNZ = 40
+# Draws keeping or reversing every sign are set aside for at most this many non-zero differences.
+_SET_ASIDE_NNZ = 64
 # Flips of the same numbers can tie |T(s)| with |T| up to rounding; such ties count as "as extreme".
+# Differences below this share of the largest, times n, count as zero (sign-invariant, so still valid).
 _TIE_RTOL = 1e-9
-# Sparse columns tested exactly per batch ([chunk, 2**exact_nnz] float64).
-_EXACT_CHUNK = 1024
+# Tolerance of the minimum-effect rule of the family against rounding of the float32 means.
+_EFFECT_RTOL = 1e-6
+# The 8 signs (+1 for a 0 bit) of each byte: row b holds the signs of the bits of b.
+_BYTE_SIGNS = (1 - 2 * ((torch.arange(256)[:, None] >> torch.arange(8)) & 1)).to(torch.float64)
 
 
 @dataclass(frozen=True)
@@ -86,9 +146,9 @@ class LeaningCheck:
     p_values: Tensor
     """Two-sided per-feature p-values ``[d_sae]`` (float64; 1 for inactive features)."""
     q_values: Tensor
-    """BH (or BY) adjusted p-values over the active features ``[d_sae]`` (1 if inactive)."""
+    """BH (or BY) adjusted p-values over the tested family ``[d_sae]`` (1 outside it)."""
     alpha: float
-    """False-discovery-rate level."""
+    """False-discovery-rate level (and the family-wise level of Holm's bound)."""
     n_pairs: int
     """Number of (positive, negative) rows, choice-swapped copies counted."""
     dropped_by_encoder: tuple[int, ...]
@@ -100,9 +160,9 @@ class LeaningCheck:
     n_items: int = 0
     """Number of items (the unit of every test); 0 means ``n_pairs``."""
     n_perm: int = 0
-    """Sign vectors of the first round of the per-feature test (0 for the t-test)."""
+    """Sign vectors every feature that could still be significant receives (0 for the t-test)."""
     max_perm: int = 0
-    """Most sign vectors any feature received after refinement (0 for the t-test)."""
+    """Most random sign vectors any feature received (exact counts not included; 0 for the t-test)."""
     fraction_interval: stats.Interval | None = None
     """Bootstrap interval over items of the negative-leaning fraction."""
     fraction_null: stats.NullDistribution | None = None
@@ -114,11 +174,13 @@ class LeaningCheck:
     vector_given: bool = False
     """Whether SAE(v) was given, so that ``dropped_by_encoder`` is meaningful."""
     holm_rejected: Tensor | None = None
-    """Active features rejected by Holm's step-down test at family-wise level ``alpha`` ``[d_sae]``."""
+    """Features of the tested family rejected by Holm's step-down test at level ``alpha`` ``[d_sae]``."""
     vector_zero: Tensor | None = None
     """Features with coefficient 0 in SAE(v) ``[d_sae]`` (None when SAE(v) was not given)."""
     flagged_null: stats.NullSummary | None = None
-    """The flagged count on whole-item label-flipped copies of the data (same test and FDR control)."""
+    """The flagged count on whole-item label-flipped copies of the data (same procedure)."""
+    tested: Tensor | None = None
+    """The tested family ``[d_sae]`` (bool): the features Holm and BH run over (None: unknown)."""
 
     def __post_init__(self) -> None:
         validate_fraction(self.alpha, "alpha")
@@ -165,6 +227,13 @@ class LeaningCheck:
         return tuple(int(i) for i in torch.nonzero(mask).flatten().tolist())
 
     @property
+    def untested_candidates(self) -> tuple[int, ...]:
+        """Candidates outside the tested family: no outcome of the data could have flagged them."""
+        if self.tested is None:
+            return self.candidates
+        return tuple(i for i in self.candidates if not bool(self.tested[i]))
+
+    @property
     def confirmed(self) -> tuple[int, ...]:
         """Flagged features that also pass Holm's test (all real with probability >= 1 - alpha)."""
         if self.holm_rejected is None:
@@ -180,9 +249,9 @@ class LeaningCheck:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
         if self.confirmed and len(self.confirmed) > self.flagged_bound:
             return "problem"
-        if self.flagged:
+        if self.flagged or self.untested_candidates:
             return "inconclusive"
-        return "fine" if bool(self.significant.any()) else "inconclusive"
+        return "fine"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the stable keys of the report's ``negative_leaning`` section."""
@@ -208,6 +277,8 @@ class LeaningCheck:
             "n_items": self.n_items or self.n_pairs,
             "n_perm": self.n_perm,
             "max_perm": self.max_perm,
+            "n_tested": int(self.tested.sum()) if self.tested is not None else n_active,
+            "n_untested_candidates": len(self.untested_candidates),
             "min_effect": self.min_effect,
             "min_effect_definition": "|mean_pos - mean_neg| >= min_effect * mean activation where firing",
             "n_min_effect": n_large,
@@ -258,7 +329,7 @@ def paired_t_pvalues(diffs: Tensor) -> Tensor:
     """
     d = diffs.to(torch.float64)
     n = d.shape[0]
-    if n < 2:
+    if n < 2 or d.shape[1] == 0:
         return torch.ones(d.shape[1], dtype=torch.float64)
     mean = d.mean(dim=0)
     sd = d.std(dim=0, unbiased=True)
@@ -270,78 +341,362 @@ def paired_t_pvalues(diffs: Tensor) -> Tensor:
     return p
 
 
+def _flipped_t_pvalues(diffs: Tensor, copies: Tensor) -> Tensor:
+    """Paired t-test p-values ``[C, d]`` of ``copies[c, i] * diffs[i, j]`` for every copy at once."""
+    d = diffs.to(torch.float64)
+    n = d.shape[0]
+    mean = copies @ d / n
+    ss = (d * d).sum(0)
+    var = ((ss - n * mean * mean) / (n - 1)).clamp_min(0.0)
+    # Variances at rounding level of the sum of squares are zero (every flipped difference equal).
+    varying = var > 1e-12 * ss / n
+    p = torch.ones_like(mean)
+    t = (mean[varying] / (var[varying] / n).sqrt()).abs().numpy()
+    p[varying] = torch.from_numpy(2.0 * scipy_stats.t.sf(t, n - 1)).clamp(max=1.0)
+    p[~varying & (mean != 0)] = 0.0
+    return p
+
+
+def tarone_family(min_p: Tensor, alpha: float, fdr_method: FdrMethod = "bh") -> Tensor:
+    """Tarone's testable family ``[m]`` (bool) from each hypothesis' smallest attainable p-value.
+
+    Takes the smallest ``K`` such that at most ``K`` hypotheses have ``min_p <= bound(K)``, with
+    ``bound(K) = alpha / K`` (``"by"``: ``alpha / (K (1 + 1/2 + ... + 1/K))``), and returns those
+    hypotheses. The others could not pass even their most lenient bound, so leaving them out only
+    raises the bounds of the rest; when ``min_p`` does not depend on the observed signs the family is
+    fixed under the null and the usual guarantees of Holm and BH over it hold.
+
+    Args:
+        min_p: Smallest attainable p-value of each hypothesis ``[m]``.
+        alpha: Level of the multiple-testing procedure.
+        fdr_method: ``"bh"`` or ``"by"`` (the latter divides each bound by the harmonic sum).
+
+    Returns:
+        The family ``[m]`` (bool), of size at most ``K``.
+    """
+    if fdr_method not in ("bh", "by"):
+        raise ValueError(f"fdr_method must be 'bh' or 'by', got {fdr_method!r}")
+    a = min_p.detach().to(torch.float64).reshape(-1).cpu()
+    m = a.numel()
+    if m == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    k = torch.arange(1, m + 1, dtype=torch.float64)
+    bound = alpha / k
+    if fdr_method == "by":
+        bound = bound / k.reciprocal().cumsum(0)
+    counts = torch.searchsorted(a.sort().values, bound, right=True)
+    first = int(torch.nonzero(counts <= k).flatten()[0])
+    return a <= bound[first]
+
+
+def _min_attainable(nnz: Tensor) -> Tensor:
+    """Smallest two-sided sign-flip p-value ``2**(1 - nnz)`` (1 for nnz <= 1) ``[m]``."""
+    return torch.exp2(1.0 - nnz.to(torch.float64)).clamp(max=1.0)
+
+
+def _clean(diffs: Tensor) -> Tensor:
+    """Float64 copy of ``diffs [n, m]`` with rounding-level entries of each column set to 0.
+
+    An entry at most ``_TIE_RTOL * n`` times its column's largest ``|d|`` cannot move the statistic
+    beyond the tie tolerance; zeroing it depends on ``|d|`` only, so the test stays valid, and every
+    remaining entry changes ``|T|`` by more than the tolerance when flipped.
+    """
+    d = diffs.to(torch.float64).clone()
+    tol = _TIE_RTOL * d.shape[0] * d.abs().amax(0)
+    d[d.abs() <= tol] = 0.0
+    return d
+
+
+def _budget(
+    m_tested: int,
+    alpha: float,
+    fdr_method: str,
+    n_perm: int,
+    max_perm: int | None,
+    resolution: int = _RESOLUTION,
+) -> int:
+    """Flips the refinement aims for: ``resolution * m' / alpha`` (BY: times the harmonic sum), >= n_perm."""
+    harmonic = sum(1.0 / k for k in range(1, m_tested + 1)) if fdr_method == "by" else 1.0
+    auto = math.ceil(resolution * max(m_tested, 1) * harmonic / alpha)
+    budget = max(n_perm, auto)
+    return max(1, min(budget, max_perm)) if max_perm is not None else budget
+
+
+def _schedule(n_perm: int, budget: int, alpha: float, extra: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    """Stages of flips: (flips at the stage's end, most hits to go on); the last ends at ``budget``.
+
+    The first stage is a screen of ``floor(10 / alpha) - 1`` flips where a feature goes on with at
+    most 19 flips as extreme (it stops only at p > 2 alpha, so a p-value below alpha goes on with
+    high probability); then stages grow 4-fold, with ``n_perm``, ``budget`` and the ``extra`` values
+    up to ``budget`` as stage ends, and a feature goes on with at most 9 flips as extreme.
+    """
+    first = min(n_perm, budget)
+    screen = math.floor((_REFINE_HITS + 1) / alpha) - 1
+    start = screen if 1 <= screen < first else first
+    ends = {start, first, budget} | {e for e in extra if start <= e <= budget}
+    b = start
+    while b < budget:
+        ends.add(b)
+        b *= _GROWTH
+    return [(e, 2 * _REFINE_HITS + 1 if e < first and e == start else _REFINE_HITS) for e in sorted(ends)]
+
+
+def _subset_sums(vals: Tensor) -> Tensor:
+    """All ``2**w`` signed sums ``[k, 2**w]`` of the rows of ``vals [k, w]`` (all-plus first)."""
+    out = vals.new_zeros(vals.shape[0], 1)
+    for i in range(vals.shape[1]):
+        col = vals[:, i : i + 1]
+        out = torch.cat([out + col, out - col], dim=1)
+    return out
+
+
+def _exact_pvalues(d: Tensor, feats: Tensor, thr: Tensor, nnz: Tensor) -> Tensor:
+    """Exact two-sided sign-flip p-values ``[P]`` of the pairs (feature ``feats[i]``, threshold ``thr[i]``).
+
+    The ``w`` non-zero differences of a feature are split into halves with ``2**(w // 2)`` and
+    ``2**(w - w // 2)`` signed partial sums; for each sum ``a`` of the first half, the sums ``b`` of
+    the (sorted) second half with ``|a + b| >= thr`` are counted by two binary searches, so the count
+    over all ``2**w`` flips costs about ``2**(w / 2)`` steps. ``p = count / 2**w``.
+    """
+    out = torch.ones(feats.numel(), dtype=torch.float64)
+    widths = nnz[feats]
+    for w in torch.unique(widths).tolist():
+        sel = torch.nonzero(widths == w).flatten()
+        cols, inv = torch.unique(feats[sel], return_inverse=True)
+        block = d[:, cols].T
+        vals = block.gather(1, block.abs().topk(w, dim=1).indices)
+        w1 = w // 2
+        half = 2 ** max(w1, w - w1)
+        step = max(1, _BLOCK // half)
+        hits = torch.zeros(sel.numel(), dtype=torch.float64)
+        for f0 in range(0, cols.numel(), step):
+            first = _subset_sums(vals[f0 : f0 + step, :w1])
+            second = _subset_sums(vals[f0 : f0 + step, w1:]).sort(dim=1).values
+            pairs = torch.nonzero((inv >= f0) & (inv < f0 + step)).flatten()
+            for s0 in range(0, pairs.numel(), step):
+                idx = pairs[s0 : s0 + step]
+                loc, t = inv[idx] - f0, thr[sel[idx]][:, None]
+                a, b = first[loc], second[loc]
+                at_least = b.shape[1] - torch.searchsorted(b, t - a, side="left")
+                at_most = torch.searchsorted(b, -t - a, side="right")
+                hits[idx] = (at_least + at_most).sum(1).to(torch.float64)
+        out[sel] = hits / 2.0**w
+    return out
+
+
+def _signs(codes: Tensor, n: int) -> Tensor:
+    """The sign matrix ``[R, n]`` (float64) whose bits are the bytes ``codes [R, G]`` (bit 0: +1)."""
+    return _BYTE_SIGNS[codes].reshape(codes.shape[0], 8 * codes.shape[1])[:, :n]
+
+
+def _abs_sums(d: Tensor, codes: Tensor, signs: Tensor | None) -> Tensor:
+    """``|sum_i s_i d_ij|`` ``[R, k]`` for the sign vectors whose bits are the bytes ``codes [R, G]``.
+
+    Few features: per-byte tables of the 256 signed sums of each group of 8 items, summed over the
+    groups, so no sign matrix is built. Many: ``signs`` (:func:`_signs` of ``codes``) times ``d``.
+    Both read the same signs.
+    """
+    n, k = d.shape
+    groups = codes.shape[1]
+    if signs is None or k <= _TABLE_FEATURES:
+        padded = torch.cat([d, d.new_zeros(8 * groups - n, k)]).reshape(groups, 8, k)
+        tables = torch.einsum("bi,gik->gbk", _BYTE_SIGNS, padded)
+        by_group = codes.T.contiguous()
+        out = tables[0].index_select(0, by_group[0])
+        for g in range(1, groups):
+            out += tables[g].index_select(0, by_group[g])
+        return out.abs_()
+    return (signs @ d).abs_()
+
+
+def _count_hits(sums: Tensor, thr: Tensor, alive: Tensor) -> Tensor:
+    """Per (copy, feature) number of rows of ``sums [R, k]`` at or above ``thr [C, k]`` ``[C, k]``.
+
+    Only pairs in ``alive [C, k]`` are counted (others get 0). Many live copies per feature: the
+    copies' thresholds are sorted and each row placed among them (one binary search per row);
+    few: a direct comparison, copy by copy for copies live on many features, else pair by pair.
+    """
+    n_copies, k = thr.shape
+    out = torch.zeros(n_copies, k, dtype=torch.float64)
+    pairs = int(alive.sum())
+    if not pairs:
+        return out
+    if pairs > 8 * k:
+        order = thr.T.contiguous().sort(dim=1)
+        below = torch.searchsorted(order.values, sums.T.contiguous(), right=True)  # [k, R]
+        below += (n_copies + 1) * torch.arange(k)[:, None]
+        counts = torch.bincount(below.reshape(-1), minlength=k * (n_copies + 1)).reshape(k, n_copies + 1)
+        # rows with more than r thresholds below them reach the r-th smallest threshold
+        reach = counts.flip(1).cumsum(1).flip(1)[:, 1:].to(torch.float64)
+        out.T.scatter_(1, order.indices, reach)
+        return out * alive
+    per_copy = alive.sum(1)
+    for c in torch.nonzero(per_copy > k // 8).flatten().tolist():
+        out[c] = (sums >= thr[c]).sum(0).to(torch.float64) * alive[c]
+    rest = alive & (per_copy <= k // 8)[:, None]
+    if bool(rest.any()):
+        c_idx, f_idx = torch.nonzero(rest, as_tuple=True)
+        out[c_idx, f_idx] = (sums[:, f_idx] >= thr[c_idx, f_idx]).sum(0).to(torch.float64)
+    return out
+
+
+def _flip_pvalues(
+    d: Tensor,
+    copies: Tensor,
+    *,
+    stages: list[tuple[int, int]],
+    min_flips: Tensor,
+    exact_nnz: int,
+    refine: Tensor | None,
+    generator: torch.Generator,
+    caps: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Two-sided sign-flip p-values ``[C, m]`` of ``copies[c, i] * d[i, j]`` and the flips used.
+
+    ``d [n, m]`` is cleaned (:func:`_clean`); ``copies [C, n]`` are item sign vectors (row 0 all
+    ones for the observed data). Every copy reads the same random sign vectors ``s``: for copy
+    ``f`` they stand for the flips ``s * f``, as uniform as ``s``, so each copy's p-values are those
+    of its own sign-flip test. Per pair (copy, feature):
+
+    - ``nnz <= 1`` or ``|T| = 0``: p = 1; all non-zero differences of one sign: ``p = q0 =
+      2**(1 - nnz)`` (only the two flips keeping or reversing every sign are as extreme);
+    - exact counts (:func:`_exact_pvalues`) when ``nnz <= exact_nnz``, or from the stage where
+      ``2**ceil(nnz / 2)`` flips are no more than the stage's;
+    - otherwise Monte Carlo given the observed signs are not all one: the draws reversing or keeping
+      every sign (always as extreme) are set aside, and with ``h`` hits among the ``B`` other draws
+      ``p = q0 + (1 - q0) (1 + h) / (1 + B)``. Under the null this is valid: given "not all one
+      sign" the observed pattern is exchangeable with the other draws. A pair goes on to the next
+      stage (``stages`` holds each stage's cumulative end and most hits ``H_j`` to go on) while
+      ``h <= H_j`` or, past the first stage, it has fewer than ``min_flips[c]`` flips, and (past
+      the first stage) while ``refine[c, j]``, up to ``caps[c]`` flips (a stage end; default the
+      last). Going on is decided by ``p_j <= c_j``, with each ``c_j`` fixed in advance; for the
+      first stage ``j`` with ``c_j < t``, ``p <= t`` implies ``p_j <= t``, so ``P(p <= t) <= t``.
+
+    Returns:
+        P-values ``[C, m]`` and the random flips each pair received ``[C, m]`` (int64).
+    """
+    n, m = d.shape
+    n_copies = copies.shape[0]
+    p = torch.ones(n_copies, m, dtype=torch.float64)
+    flips = torch.zeros(n_copies, m, dtype=torch.long)
+    if m == 0 or n == 0:
+        return p, flips
+    absd = d.abs()
+    nnz = (d != 0).sum(0)
+    tol = _TIE_RTOL * n * absd.amax(0)
+    top = absd.sum(0) - tol
+    observed = (copies @ d).abs()
+    thr = observed - tol
+    q0 = _min_attainable(nnz).expand(n_copies, m)
+    one_sign = (nnz > 0) & (observed >= top)
+    p = torch.where(one_sign, q0, p)
+    alive = (nnz > 1) & ~one_sign & (thr > 0)
+    exact_done = torch.zeros(n_copies, m, dtype=torch.bool)
+    hits = torch.zeros(n_copies, m, dtype=torch.float64)
+    set_aside = torch.zeros(m, dtype=torch.float64)
+    h1 = torch.zeros(n_copies, m, dtype=torch.float64)
+    b1 = torch.zeros(n_copies, m, dtype=torch.float64)
+    groups = (n + 7) // 8
+    prev = 0
+    for s, (end, limit) in enumerate(stages):
+        if s > 0 and refine is not None:
+            alive &= refine
+        feats = torch.nonzero(alive.any(0)).flatten()
+        if not feats.numel():
+            break
+        w = nnz[feats]
+        exact = (w <= exact_nnz) | ((w <= _MITM_MAX_NNZ) & (2 ** ((w + 1) // 2) <= end))
+        ex = feats[exact]
+        if ex.numel():
+            c_idx, f_loc = torch.nonzero(alive[:, ex], as_tuple=True)
+            f_idx = ex[f_loc]
+            p[c_idx, f_idx] = _exact_pvalues(d, f_idx, thr[c_idx, f_idx], nnz)
+            exact_done[c_idx, f_idx] = True
+            alive[:, ex] = False
+        mc = feats[~exact]
+        if not mc.numel():
+            break
+        for r0 in range(prev, end, _ROUND):
+            rows = min(_ROUND, end - r0)
+            codes = torch.randint(0, 256, (rows, groups), generator=generator, device=generator.device)
+            codes = codes.to(device="cpu", dtype=torch.long)
+            signs = _signs(codes, n) if mc.numel() > _TABLE_FEATURES else None
+            step = max(1, _BLOCK // rows)
+            for f0 in range(0, mc.numel(), step):
+                cols = mc[f0 : f0 + step]
+                sums = _abs_sums(d[:, cols], codes, signs)
+                # Beyond _SET_ASIDE_NNZ non-zero differences the all-one-sign flips (chance
+                # 2**(1 - nnz) each) are left among the hits, which can only raise p.
+                few = nnz[cols] <= _SET_ASIDE_NNZ
+                if bool(few.any()):
+                    set_aside[cols[few]] += (sums[:, few] >= top[cols[few]]).sum(0).to(torch.float64)
+                hits[:, cols] += _count_hits(sums, thr[:, cols], alive[:, cols])
+        live = alive[:, mc]
+        new_h = hits[:, mc] - set_aside[mc]
+        new_b = end - set_aside[mc]
+        h1[:, mc] = torch.where(live, new_h, h1[:, mc])
+        b1[:, mc] = torch.where(live, new_b.expand_as(new_h), b1[:, mc])
+        flips[:, mc] = torch.where(live, end, flips[:, mc])
+        # past the screen n_perm flips come in one go (min_flips)
+        more = (new_h <= limit) | ((s > 0) & (end < min_flips[:, None]))
+        if caps is not None:
+            more &= end < caps[:, None]
+        alive[:, mc] = live & more & (s < len(stages) - 1)
+        prev = end
+    mc_pairs = (flips > 0) & ~exact_done
+    p = torch.where(mc_pairs, q0 + (1 - q0) * (1 + h1) / (1 + b1), p)
+    return p, flips
+
+
 def sign_flip_pvalues(
     diffs: Tensor,
     *,
     n_perm: int = 4000,
-    max_perm: int = 50_000,
+    max_perm: int | None = None,
     alpha: float = 0.05,
     exact_nnz: int = 12,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, int]:
-    """Per-column two-sided sign-flip p-values ``[d]``: exact for sparse columns, refined near the floor.
+    """Per-column two-sided sign-flip p-values ``[d]``: closed form, exact, or refined Monte Carlo.
 
-    Only the non-zero differences of a column move under sign flips, so a column with at most
-    ``exact_nnz`` of them gets the exact p-value over all ``2**nnz`` flips (most SAE features fire on
-    few prompts). The other columns get ``n_perm`` random flips (:func:`stats.sign_flip_test`) giving
-    p1. When the Monte Carlo floor ``1 / (n_perm + 1)`` is above the smallest BH cut-off
-    ``alpha / m`` (m columns), columns with at most 9 flips as extreme get more flips, up to
-    ``min(max_perm, 2 m / alpha)`` in all, and the pooled ``(1 + hits) / (1 + flips)``. Still valid: for
-    t below the refinement cut-off only refined columns can reach t, and their pooled p is that of
-    one long run; above it every refined column already had ``p1 <= t``; so ``P(p <= t) <= t``.
+    Only the non-zero differences of a column move under sign flips. All of one sign: ``p =
+    2**(1 - nnz)`` exactly. At most ``exact_nnz`` of them (or few enough that meeting in the middle
+    costs less than the current stage of draws): the exact p-value over all ``2**nnz`` flips. Else
+    random flips in stages (:func:`_flip_pvalues`): a column goes on while at most 9 flips are as
+    extreme as observed (19 in a first screen of ``floor(10 / alpha) - 1`` flips), through at least
+    ``n_perm`` flips, up to about ``20 m' / alpha`` in all, ``m'`` the size of Tarone's family of the
+    columns (:func:`tarone_family`), or ``max_perm`` when given. Every p-value is valid
+    (``P(p <= t) <= t`` under the null).
 
     Args:
-        diffs: Per-item paired differences ``[n_items, d]``, ``n_items >= 2``.
-        n_perm: Random sign vectors in the first round.
-        max_perm: Most sign vectors a refined column gets.
-        alpha: The FDR level the p-values are meant for (sets how far refinement goes).
+        diffs: Per-item paired differences ``[n_items, d]``.
+        n_perm: Flips every column that may still be significant receives.
+        max_perm: Most flips a column receives (None: about ``20 m' / alpha``).
+        alpha: The level the p-values are meant for (sets the screen and the resolution).
         exact_nnz: Columns with at most this many non-zero differences are tested exactly.
         generator: Generator (seed 0 when None).
 
     Returns:
         P-values ``[d]`` (float64) and the most random sign vectors any column received (0 when
-        every column was tested exactly).
+        every column was settled exactly).
     """
-    d = diffs.to(torch.float64)
+    alpha = validate_fraction(alpha, "alpha")
+    if n_perm < 1 or (max_perm is not None and max_perm < 1):
+        raise ValueError(f"n_perm and max_perm must be >= 1, got {n_perm} and {max_perm}")
+    d = _clean(diffs.detach().cpu())
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    nnz = (d != 0).sum(0)
-    p = torch.ones(d.shape[1], dtype=torch.float64, device=d.device)
-    sparse = torch.nonzero((nnz > 0) & (nnz <= exact_nnz)).flatten()
-    if sparse.numel():
-        width = int(nnz[sparse].max())
-        bits = (torch.arange(2**width, device=d.device)[:, None] >> torch.arange(width, device=d.device)) & 1
-        signs = (1 - 2 * bits).to(torch.float64).T
-        for start in range(0, sparse.numel(), _EXACT_CHUNK):
-            cols = sparse[start : start + _EXACT_CHUNK]
-            # Each column's non-zero values, zero-padded to ``width``: a zero flips to itself, so the
-            # 2**width flips hold every flip of the non-zero values equally often and p is unchanged.
-            vals = d[:, cols].T.abs().topk(width, dim=1).indices
-            vals = d[:, cols].T.gather(1, vals)
-            flipped = (vals @ signs).abs_()
-            observed = vals.sum(1).abs() - _TIE_RTOL * width * vals.abs().amax(1)
-            p[cols] = (flipped >= observed[:, None]).sum(1).to(torch.float64) / 2**width
-    dense = torch.nonzero(nnz > exact_nnz).flatten()
-    if not dense.numel():
-        return p, 0
-    first = stats.sign_flip_test(d[:, dense], n_perm=n_perm, generator=gen)
-    p[dense] = first.p_values
-    total = min(max_perm, math.ceil(2 * d.shape[1] / alpha))
-    if first.exact or total <= first.n_perm or 1 / (first.n_perm + 1) <= alpha / d.shape[1]:
-        return p, first.n_perm
-    hits = torch.round(first.p_values * (1 + first.n_perm) - 1)
-    refine = dense[hits <= _REFINE_HITS]
-    if not refine.numel():
-        return p, first.n_perm
-    more = hits[hits <= _REFINE_HITS].clone()
-    extra, sub = 0, d[:, refine]
-    # Rounds of a bounded size keep the [B, n] sign matrix small.
-    while extra < total - first.n_perm:
-        b = min(_REFINE_ROUND, total - first.n_perm - extra)
-        r = stats.sign_flip_test(sub, n_perm=b, generator=gen)
-        more += torch.round(r.p_values * (1 + b) - 1)
-        extra += b
-    p[refine] = (1 + more) / (1 + first.n_perm + extra)
-    return p, first.n_perm + extra
+    m_tested = int(tarone_family(_min_attainable((d != 0).sum(0)), alpha).sum())
+    budget = _budget(m_tested, alpha, "bh", n_perm, max_perm)
+    p, flips = _flip_pvalues(
+        d,
+        d.new_ones(1, d.shape[0]),
+        stages=_schedule(n_perm, budget, alpha),
+        min_flips=torch.tensor([n_perm]),
+        exact_nnz=exact_nnz,
+        refine=None,
+        generator=gen,
+    )
+    return p[0], int(flips.max()) if flips.numel() else 0
 
 
 def benjamini_hochberg(p_values: Tensor, method: FdrMethod = "bh") -> Tensor:
@@ -374,11 +729,13 @@ def leaning_from_acts(
     fdr_method: FdrMethod = "bh",
     item_ids: Tensor | None = None,
     n_perm: int = 4000,
-    max_perm: int = 50_000,
+    max_perm: int | None = None,
     n_null: int = 1000,
     n_boot: int = 1000,
     min_effect: float = 0.1,
     n_null_tests: int = 50,
+    null_vector_codes: Callable[[Tensor], Tensor] | None = None,
+    exact_nnz: int = 12,
     generator: torch.Generator | int | None = None,
 ) -> LeaningCheck:
     """Leaning of every feature from paired feature activations ``[n_pairs, d_sae]`` each.
@@ -386,19 +743,27 @@ def leaning_from_acts(
     Args:
         acts_pos: SAE codes of the positive prompts ``[n_pairs, d_sae]``.
         acts_neg: SAE codes of the negative prompts, row i paired with row i of ``acts_pos``.
-        alpha: False-discovery-rate level.
+        alpha: False-discovery-rate level (and Holm's family-wise level).
         vector_acts: SAE(v) ``[d_sae]``, to list the negative-leaning features it drops.
         test: ``"sign_flip"`` (default) or ``"t"`` (paired t-test, liberal on zero-inflated codes).
         fdr_method: ``"bh"`` or ``"by"``.
         item_ids: Item of each row ``[n_pairs]``: rows sharing an item (choice-swapped copies) are
             averaged into one item before any test, interval or null.
-        n_perm: First-round sign vectors of the per-feature test (see :func:`sign_flip_pvalues`).
-        max_perm: Sign vectors in all for features refined near the p-value floor.
+        n_perm: Sign vectors every feature that may still be significant receives (see
+            :func:`sign_flip_pvalues`); the label-flip null refines from its first screen on.
+        max_perm: Most sign vectors a feature receives (None: about ``20 m' / alpha`` for a family
+            of ``m'``, the resolution Holm's first bound needs).
         n_null: Whole-item sign vectors of the fraction's null.
         n_boot: Bootstrap draws of the fraction's interval.
         min_effect: Minimum effect as a share of each feature's mean activation where it fires.
         n_null_tests: Label-flipped copies of the data on which the flagged count is recomputed
             (its null; 0 skips it).
+        null_vector_codes: Maps item sign vectors ``[B, n_items]`` (float64, +-1, rows in the order
+            of the sorted item ids) to the SAE codes ``[B, d_sae]`` of the correspondingly
+            label-flipped steering vectors, so that each null copy recomputes which features
+            SAE(v) drops. Without it (codes only) every copy uses the observed SAE(v) = 0 mask.
+            Only used with ``vector_acts``.
+        exact_nnz: Features with at most this many non-zero item differences get exact p-values.
         generator: Generator or integer seed of every random draw (seed 0 when None).
 
     Returns:
@@ -418,7 +783,9 @@ def leaning_from_acts(
         raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}")
     if isinstance(n_null_tests, bool) or not isinstance(n_null_tests, int) or n_null_tests < 0:
         raise ValueError(f"n_null_tests must be an integer >= 0, got {n_null_tests!r}")
-    pos, neg = acts_pos.to(torch.float64), acts_neg.to(torch.float64)
+    if n_perm < 1 or (max_perm is not None and max_perm < 1):
+        raise ValueError(f"n_perm and max_perm must be >= 1, got {n_perm} and {max_perm}")
+    pos, neg = acts_pos.detach().cpu().to(torch.float64), acts_neg.detach().cpu().to(torch.float64)
     fires = torch.cat([pos, neg]) > 0
     firing = fires.sum(dim=0).to(torch.float32) / (2 * pos.shape[0])
     active = firing > 0
@@ -427,44 +794,105 @@ def leaning_from_acts(
         _, pos = stats.cluster_mean(pos, item_ids)
         _, neg = stats.cluster_mean(neg, item_ids)
     diffs = (pos - neg)[:, active]
-    n_items = pos.shape[0]
+    n_items, d_sae = pos.shape
     # float32 means as before the item-level rewrite: float64 would split rounding-level ties.
     mean_pos, mean_neg = pos.to(torch.float32).mean(dim=0), neg.to(torch.float32).mean(dim=0)
     lean = mean_pos - mean_neg
+    large = active & (lean.abs() >= min_effect * typical)
     gen = stats.as_generator(generator)
-    p_values = torch.ones(pos.shape[1], dtype=torch.float64)
-    q_values = torch.ones(pos.shape[1], dtype=torch.float64)
+    p_values = torch.ones(d_sae, dtype=torch.float64)
+    q_values = torch.ones(d_sae, dtype=torch.float64)
+    tested = torch.zeros(d_sae, dtype=torch.bool)
+    holm = torch.zeros(d_sae, dtype=torch.bool)
     used, interval, null, flagged_null = 0, None, None, None
-    holm = torch.zeros(pos.shape[1], dtype=torch.bool)
-    zero = None if vector_acts is None else (vector_acts.to(torch.float32).cpu() <= 0)
-    # where a flagged feature may be: past the minimum effect and, with SAE(v), dropped by it
-    eligible = (lean.abs() >= min_effect * typical)[active]
-    if zero is not None:
-        eligible &= zero[active]
-
-    def pvalues(d: Tensor) -> tuple[Tensor, int]:
-        if test == "sign_flip":
-            return sign_flip_pvalues(d, n_perm=n_perm, max_perm=max_perm, alpha=alpha, generator=gen)
-        return paired_t_pvalues(d), 0
-
+    zero = None if vector_acts is None else (vector_acts.detach().to(torch.float32).cpu() <= 0)
     if n_items >= 2 and diffs.shape[1]:
-        p_values[active], used = pvalues(diffs)
-        q_values[active] = benjamini_hochberg(p_values[active], fdr_method)
-        holm[active] = stats.holm(p_values[active], alpha)
+        act = torch.nonzero(active).flatten()
+        clean = _clean(diffs)
+        nnz = (clean != 0).sum(0)
+        # the family: features that could reach the minimum effect (and, for sign flips, significance)
+        family = clean.abs().mean(0) * (1 + _EFFECT_RTOL) >= min_effect * typical[act]
+        if test == "sign_flip":
+            family &= tarone_family(torch.where(family, _min_attainable(nnz), 2.0), alpha, fdr_method)
+        fam, rest = torch.nonzero(family).flatten(), torch.nonzero(~family).flatten()
+        tested[act[fam]] = True
+        copies = torch.ones(1 + n_null_tests, n_items, dtype=torch.float64)
+        if n_null_tests:
+            bits = torch.randint(0, 2, (n_null_tests, n_items), generator=gen, device=gen.device)
+            copies[1:] = 1 - 2 * bits.cpu().to(torch.float64)
+        # Eligibility of each label-flipped copy: negative and past the minimum effect on its own
+        # means, and dropped by SAE(v) of its own flipped vector.
+        flip_lean = copies[1:] @ diffs[:, fam] / n_items
+        eligible = (flip_lean < 0) & (flip_lean.abs() >= min_effect * typical[act[fam]])
+        if zero is not None:
+            if null_vector_codes is not None and n_null_tests:
+                codes = null_vector_codes(copies[1:]).detach().cpu()
+                if tuple(codes.shape) != (n_null_tests, d_sae):
+                    raise ValueError(
+                        f"null_vector_codes must return [{n_null_tests}, {d_sae}] codes, "
+                        f"got {list(codes.shape)}"
+                    )
+                eligible &= codes[:, act[fam]].to(torch.float32) <= 0
+            else:
+                eligible &= zero[act[fam]]
+        if test == "sign_flip":
+            budget = _budget(fam.numel(), alpha, fdr_method, n_perm, max_perm)
+            # the null's cheaper aim: about 4 flips as extreme at the smallest bound
+            null_budget = min(budget, _budget(fam.numel(), alpha, fdr_method, 1, None, _NULL_RESOLUTION))
+            refine = torch.ones(1 + n_null_tests, fam.numel(), dtype=torch.bool)
+            refine[1:] = eligible
+            min_flips = torch.zeros(1 + n_null_tests, dtype=torch.long)
+            min_flips[0] = n_perm
+            caps = torch.full((1 + n_null_tests,), null_budget, dtype=torch.long)
+            caps[0] = budget
+            p_fam, flips = _flip_pvalues(
+                clean[:, fam],
+                copies,
+                stages=_schedule(n_perm, budget, alpha, (null_budget,)),
+                min_flips=min_flips,
+                exact_nnz=exact_nnz,
+                refine=refine,
+                generator=gen,
+                caps=caps,
+            )
+            p_rest, flips_rest = _flip_pvalues(
+                clean[:, rest],
+                copies[:1],
+                stages=_schedule(n_perm, n_perm, alpha),
+                min_flips=min_flips[:1],
+                exact_nnz=exact_nnz,
+                refine=None,
+                generator=gen,
+            )
+            used = max(
+                int(flips[0].max()) if fam.numel() else 0, int(flips_rest.max()) if rest.numel() else 0
+            )
+        else:
+            p_fam = torch.cat(
+                [paired_t_pvalues(diffs[:, fam])[None], _flipped_t_pvalues(diffs[:, fam], copies[1:])]
+            )
+            p_rest = paired_t_pvalues(diffs[:, rest])[None]
+        p_act = torch.ones(act.numel(), dtype=torch.float64)
+        p_act[fam], p_act[rest] = p_fam[0], p_rest[0]
+        p_values[act] = p_act
+        q_values[act[fam]] = benjamini_hochberg(p_fam[0], fdr_method)
+        if fam.numel():
+            holm[act[fam]] = stats.holm(p_fam[0], alpha)
         interval = stats.bootstrap_items(diffs, _negative_share, n_boot=n_boot, generator=gen)
         null = stats.fraction_null(diffs, _negative_share, n_perm=n_null, generator=gen)
         if n_null_tests:
-            counts = torch.empty(n_null_tests, dtype=torch.float64)
+            counts = torch.zeros(n_null_tests, dtype=torch.float64)
             for b in range(n_null_tests):
-                flips = torch.randint(0, 2, (n_items, 1), generator=gen, dtype=torch.float64) * 2 - 1
-                flipped = diffs * flips
-                q = benjamini_hochberg(pvalues(flipped)[0], fdr_method)
-                counts[b] = float(((q <= alpha) & (flipped.mean(0) < 0) & eligible).sum())
-            observed = float(((q_values[active] <= alpha) & (lean[active] < 0) & eligible).sum())
-            flagged_null = stats.summarize_null(observed, counts)
+                if fam.numel():
+                    q = benjamini_hochberg(p_fam[1 + b], fdr_method)
+                    counts[b] = float(((q <= alpha) & eligible[b]).sum())
+            mask = (q_values <= alpha) & (lean < 0) & large & tested
+            if zero is not None:
+                mask &= zero
+            flagged_null = stats.summarize_null(float(mask.sum()), counts)
     dropped: tuple[int, ...] = ()
     if vector_acts is not None:
-        mask = active & (q_values <= alpha) & (lean < 0) & (vector_acts.to(torch.float32) <= 0)
+        mask = active & (q_values <= alpha) & (lean < 0) & (vector_acts.detach().to(torch.float32).cpu() <= 0)
         ids = torch.nonzero(mask).flatten()
         order = torch.sort(lean[ids], stable=True).indices
         dropped = tuple(int(i) for i in ids[order].tolist())
@@ -485,12 +913,46 @@ def leaning_from_acts(
         fraction_interval=interval,
         fraction_null=null,
         min_effect=float(min_effect),
-        large_effect=active & (lean.abs() >= min_effect * typical),
+        large_effect=large,
         vector_given=vector_acts is not None,
         holm_rejected=holm,
         vector_zero=zero,
         flagged_null=flagged_null,
+        tested=tested,
     )
+
+
+def flipped_vector_codes(
+    sae: SAELike,
+    item_diffs: Tensor,
+    sample: Tensor | None = None,
+    *,
+    batch_size: int = 4096,
+) -> Callable[[Tensor], Tensor]:
+    """The ``null_vector_codes`` map of :func:`leaning_from_acts` for an SAE.
+
+    A sign vector ``s [n_items]`` stands for the steering vector of the label-flipped data,
+    ``sum_i s_i item_diffs[i] / n_items`` (model space), which is mapped into the SAE's input space
+    (:func:`vector_to_sae_space`, with the scale ``sample`` receives) and encoded with the SAE's own
+    decoder-bias convention (:func:`encode_in_sae_space`), as SAE(v) is.
+
+    Args:
+        sae: The SAE.
+        item_diffs: Per-item differences ``pos - neg`` in model space ``[n_items, d_in]`` (rows in
+            the order of the sorted item ids).
+        sample: Activations that set the input normalisation's scale (if the SAE has one).
+        batch_size: Vectors encoded at once.
+
+    Returns:
+        A function from sign vectors ``[B, n_items]`` to SAE codes ``[B, d_sae]`` (float32, CPU).
+    """
+    diffs = item_diffs.detach().to(torch.float64).cpu()
+
+    def codes(signs: Tensor) -> Tensor:
+        vectors = (signs.to(torch.float64).cpu() @ diffs / diffs.shape[0]).to(torch.float32)
+        return encode_in_sae_space(sae, vector_to_sae_space(sae, vectors, sample), batch_size=batch_size)
+
+    return codes
 
 
 def leaning_check(
@@ -505,16 +967,21 @@ def leaning_check(
     fdr_method: FdrMethod = "bh",
     item_ids: Tensor | None = None,
     n_perm: int = 4000,
-    max_perm: int = 50_000,
+    max_perm: int | None = None,
     n_null: int = 1000,
     n_boot: int = 1000,
     min_effect: float = 0.1,
     n_null_tests: int = 50,
+    activations: Tensor | None = None,
+    exact_nnz: int = 12,
     generator: torch.Generator | int | None = None,
 ) -> LeaningCheck:
     """Encode paired positive and negative activations ``[n_pairs, d_in]`` and compare features.
 
-    The options after ``batch_size`` are those of :func:`leaning_from_acts`.
+    The options after ``batch_size`` are those of :func:`leaning_from_acts`. With ``vector_acts``
+    (SAE(v)), the label-flip null encodes each copy's flipped steering vector, the mean of the
+    sign-flipped per-item differences ``pos - neg`` (:func:`flipped_vector_codes`), scaled into the
+    SAE's input space as ``activations`` are (``pos`` and ``neg`` together when None).
 
     Returns:
         A :class:`LeaningCheck`; row i of ``pos`` and of ``neg`` must come from the same pair.
@@ -526,9 +993,18 @@ def leaning_check(
         raise ValueError(
             f"pos and neg must hold the same number of paired rows, got {pos.shape[0]} and {neg.shape[0]}"
         )
+    sample = (
+        torch.cat([pos, neg]) if activations is None else validate_batch(activations, d_in, "activations")
+    )
     sae = as_float32(sae)
     acts_pos = encode_activations(sae, pos, batch_size=batch_size)
     acts_neg = encode_activations(sae, neg, batch_size=batch_size)
+    codes = None
+    if vector_acts is not None and n_null_tests:
+        item_diffs = pos.detach().to(torch.float64) - neg.detach().to(torch.float64)
+        if item_ids is not None:
+            _, item_diffs = stats.cluster_mean(item_diffs, item_ids)
+        codes = flipped_vector_codes(sae, item_diffs, sample, batch_size=batch_size)
     return leaning_from_acts(
         acts_pos,
         acts_neg,
@@ -543,5 +1019,7 @@ def leaning_check(
         n_boot=n_boot,
         min_effect=min_effect,
         n_null_tests=n_null_tests,
+        null_vector_codes=codes,
+        exact_nnz=exact_nnz,
         generator=generator,
     )

@@ -2,17 +2,26 @@
 
 A steering vector is a difference of activations, so it is usually far shorter than the
 activations the SAE was trained on; fed to the encoder on its own it is out of distribution.
+
+The claim is about the vector at hand, whose norm is known exactly, and about the population CAA
+vector it estimates (the mean difference over all items). ``||v||`` of a mean of noisy differences is
+biased upward (``E ||v||^2 = ||mu||^2 + tr(Sigma) / n``), so the population norm is estimated by the
+unbiased U-statistic ``sum_{i != j} d_i . d_j / (n (n - 1))`` of ``||mu||^2`` with a jackknife normal
+interval, whose ends are square-rooted (clipped at 0). The verdict needs both below its bound.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from scipy import stats as scipy_stats
 from torch import Tensor
 
 from sae_steer_checks._validate import validate_batch, validate_vector
+from sae_steer_checks.stats.resampling import squared_norm_u
 
 __all__ = ["DEFAULT_QUANTILES", "NormCheck", "norm_check"]
 
@@ -36,9 +45,15 @@ class NormCheck:
     n_activations: int = 0
     """Number of activation rows the distribution was taken from."""
     interval: tuple[float, float] | None = None
-    """95% bootstrap interval of ``steering_norm`` over items (None without paired activations)."""
+    """95% interval of the population CAA vector's norm ``||mu||`` (None without paired activations)."""
     percentile_interval: tuple[float, float] | None = None
     """Percentiles of the interval's two ends among the activation norms."""
+    population_norm: float | None = None
+    """Unbiased estimate of ``||mu||`` (square root of the U-statistic, 0 when it is negative)."""
+    bound_percentile: float = 1.0
+    """Percentile of activation norms below which a vector counts as out of distribution."""
+    bound: float = 0.0
+    """The activation norm at ``bound_percentile`` (the verdict's bound)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.percentile <= 100.0:
@@ -59,17 +74,27 @@ class NormCheck:
             "percentile_interval": (
                 None if self.percentile_interval is None else list(self.percentile_interval)
             ),
+            "population_norm": self.population_norm,
+            "bound_percentile": self.bound_percentile,
+            "bound": self.bound,
+            "interval_method": "U-statistic of ||mu||^2, jackknife normal interval, square-rooted",
         }
 
-    def with_draws(self, norms: Tensor, activation_norms: Tensor) -> NormCheck:
-        """This check with the bootstrap interval of the vector's norm from draws ``norms [n_boot]``.
+    def with_items(self, diffs: Tensor, activation_norms: Tensor, *, level: float = 0.95) -> NormCheck:
+        """This check with the population norm and its interval from per-item differences ``[n, d]``.
 
-        ``activation_norms [n]`` are the norms the percentile is taken among (mid-rank, as above).
+        ``activation_norms [m]`` are the norms the percentile is taken among (mid-rank, as above).
         """
-        levels = torch.tensor([0.025, 0.975], dtype=torch.float64)
-        low, high = (float(q) for q in norms.to(torch.float64).quantile(levels))
+        u, se = squared_norm_u(diffs)
+        z = float(scipy_stats.norm.ppf(0.5 + level / 2))
+        low, high = (math.sqrt(max(x, 0.0)) for x in (u - z * se, u + z * se))
         pct = tuple(_mid_rank(activation_norms.to(torch.float64), x) for x in (low, high))
-        return replace(self, interval=(low, high), percentile_interval=(pct[0], pct[1]))
+        return replace(
+            self,
+            interval=(low, high),
+            percentile_interval=(pct[0], pct[1]),
+            population_norm=math.sqrt(max(u, 0.0)),
+        )
 
 
 def _mid_rank(norms: Tensor, value: float) -> float:
@@ -84,6 +109,7 @@ def norm_check(
     activations: Tensor,
     *,
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+    bound_percentile: float = 1.0,
 ) -> NormCheck:
     """Compare ``||vector||`` with the norms of ``activations``.
 
@@ -91,6 +117,7 @@ def norm_check(
         vector: steering vector ``[d_model]``.
         activations: activations at the same layer ``[n, d_model]`` (or ``[batch, seq, d_model]``).
         quantiles: quantile levels in ``[0, 1]`` to report.
+        bound_percentile: percentile (0-100) of activation norms that is the verdict's bound.
 
     Returns:
         A :class:`NormCheck`; the percentile is the mid-rank of the vector's norm among the
@@ -101,6 +128,8 @@ def norm_check(
     d_model = int(activations.shape[-1]) if activations.ndim >= 1 else 0
     x = validate_batch(activations, d_model, "activations")
     v = validate_vector(vector, d_model, "vector")
+    if not 0.0 < bound_percentile < 100.0:
+        raise ValueError(f"bound_percentile must be in (0, 100), got {bound_percentile}")
     for q in quantiles:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantiles must lie in [0, 1], got {q}")
@@ -117,4 +146,6 @@ def norm_check(
         ratio=v_norm / median if median > 0 else 0.0,
         percentile=percentile,
         n_activations=int(norms.numel()),
+        bound_percentile=float(bound_percentile),
+        bound=float(norms.quantile(bound_percentile / 100)),
     )

@@ -29,6 +29,9 @@ class VectorDraws:
     """``[n_shuffled, d]`` vectors from items whose labels were flipped at random, rescaled to ``||v||``."""
     n_items: int
     """Number of independent items the draws resample."""
+    weights: Tensor
+    """``[n_boot, n_items]`` weight of each item in each bootstrap draw (rows sum to 1; float64), so any
+    per-item figure can be resampled with the same items: ``weights @ per_item``."""
 
 
 def item_differences(pos: Tensor, neg: Tensor, item_ids: Tensor | None = None) -> Tensor:
@@ -77,12 +80,11 @@ def vector_draws(
     gen = stats.as_generator(generator)
     d = diffs.to(torch.float64)
     mean = d.mean(0)
-    counts = torch.multinomial(torch.full((n,), 1.0 / n), n_boot * n, replacement=True, generator=gen)
-    weights = torch.zeros(n_boot, n, dtype=torch.float64)
-    weights.scatter_add_(1, counts.view(n_boot, n), torch.full((n_boot, n), 1.0 / n, dtype=torch.float64))
+    weights = stats.resample_weights(n, n_boot, gen)
     boot = vector.to(torch.float64) + (weights @ d - mean)
-    signs = torch.randint(0, 2, (n_shuffled, n), generator=gen).to(torch.float64) * 2 - 1
-    shuffled = (signs @ d) / n
+    shuffled = (stats.label_flips(n_shuffled, n, gen) @ d) / n
     target = float(vector.to(torch.float64).norm())
     shuffled = shuffled * (target / shuffled.norm(dim=1, keepdim=True).clamp_min(1e-30))
-    return VectorDraws(bootstrap=boot.to(torch.float32), shuffled=shuffled.to(torch.float32), n_items=n)
+    return VectorDraws(
+        bootstrap=boot.to(torch.float32), shuffled=shuffled.to(torch.float32), n_items=n, weights=weights
+    )

@@ -2,18 +2,28 @@
 
 Each vector is swept over the multipliers; with per-item scores every held-out item gets its own
 least-squares slope, and a vector's steerability is their mean with an item-level standard error.
-Before any ratio the original must steer: its slope must beat random directions of its norm (|slope|
-above their 95th percentile of |slope|) and its t interval must exclude 0; otherwise retention is
-inconclusive ("the vector does not steer this behaviour here"). The ratio ``b_recon / b_orig`` comes
-with an interval over items (Fieller by default, or a bootstrap), and the status follows it:
 
-- ``"problem"``: the whole interval lies below the retained threshold (upper end < threshold);
-- ``"fine"``: the whole interval lies at or above it (lower end >= threshold);
-- ``"inconclusive"``: the interval reaches both sides, is unbounded, or there is nothing to compare.
+Before any ratio the original must steer. Its |slope| is compared with those of N random directions of
+its norm (isotropic, plus covariance-shaped ones when activations are given; 40 in all by default) as a
+Monte Carlo test: ``p = (1 + #{|b_rand| >= |b_orig|}) / (1 + N) <= alpha``, whose null is "v is a
+random direction drawn from the isotropic/covariance mixture"; and its t interval must exclude 0.
+Otherwise retention is inconclusive ("the vector does not steer this behaviour here").
 
+The retention ratio ``b_recon / b_orig`` is then tested against the threshold on the per-item
+contrasts ``a_i - threshold * b_i`` (``stats.ratio_test``: a studentised bootstrap over items by
+default, which holds its level with skewed and heavy-tailed per-item slopes where Fieller's interval
+does not). The claims are one-sided, each at level alpha (5% by default):
+
+- ``"problem"``: the test rejects "the ratio is at or above the threshold" (p <= alpha);
+- ``"fine"``: the mirror test rejects "the ratio is below the threshold" (p <= alpha);
+- ``"inconclusive"``: neither rejects, the original's mean slope is not clearly non-zero (the ratio's
+  interval is unbounded), the vector does not steer, or there is nothing to compare.
+
+The ratio's interval inverts the same test at ``alpha`` on each side (a 90% interval at alpha = 5%),
+so "problem" is exactly "the interval lies below the threshold" and "fine" "it lies at or above it".
 A score function that returns one float per vector (no items) still gives slopes and ratios, but no
-interval: its status is inconclusive. The random directions and the "beats its null" rule live here
-so that steering's steerability check uses the same ones.
+interval: its status is inconclusive. The random directions and the "beats its null" rule live in
+``stats.steering`` so that steering's steerability check uses the same ones.
 """
 
 from __future__ import annotations
@@ -21,26 +31,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_steer_checks.stats import (
-    RatioInterval,
+    RatioMethod,
+    RatioTest,
     SlopeEstimate,
     SteeringNull,
     beats_null,
     fit_slope,
+    group_mean,
     item_slopes_summary,
+    min_random_directions,
     random_directions,
-    ratio_interval,
+    ratio_test,
     slope_estimate,
     steering_null,
+    streams,
 )
 
 __all__ = [
+    "DEFAULT_ALPHA",
     "DEFAULT_MULTIPLIERS",
+    "DEFAULT_N_RANDOM",
     "DEFAULT_THRESHOLD",
     "NOT_STEERING",
     "Retention",
@@ -58,6 +74,10 @@ one score per held-out item ``[n_items]``. It may also offer ``score_batch(us [k
 
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (-1.0, 0.0, 1.0)
 DEFAULT_THRESHOLD = 0.8
+DEFAULT_ALPHA = 0.05
+DEFAULT_N_RANDOM = 40
+"""Random directions in the steering null when ``n_random`` is None: 20 per kind with activations, else
+40 isotropic."""
 NOT_STEERING = "the vector does not steer this behaviour here"
 _NO_ITEMS = "the score gives one number per vector, not one per item, so the ratio has no interval"
 
@@ -123,20 +143,12 @@ def _check_multipliers(multipliers: Sequence[float]) -> tuple[float, ...]:
     return ms
 
 
-def _group_mean(values: Tensor, groups: Sequence[int] | None) -> Tensor:
-    """Mean over the last axis of ``values [..., n_items]``, each group weighing the same."""
-    if groups is None:
-        return values.mean(-1)
-    g = torch.tensor(list(groups))
-    return torch.stack([values[..., g == k].mean(-1) for k in torch.unique(g)]).mean(0)
-
-
 def _slope(ms: tuple[float, ...], scores: Tensor, groups: Sequence[int] | None, level: float) -> Slope:
     """A :class:`Slope` from scores ``[n_mult, n_items]``."""
     per_item = fit_slope(ms, scores.T)
-    means = _group_mean(scores, groups)
+    means = group_mean(scores, groups)
     estimate = slope_estimate(per_item, groups, level=level) if scores.shape[1] > 1 else None
-    slope = float(_group_mean(per_item, groups))
+    slope = float(group_mean(per_item, groups))
     intercept = float(means.mean()) - slope * sum(ms) / len(ms)
     stderr = None if estimate is None else estimate.se
     score_se = None
@@ -156,15 +168,18 @@ class Retention:
     null: SteeringNull | None = None
     """Random directions of the original's norm (None when not measured: no per-item scores)."""
     steers: bool = False
-    """Whether the original beats its null (|slope| > null's q95 of |slope| and t interval excludes 0)."""
-    ratios: dict[str, RatioInterval] = field(default_factory=dict)
-    """Name -> ``b_name / b_original`` with its interval over items (empty without per-item scores)."""
+    """Whether the original beats its null (Monte Carlo p <= alpha and a t interval excluding 0)."""
+    ratios: dict[str, RatioTest] = field(default_factory=dict)
+    """Name -> ``b_name / b_original`` with its interval over items and the one-sided p-values against
+    the threshold (empty without per-item scores)."""
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Name -> ``(status, reason)``: ``problem``, ``fine`` or ``inconclusive`` and why (module notes)."""
     threshold: float = DEFAULT_THRESHOLD
     """Share of the original slope that counts as retained."""
     n_items: int = 1
     """Held-out items behind each slope (1: the score function gave one number per vector)."""
+    alpha: float = DEFAULT_ALPHA
+    """Level of each one-sided test: the steering gate, "problem" and "fine"."""
 
     def __post_init__(self) -> None:
         if "original" not in self.slopes:
@@ -195,8 +210,10 @@ class Retention:
         """JSON-ready summary with the report's stable keys and the calibrated ones.
 
         Stable: ``multipliers``, ``slopes``, ``stderr``, ``scores``, ``ratio_<name>``. Calibrated:
-        ``slope_estimates`` (with ``score_se`` per multiplier), ``null``, ``steers``,
-        ``ratio_intervals``, ``statuses``, ``status``, ``reason``, ``threshold``, ``n_items``.
+        ``slope_estimates`` (with ``score_se`` per multiplier), ``null`` (with the gate's ``p_value``),
+        ``steers``, ``ratio_intervals`` (each with ``p_value`` of "ratio >= threshold",
+        ``p_value_above`` of "ratio <= threshold" and ``alpha``), ``statuses``, ``status``,
+        ``reason``, ``threshold``, ``n_items``.
         """
         names = sorted(self.slopes)
         out: dict[str, Any] = {
@@ -207,7 +224,7 @@ class Retention:
             "slope_estimates": {n: _estimate_dict(self.slopes[n]) for n in names},
             "null": None if self.null is None else self.null.to_dict(),
             "steers": self.steers,
-            "ratio_intervals": {n: _ratio_dict(r) for n, r in sorted(self.ratios.items())},
+            "ratio_intervals": {n: _ratio_dict(r, self.alpha) for n, r in sorted(self.ratios.items())},
             "statuses": {n: {"status": s, "reason": r} for n, (s, r) in sorted(self.statuses.items())},
             "status": self.status,
             "reason": self.reason,
@@ -229,15 +246,20 @@ def _estimate_dict(slope: Slope) -> dict[str, Any] | None:
             "score_se": None if slope.score_se is None else list(slope.score_se)}  # fmt: skip
 
 
-def _ratio_dict(r: RatioInterval) -> dict[str, Any]:
+def _ratio_dict(r: RatioTest, alpha: float) -> dict[str, Any]:
     # JSON has no infinity: an unbounded end is None
     return {"ratio": r.ratio if math.isfinite(r.ratio) else None,
             "ci_low": r.ci_low if math.isfinite(r.ci_low) else None,
             "ci_high": r.ci_high if math.isfinite(r.ci_high) else None,
-            "bounded": r.bounded, "method": r.method, "level": r.level}  # fmt: skip
+            "bounded": r.bounded, "method": r.method, "level": r.level,
+            "p_value": r.p_value, "p_value_above": r.p_value_above, "alpha": alpha}  # fmt: skip
 
 
-def _status(steers: bool, ratio: RatioInterval | None, threshold: float) -> tuple[str, str]:
+def _span(ratio: RatioTest) -> str:
+    return f"{ratio.level:.0%} interval [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
+
+
+def _status(steers: bool, ratio: RatioTest | None, threshold: float, alpha: float) -> tuple[str, str]:
     if ratio is None:
         return "inconclusive", _NO_ITEMS
     if not steers:
@@ -247,15 +269,29 @@ def _status(steers: bool, ratio: RatioInterval | None, threshold: float) -> tupl
             "inconclusive",
             "the original slope is not clearly non-zero, so the ratio has no bounded interval",
         )
-    span = f"[{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
-    if ratio.ci_high < threshold:
-        return "problem", f"the ratio's interval {span} lies below the retained threshold {threshold:g}"
-    if ratio.ci_low >= threshold:
-        return "fine", f"the ratio's interval {span} lies at or above the retained threshold {threshold:g}"
-    return (
-        "inconclusive",
-        f"the ratio's interval {span} reaches both sides of the retained threshold {threshold:g}",
+    test = f"one-sided {alpha * 100:g}% test"
+    if ratio.p_value <= alpha:
+        return "problem", (
+            f"the ratio is below the retained threshold {threshold:g}: a {test} rejects a ratio at or "
+            f"above it (p = {ratio.p_value:.2g}; {_span(ratio)})"
+        )
+    if ratio.p_value_above <= alpha:
+        return "fine", (
+            f"the ratio is at or above the retained threshold {threshold:g}: a {test} rejects a ratio "
+            f"below it (p = {ratio.p_value_above:.2g}; {_span(ratio)})"
+        )
+    return "inconclusive", (
+        f"neither {test} separates the ratio from the retained threshold {threshold:g} "
+        f"(p = {ratio.p_value:.2g} for below, {ratio.p_value_above:.2g} for at or above; {_span(ratio)})"
     )
+
+
+def _random_streams(generator: torch.Generator | int | None, names: list[str]) -> dict[str, torch.Generator]:
+    """One generator per use: spawned from an int seed (None: 0), or seeded by draws from a generator."""
+    if isinstance(generator, torch.Generator):
+        seeds = torch.randint(0, 2**62, (len(names),), generator=generator, device=generator.device)
+        return {n: torch.Generator().manual_seed(int(k)) for n, k in zip(names, seeds.tolist(), strict=True)}
+    return streams(0 if generator is None else int(generator), names)
 
 
 def retention(
@@ -263,39 +299,61 @@ def retention(
     vectors: dict[str, Tensor],
     multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
     *,
-    n_random: int = 8,
+    n_random: int | None = None,
     activations: Tensor | None = None,
     generator: torch.Generator | int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     level: float = 0.95,
-    method: Literal["fieller", "bootstrap"] = "fieller",
+    alpha: float = DEFAULT_ALPHA,
+    method: RatioMethod = "bootstrap_t",
     n_boot: int = 2000,
 ) -> Retention:
-    """Steerability of several vectors, its random null, and the retention ratios with intervals.
+    """Steerability of several vectors, its random null, and the retention ratios tested against a threshold.
 
     Args:
         score_fn: behaviour score of an added vector (a float or ``[n_items]``; see :data:`ScoreFn`).
         vectors: name -> vector ``[d_model]``; ``"original"`` is the reference.
         multipliers: at least two distinct multipliers.
-        n_random: random directions per kind (isotropic; and N(0, Sigma) when ``activations`` are given).
+        n_random: random directions per kind (isotropic; and N(0, Sigma) when ``activations`` are given),
+            or None for :data:`DEFAULT_N_RANDOM` in all (20 per kind, or 40 isotropic). All kinds are
+            pooled into one Monte Carlo p-value, which needs at least ``1/alpha - 1`` of them.
         activations: ordinary activations ``[m, d_model]`` for the covariance-shaped null, or None.
-        generator: generator or seed of the random directions (None: seed 0).
+        generator: generator or seed (None: seed 0); the random directions and each ratio's bootstrap
+            draw from their own stream spawned from it.
         threshold: share of the original slope that counts as retained (in (0, 1]).
-        level: confidence level of the slope and ratio intervals.
-        method: ratio interval, ``"fieller"`` or ``"bootstrap"`` (over items).
-        n_boot: bootstrap draws (bootstrap only).
+        level: two-sided confidence level of the slope intervals (the ratio's interval is at ``1 - 2 alpha``).
+        alpha: level of each one-sided test (the steering gate, "problem", "fine").
+        method: ratio test, ``"bootstrap_t"`` (studentised bootstrap of the contrasts), ``"fieller"``
+            (the same contrasts against Student's t) or ``"bootstrap"`` (percentile, over items).
+        n_boot: bootstrap draws (the bootstrap methods only).
 
     Returns:
         A :class:`Retention`; ``ratio(name)`` is the share of the original slope kept, ``statuses`` the
         verdict per reconstruction. The null is only run with per-item scores (without them no
         verdict can pass, so its forwards would be wasted).
+
+    Raises:
+        ValueError: on a bad argument, including too few random directions for ``alpha``.
     """
     if "original" not in vectors:
         raise ValueError(f"vectors must include 'original', got {sorted(vectors)}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    kinds_drawn = 1 if activations is None else 2
+    if n_random is None:
+        n_random = math.ceil(DEFAULT_N_RANDOM / kinds_drawn)
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")
+    needed = min_random_directions(alpha)
+    if n_random * kinds_drawn < needed:
+        raise ValueError(
+            f"n_random={n_random} gives {n_random * kinds_drawn} random directions, but the Monte Carlo "
+            f"p-value (1 + #{{|b_rand| >= |b_orig|}}) / (1 + N) is at least 1 / (1 + N) = "
+            f"{1 / (1 + n_random * kinds_drawn):.3f} > alpha = {alpha:g}, so no vector could steer: "
+            f"use n_random >= {math.ceil(needed / kinds_drawn)} (2x that to have resolution)"
+        )
     ms = _check_multipliers(multipliers)
     names = list(vectors)
     stacked = torch.stack([vectors[n].detach().float().reshape(-1) for n in names])
@@ -305,29 +363,35 @@ def retention(
     slopes = {n: _slope(ms, scores[i], groups, level) for i, n in enumerate(names)}
     per_item = {n: fit_slope(ms, scores[i].T) for i, n in enumerate(names)}
     if n_items < 2:
-        undecided = {n: _status(False, None, threshold) for n in names if n != "original"}
-        return Retention(ms, slopes, None, False, {}, undecided, threshold, n_items)
+        undecided = {n: _status(False, None, threshold, alpha) for n in names if n != "original"}
+        return Retention(ms, slopes, None, False, {}, undecided, threshold, n_items, alpha)
+    others = [n for n in names if n != "original"]
+    rng = _random_streams(
+        generator, ["retention.random_directions", *(f"retention.ratio.{n}" for n in others)]
+    )
     original = slopes["original"]
     directions, kinds = random_directions(
-        vectors["original"].detach().float().cpu(), n_random, activations=activations, generator=generator
+        vectors["original"].detach().float().cpu(),
+        n_random,
+        activations=activations,
+        generator=rng["retention.random_directions"],
     )
     null_scores = _sweep_scores(score_fn, directions.to(vectors["original"].device), ms)
-    null_slopes = [_slope(ms, s, groups, level).slope for s in null_scores]
+    null_slopes = group_mean(fit_slope(ms, null_scores.transpose(1, 2)), groups)
     null = steering_null(original.slope, null_slopes, kinds)
-    steers = beats_null(original.slope, original.estimate, null)
-    ratios: dict[str, RatioInterval] = {}
+    steers = beats_null(original.slope, original.estimate, null, alpha=alpha)
+    ratios: dict[str, RatioTest] = {}
     statuses: dict[str, tuple[str, str]] = {}
-    for name in names:
-        if name == "original":
-            continue
-        ratios[name] = ratio_interval(
+    for name in others:
+        ratios[name] = ratio_test(
             per_item[name],
             per_item["original"],
+            threshold,
             groups=groups,
-            level=level,
+            level=1 - 2 * alpha,
             method=method,
             n_boot=n_boot,
-            generator=generator,
+            generator=rng[f"retention.ratio.{name}"],
         )
-        statuses[name] = _status(steers, ratios[name], threshold)
-    return Retention(ms, slopes, null, steers, ratios, statuses, threshold, n_items)
+        statuses[name] = _status(steers, ratios[name], threshold, alpha)
+    return Retention(ms, slopes, null, steers, ratios, statuses, threshold, n_items, alpha)

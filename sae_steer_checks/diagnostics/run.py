@@ -7,7 +7,8 @@ the schema version, the verdicts and the caller's provenance (diagnostics never 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -52,6 +53,7 @@ from sae_steer_checks.sae.protocol import (
     vector_from_sae_space,
     vector_to_sae_space,
 )
+from sae_steer_checks.stats.draws import streams
 
 __all__ = ["CheckConfig", "CheckResult", "run_checks"]
 
@@ -87,38 +89,49 @@ class CheckConfig:
     fdr_method: FdrMethod = "bh"
     """Multiple-testing control: Benjamini-Hochberg ("bh") or Benjamini-Yekutieli ("by", any dependence)."""
     leaning_n_perm: int = 4000
-    """Sign flips per feature in the leaning test (more near the significance floor)."""
-    leaning_null_tests: int = 50
-    """Label-flipped copies of the data on which the leaning test is rerun: the null of the flagged count."""
+    """Sign flips per feature in the leaning test's first round (refined near each feature's bound)."""
     min_effect: float = 0.1
     """Minimum lean: ``|mean difference| >= min_effect *`` the feature's mean activation where it fires."""
     min_share: float = 0.5
-    """A positive SAE(v) coefficient is spurious only when its anchor explains this share of it."""
-    n_null: int = 32
-    """Null vectors per family for the decomposition cosines and the bias (random, shuffled CAA)."""
-    n_boot: int = 300
-    """Bootstrap draws over items for the intervals of the norm, bias and spurious-share figures."""
-    n_boot_fits: int = 100
-    """Of those, the draws also decomposed by OMP for the signed-fit gap's interval (at most ``n_boot``)."""
+    """A positive SAE(v) coefficient is spurious only when its anchor carries this share of its change."""
+    n_null: int = 39
+    """Draws of every null: random and label-shuffled vectors per decomposition family, label flips of
+    the leaning test, and random directions of the steering gate (split between isotropic and
+    covariance-shaped). 39 is the least that lets a Monte Carlo p-value ``(1 + #) / (1 + n)`` reach
+    0.025."""
+    n_boot: int = 200
+    """Bootstrap draws over items of every interval (bias, spurious share, leaning fraction, the
+    signed-fit gap, the retention test)."""
     k_max: int = 64
     """Longest support of the signed fit's cosine-versus-k curve."""
     min_gap: float = 0.1
     """Smallest cosine gap between the signed fit and SAE(v) that a decomposition ``problem`` needs."""
     retained: float = DEFAULT_THRESHOLD
-    """Share of the original slope a reconstruction must keep; "problem" only when the ratio's interval
-    lies entirely below it."""
-    n_random: int = 8
-    """Random directions of v's norm per kind (isotropic; from the activation covariance) in the
-    steering null."""
+    """Share of the original slope a reconstruction must keep; "problem" only when the one-sided test
+    says the ratio lies below it."""
+    norm_percentile: float = 1.0
+    """Percentile of activation norms below which the vector counts as out of distribution."""
+    bias_share: float = 0.5
+    """Share of SAE(v)'s mass in SAE(0) above which (and above ordinary activations) the bias decides."""
     seed: int = 0
-    """Seed of every null draw, permutation and bootstrap (results are reproducible from it)."""
+    """Seed of the run: each null, permutation and bootstrap draws from its own stream spawned from it."""
 
     def __post_init__(self) -> None:
         for name in ("top_k", "signed_k", "block_size", "batch_size", "max_listed_pairs", "leaning_n_perm"):
             validate_positive_int(getattr(self, name), name)
-        for name in ("n_null", "k_max", "n_boot", "n_random", "leaning_null_tests", "n_boot_fits"):
+        for name in ("n_null", "k_max", "n_boot"):
             validate_positive_int(getattr(self, name), name)
         validate_fraction(self.alpha, "alpha")
+        if 1 / (1 + self.n_null) > self.alpha:
+            raise ValueError(
+                f"n_null={self.n_null} draws cannot give a Monte Carlo p-value at or below "
+                f"alpha={self.alpha}: use n_null >= {math.ceil(1 / self.alpha - 1)}"
+            )
+        if not 0.0 < self.norm_percentile < 100.0:
+            raise ValueError(f"norm_percentile must be a percentile in (0, 100), got {self.norm_percentile}")
+        validate_fraction(self.bias_share, "bias_share")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         validate_fraction(self.rare_rate, "rare_rate", open_low=False)
         validate_fraction(self.min_share, "min_share", open_low=False)
         validate_fraction(self.retained, "retained")
@@ -251,18 +264,22 @@ def run_checks(
         item_ids = torch.as_tensor(item_ids, dtype=torch.long).reshape(-1)
         if item_ids.numel() != pos.shape[0]:
             raise ValueError(f"item_ids must give one id per pair ({pos.shape[0]}), got {item_ids.numel()}")
+    rng = streams(config.seed, ("draws", "leaning", "nulls", "retention"))
     diffs = item_differences(pos, neg, item_ids)
     draws = (
-        vector_draws(v, diffs, n_boot=config.n_boot, n_shuffled=config.n_null, generator=config.seed)
+        vector_draws(v, diffs, n_boot=config.n_boot, n_shuffled=config.n_null, generator=rng["draws"])
         if diffs.shape[0] >= 2
         else None
     )
     boot_sae = shuffled_sae = None
     sample_norms = sample.detach().to(torch.float64).norm(dim=-1).cpu()
-    norm = norm_check(v, sample)
-    bias = bias_check(sae, v, sample, top_k=config.top_k, batch_size=config.batch_size)
+    norm = norm_check(v, sample, bound_percentile=config.norm_percentile)
+    bias = bias_check(
+        sae, v, sample, top_k=config.top_k, batch_size=config.batch_size, share_threshold=config.bias_share
+    )
     if draws is not None:
-        norm = norm.with_draws(draws.bootstrap.to(torch.float64).norm(dim=1), sample_norms)
+        if diffs.shape[0] >= 3:
+            norm = norm.with_items(diffs, sample_norms)
         boot_sae = vector_to_sae_space(sae, draws.bootstrap, sample)
         shuffled_sae = vector_to_sae_space(sae, draws.shuffled, sample)
         bias = bias.with_draws(sae, boot_sae, shuffled_sae, batch_size=config.batch_size)
@@ -278,9 +295,12 @@ def run_checks(
         fdr_method=config.fdr_method,
         item_ids=item_ids,
         n_perm=config.leaning_n_perm,
+        n_null=config.n_null,
+        n_boot=config.n_boot,
         min_effect=config.min_effect,
-        n_null_tests=config.leaning_null_tests,
-        generator=config.seed,
+        n_null_tests=config.n_null,
+        activations=sample,
+        generator=rng["leaning"],
     )
     W_dec = sae.W_dec.detach().to(torch.float32).cpu()
     live = torch.zeros(d_sae, dtype=torch.bool)
@@ -340,8 +360,15 @@ def run_checks(
         rare_rate=config.rare_rate,
         min_share=config.min_share,
     )
-    if boot_sae is not None and shuffled_sae is not None:
+    if draws is not None and boot_sae is not None and shuffled_sae is not None:
         own = bias.own.subtract_b_dec
+        # which features lean negative, re-estimated on each draw's resampled items
+        code_diffs = item_differences(
+            encode_activations(sae, pos, batch_size=config.batch_size).cpu(),
+            encode_activations(sae, neg, batch_size=config.batch_size).cpu(),
+            item_ids,
+        )
+        negative_draws = ((draws.weights @ code_diffs) < 0) & leaning.active[None, :]
         spurious = spurious.with_draws(
             W_dec,
             sae.W_enc.detach().cpu(),
@@ -353,6 +380,7 @@ def run_checks(
             ),
             torch.cat(reference),
             negative=leaning.negative,
+            negative_draws=negative_draws,
         )
     nulls = decomposition_nulls(
         sae,
@@ -365,8 +393,8 @@ def run_checks(
         k_max=min(config.k_max, d_sae),
         min_gap=config.min_gap,
         alpha=config.alpha,
-        bootstrap=None if boot_sae is None else boot_sae[: config.n_boot_fits],
-        generator=config.seed,
+        bootstrap=boot_sae,
+        generator=rng["nulls"],
         device=device,
         batch_size=config.batch_size,
     )
@@ -381,14 +409,18 @@ def run_checks(
             score_fn,
             vectors,
             config.multipliers,
-            n_random=config.n_random,
+            n_random=math.ceil(config.n_null / 2),
             activations=activations,
-            generator=config.seed,
+            generator=rng["retention"],
             threshold=config.retained,
+            alpha=config.alpha,
+            n_boot=config.n_boot,
         )
     provenance = {
         "versions": versions(),
         "seed": config.seed,
+        "config": {k: list(x) if isinstance(x, tuple) else x for k, x in asdict(config).items()},
+        "unit": "item (rows sharing an item id are one unit)" if item_ids is not None else "row",
         "sae": description,
         "d_model": d_in,
         "d_sae": d_sae,

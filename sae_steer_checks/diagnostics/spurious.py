@@ -7,16 +7,23 @@ and v writes negatively along a. The claim is quantitative: p's pre-activation c
 anchor's unit decoder direction, ``(v . d_a) (d_a . W_enc[:, p])``, and the rest; the partner is
 *spurious* only when that share is at least ``min_share`` (default one half: most of the push comes
 from the anchor's direction). Partners with an anti-aligned anchor below that share are listed apart.
+The share is ``a / max(|a| + |r|, floor)`` with ``a`` the anchor's part and ``r`` the rest of the
+change, so it stays in [0, 1] (the anchor's part of the total absolute push) even when the rest pulls
+the other way, and the floor ``1e-3 ||v|| ||W_enc[:, p]||`` keeps a vanishing change from giving a
+share of noise.
 
 The key figure is the largest such share over SAE(v)'s positive rare coefficients (0 when none has an
 anchor). It gets a bootstrap interval over items (SAE(v) recomputed for each resampled vector) and a
 reference: the same figure for ordinary activations, inputs the SAE was trained on, where a partner
 pushed up through its anchor is part of how the SAE encodes (the figure is computed on each activation
 against SAE(0), as for v). Label-shuffled vectors of v's norm are reported beside it: a pair distorts
-the code of any vector that points against the anchor, behaviour or not. The verdict
+the code of any vector that points against the anchor, behaviour or not. Each bootstrap draw
+re-estimates which features lean negative (the anchors' eligibility) from the same resampled items,
+and the interval is the basic (reverse percentile) one, clipped to [0, 1]. The verdict
 (:meth:`SpuriousCheck.verdict`) says ``problem`` only when the interval's lower end reaches
-``min_share`` and lies above the reference's 95th percentile, ``fine`` when its upper end stays below
-``min_share`` (or within the reference), else ``inconclusive``.
+``min_share`` and lies above the reference's 95th percentile; ``fine`` when its upper end stays below
+``min_share``, or stays within the reference's 95th percentile (ordinary activations show as much);
+else ``inconclusive``. :meth:`SpuriousCheck.reason` says which.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
+from sae_steer_checks.stats.resampling import basic_interval
 
 __all__ = [
     "SignConflict",
@@ -40,6 +48,9 @@ __all__ = [
 ]
 
 Verdict = Literal["problem", "fine", "inconclusive"]
+
+# A change smaller than this share of ||v|| ||W_enc[:, p]|| is too small to split into shares.
+_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -122,15 +133,33 @@ class SpuriousCheck:
 
     def verdict(self) -> Verdict:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
+        return self._judge()[0]
+
+    def reason(self) -> str:
+        """Why :meth:`verdict` says what it says, in words that match the rule."""
+        return self._judge()[1]
+
+    def _judge(self) -> tuple[Verdict, str]:
+        share = f"{100 * self.min_share:.0f}%"
         if self.share_interval is None:
-            return "inconclusive" if self.spurious else "fine"
+            if self.spurious:
+                return "inconclusive", "no interval without paired activations"
+            return "fine", f"no positive rare coefficient gets {share} or more of its change from an anchor"
         low, high = self.share_interval
         q95 = self.share_reference.q95 if self.share_reference is not None else -1.0
         if low >= self.min_share and low > q95:
-            return "problem"
-        if high < self.min_share or high <= q95:
-            return "fine"
-        return "inconclusive"
+            return "problem", (
+                f"the interval's lower end reaches {share} and lies above the ordinary activations' "
+                "95th percentile"
+            )
+        if high < self.min_share:
+            return "fine", f"the interval's upper end stays below {share}"
+        if high <= q95:
+            return "fine", (
+                "the interval stays within the ordinary activations' 95th percentile: an anchor carries "
+                "no more of the change than it does for inputs the SAE was trained on"
+            )
+        return "inconclusive", f"the interval does not clear {100 * self.share_bound:.1f}% on either side"
 
     def with_draws(
         self,
@@ -142,6 +171,7 @@ class SpuriousCheck:
         reference: Tensor | None = None,
         *,
         negative: Tensor | None = None,
+        negative_draws: Tensor | None = None,
     ) -> SpuriousCheck:
         """This check with ``max_share``'s interval and null from vector draws in SAE input space.
 
@@ -153,25 +183,27 @@ class SpuriousCheck:
             shuffled: Label-shuffled vectors of v's norm and their codes, ``([N, d_in], [N, d_sae])``.
             reference: :func:`largest_shares` of ordinary activations ``[n]`` (None: no reference).
             negative: Bool mask of negative-leaning features (as given to :func:`spurious_check`).
+            negative_draws: That mask re-estimated on each bootstrap draw's items ``[B, d_sae]``
+                (None: ``negative`` for every draw).
         """
         found = anchor_pairs(W_dec, firing_rate, threshold=self.threshold, rare_rate=self.rare_rate)
 
-        def shares(draws: tuple[Tensor, Tensor]) -> Tensor:
+        def shares(draws: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
             return largest_shares(
                 W_dec,
                 W_enc,
                 draws[0],
                 draws[1],
                 firing_rate,
-                negative=negative,
+                negative=mask,
                 threshold=self.threshold,
                 rare_rate=self.rare_rate,
                 pairs=found,
             )
 
-        boot = shares(bootstrap)
-        low, high = (float(q) for q in boot.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)))
-        null = stats.summarize_null(self.max_share, shares(shuffled))
+        boot = shares(bootstrap, negative if negative_draws is None else negative_draws)
+        low, high = basic_interval(self.max_share, boot, lower=0.0, upper=1.0)
+        null = stats.summarize_null(self.max_share, shares(shuffled, negative))
         ref = None if reference is None else stats.summarize_null(self.max_share, reference)
         return replace(self, share_interval=(low, high), share_null=null, share_reference=ref)
 
@@ -184,7 +216,10 @@ class SpuriousCheck:
             "share_null": None if null is None else null.to_dict(),
             "share_reference": None if ref is None else ref.to_dict(),
             "share_bound": self.share_bound,
+            "share_definition": "anchor part / (|anchor part| + |rest|) of the pre-activation change",
+            "interval_method": "basic bootstrap over items (negative-leaning anchors re-estimated per draw)",
             "verdict": self.verdict(),
+            "reason": self.reason(),
             "spurious": [s.to_dict() for s in self.spurious],
             "below_share": [s.to_dict() for s in self.below_share],
             "min_share": self.min_share,
@@ -250,6 +285,7 @@ def spurious_check(
     enc = W_enc.detach().to(torch.float32).cpu()
     proj = U @ v
     pre_change = v @ enc
+    floor = _FLOOR * float(v.norm()) * enc.norm(dim=0)
     f_v, f_0 = acts_vector.detach().float().cpu(), acts_zero.detach().float().cpu()
     eligible = proj < 0 if negative is None else negative.cpu() & (proj < 0)
     candidates = torch.nonzero((f_v > 0) & (firing_rate.cpu() <= rare_rate)).flatten().tolist()
@@ -262,7 +298,8 @@ def spurious_check(
             ok[i] = False
             if bool(ok.any()):
                 ids = torch.nonzero(ok).flatten()
-                shares = proj[ids] * (U[ids] @ enc[:, i]) / pre_change[i]
+                part = proj[ids] * (U[ids] @ enc[:, i])
+                shares = _bounded_share(part, pre_change[i] - part, floor[i])
                 best = int(torch.argmax(shares))
                 j = int(ids[best])
                 found = SpuriousProjection(
@@ -296,6 +333,12 @@ def spurious_check(
         min_share=float(min_share),
         below_share=tuple(weak),
     )
+
+
+def _bounded_share(part: Tensor, rest: Tensor, floor: Tensor | float) -> Tensor:
+    """``part / max(|part| + |rest|, floor)``: the anchor's share of the absolute push, in [-1, 1]."""
+    total = part.abs() + rest.abs()
+    return part / torch.maximum(total, torch.as_tensor(floor, dtype=total.dtype)).clamp_min(1e-30)
 
 
 def anchor_pairs(
@@ -348,9 +391,12 @@ def largest_shares(
     proj = V @ U[js].T  # [B, P] v along the anchor
     pre = V @ enc[:, i_s]  # [B, P] the partner's pre-activation change
     carried = (U[js] * enc[:, i_s].T).sum(dim=1)  # d_j . W_enc[:, i]
-    share = proj * carried / pre.where(pre != 0, torch.ones_like(pre))
+    part = proj * carried
+    floor = _FLOOR * V.norm(dim=1, keepdim=True) * enc[:, i_s].norm(dim=0)[None, :]
+    share = _bounded_share(part, pre - part, floor)
     valid = (F[:, i_s] > 0) & (pre > 0) & (proj < 0)
     if negative is not None:
-        valid &= negative.cpu()[js][None, :]
+        mask = negative.cpu()
+        valid &= mask[js][None, :] if mask.ndim == 1 else mask[:, js]
     share = share.where(valid, torch.full_like(share, -torch.inf)).amax(dim=1)
     return share.clamp_min(0.0).to(torch.float64)

@@ -52,6 +52,8 @@ def render_markdown(
     subject = _subject(prov)
     if subject:
         lines += [subject, ""]
+    if prov.get("unit") is not None:
+        lines += [f"Unit of every test, interval and null: {_flat(prov['unit'])}.", ""]
     lines += ["## Verdict", ""]
     for v in report["verdicts"]:
         mark = "**problem**" if v["status"] == "problem" else v["status"]
@@ -243,9 +245,10 @@ def _decomposition_table(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None
         null_rows.append((account.replace("_", " "), fmt_num(entry.get("cosine")), *cells))
     out += [
         "",
-        f"Against null vectors of v's norm ({fmt_num(nulls['norm'])}), signed fit at k_default = "
-        f"{fmt_num(nulls['k_default'])} ({nulls['k_rule']}); each null cell is mean (q05-q95), percentile "
-        "of v's cosine among the null's:",
+        f"Against null vectors of v's norm ({fmt_num(nulls['norm'])}), signed fit at SAE(v)'s own sparsity "
+        f"k = {fmt_num(nulls['verdict_k'])} ({nulls['k_rule']}; only the {nulls['verdict_gate_family']} "
+        "family is a gate, the others are reported beside it); each null cell is mean (q05-q95), "
+        "percentile of v's cosine among the null's:",
         "",
         *_table(("Account", "Cosine with v", *(f"{f} null" for f in families)), null_rows),
     ]

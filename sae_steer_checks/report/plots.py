@@ -279,8 +279,9 @@ def _share_strip(
         inset.axvspan(null[1], null[2], color=_GREY, alpha=0.6, label="label-flip null q05–q95")
         inset.axvline(null[0], color="black", linewidth=0.8)
     if interval is not None:
-        inset.errorbar([share], [0.5], xerr=[[share - interval[0]], [interval[1] - share]], fmt="o",
-                       color=_NEG, capsize=3, markersize=4)  # fmt: skip
+        # a basic interval need not hold its estimate: error bars cannot be negative
+        below, above = max(share - interval[0], 0.0), max(interval[1] - share, 0.0)
+        inset.errorbar([share], [0.5], xerr=[[below], [above]], fmt="o", color=_NEG, capsize=3, markersize=4)
     else:
         inset.plot([share], [0.5], "o", color=_NEG, markersize=4)
     inset.set_xlim(lo - pad, hi + pad)
@@ -479,7 +480,7 @@ def plot_data_from_result(
         decomposition_null_curves={} if nulls is None else {
             f: c.detach().cpu().double().numpy() for f, c in nulls.null_curves.items()},
         sae_cosine=None if nulls is None else nulls.cosines.get("sae"),
-        k_default=None if nulls is None else nulls.k_default,
+        k_default=None if nulls is None else nulls.k,
         score_se={} if retention is None else {
             k: s.score_se for k, s in retention.slopes.items() if s.score_se is not None},
         null_slopes=() if retention is None or retention.null is None else tuple(retention.null.slopes),

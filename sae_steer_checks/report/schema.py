@@ -40,8 +40,10 @@ __all__ = [
 
 #: Version of the layout below; 2 added ``verdicts`` (1 had none); 3 added each verdict's ``rule``,
 #: the leaning count's interval and null, the spurious share's interval and null, the bias's
-#: in-distribution reference and the signed-fit gap's interval.
-SCHEMA_VERSION = 3
+#: in-distribution reference and the signed-fit gap's interval; 4 the population norm, the bounds
+#: echoed in their sections, the leaning test's family, the one-sided retention test and the
+#: decomposition compared at SAE(v)'s own sparsity.
+SCHEMA_VERSION = 4
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -65,6 +67,10 @@ class NormSection(TypedDict):
     n_activations: int
     interval: list[float] | None
     percentile_interval: list[float] | None
+    population_norm: float | None
+    interval_method: str
+    bound_percentile: float
+    bound: float
 
 
 class ConventionSection(TypedDict):
@@ -92,6 +98,8 @@ class BiasSection(ConventionSection):
     mass_interval: list[float] | None
     mass_null: dict[str, float] | None
     mass_reference: dict[str, float] | None
+    share_threshold: float
+    interval_method: str
 
 
 class LeaningSection(TypedDict):
@@ -123,6 +131,8 @@ class LeaningSection(TypedDict):
     confirmed: list[int]
     flagged_null: dict[str, float] | None
     flagged_bound: float
+    n_tested: int
+    n_untested_candidates: int
     verdict: Status
 
 
@@ -178,6 +188,9 @@ class AlignedPairsSection(TypedDict):
     share_null: dict[str, float] | None
     share_reference: dict[str, float] | None
     share_bound: float
+    share_definition: str
+    interval_method: str
+    reason: str
     verdict: Status
 
 
@@ -213,6 +226,16 @@ class DecompositionNullsSection(TypedDict):
     verdict_gap_interval: list[float] | None
     verdict_spread: float
     verdict_needed_gap: float
+    sae_l0: int | None
+    n_flips: int
+    n_boot: int
+    verdict_k: int
+    verdict_gate_family: str
+    verdict_gate_p_value: float
+    verdict_signal_p_value: float | None
+    verdict_is_signal: bool
+    verdict_interval_method: str
+    verdict_level: float
 
 
 class RetentionSection(TypedDict):

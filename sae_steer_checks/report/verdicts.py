@@ -1,7 +1,8 @@
 """Verdict lines: one plain-words judgement per mechanism, read from the JSON report dict.
 
-Each verdict names its key figure, so a reader can check it against ``report.json``. The
-thresholds below are deliberately simple and are stated here so that a verdict can be traced.
+Each verdict names its key figure, so a reader can check it against ``report.json``. Every bound a
+verdict uses is read from its section (set by ``CheckConfig`` and echoed in ``provenance.config``) and
+written into the verdict's ``rule``, so a verdict can be traced.
 """
 
 from __future__ import annotations
@@ -35,13 +36,6 @@ __all__ = [
     "is_num",
     "verdicts",
 ]
-
-# Below this percentile of activation norms the SAE sees the vector far out of distribution.
-_OOD_PERCENTILE = 1.0
-# SAE(v) keeping less than this share of the original slope has lost much of the behaviour.
-_RETAINED = 0.8
-# SAE(v) whose activation mass is at least this share in SAE(0) shows the encoder bias more than v.
-_BIAS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -182,7 +176,8 @@ def verdicts(report: Mapping[str, Any]) -> list[Verdict]:
 
 
 def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
-    # problem: the whole 95% interval of ||v|| lies below the 1st percentile of activation norms.
+    # problem: the given vector's norm and the whole 95% interval of the population CAA vector's norm
+    # lie below the bound (the activation norm at the configured percentile, the 1st by default).
     name = "Out of distribution"
     pct, ratio, n = norm["percentile"], norm["ratio"], norm["n_activations"]
     where = (
@@ -197,34 +192,40 @@ def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
     figure = Figure("norm.steering_norm", norm["steering_norm"])
     median, q95 = norm["activation_norm_median"], norm["quantiles"]["0.95"]
     null = NullSummary(f"norms of {n} ordinary activations", median, q95, pct, n)
-    low_norm = norm["quantiles"].get(f"{_OOD_PERCENTILE / 100:g}")
-    rule = (
-        None
-        if low_norm is None
-        else Rule("below", low_norm, f"the {fmt_num(_OOD_PERCENTILE)}st percentile of activation norms")
-    )
+    level = norm["bound_percentile"]
+    rule = Rule("below", norm["bound"], f"percentile {fmt_num(level)} of activation norms")
     iv = norm["interval"]
-    if iv is None or rule is None:
+    if iv is None:
         return Verdict(
             name,
             "inconclusive",
-            sentence + "; without paired activations there is no interval for the vector's norm.",
+            sentence + "; without paired activations there is no interval for the population vector's norm.",
             figure,
             None,
             null,
             rule,
         )
-    interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
-    sentence += f" (95% interval of the norm {fmt_num(iv[0])}-{fmt_num(iv[1])})"
+    # The given vector and the population CAA vector it estimates must both be below the bound.
+    v_norm = norm["steering_norm"]
+    interval = Interval(
+        min(iv[0], v_norm), max(iv[1], v_norm), 0.95, "U-statistic of ||mu||^2 (jackknife), with ||v||"
+    )
+    sentence += (
+        f" (population CAA vector's norm {fmt_num(norm['population_norm'])}, 95% interval "
+        f"{fmt_num(iv[0])}-{fmt_num(iv[1])})"
+    )
     if clears(interval, rule):
         status: Status = "problem"
-        sentence += "; even its upper end lies below 99% of activations: the SAE sees it out of distribution."
-    elif iv[0] >= rule.bound:
+        sentence += (
+            f"; both lie below {fmt_num(100 - level)}% of activations: the SAE sees the vector out of "
+            "distribution."
+        )
+    elif interval.low >= rule.bound:
         status = "fine"
         sentence += "; it lies within the activation-norm distribution."
     else:
         status = "inconclusive"
-        sentence += f"; the interval straddles percentile {fmt_num(_OOD_PERCENTILE)} of activation norms."
+        sentence += f"; the norms straddle percentile {fmt_num(level)} of activation norms."
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
@@ -244,11 +245,12 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
     figure = Figure("bias.mass_in_zero", mass)
     iv, ref, shuffled = bias["mass_interval"], bias["mass_reference"], bias["mass_null"]
     null = _ordinary_reference(ref)
-    bound = max(_BIAS_SHARE, ref["q95"]) if ref is not None else _BIAS_SHARE
+    threshold = bias["share_threshold"]
+    bound = max(threshold, ref["q95"]) if ref is not None else threshold
     what = (
-        f"{fmt_pct(_BIAS_SHARE)} and the ordinary activations' 95th percentile"
+        f"{fmt_pct(threshold)} and the ordinary activations' 95th percentile"
         if ref is not None
-        else fmt_pct(_BIAS_SHARE)
+        else fmt_pct(threshold)
     )
     rule = Rule("above", bound, what)
     if iv is None or null is None:
@@ -261,7 +263,7 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
             null,
             rule,
         )
-    interval = Interval(iv[0], iv[1], 0.95, "bootstrap over items")
+    interval = Interval(iv[0], iv[1], 0.95, "basic bootstrap over items")
     sentence += (
         f" (95% interval {fmt_pct(iv[0])}-{fmt_pct(iv[1])}; ordinary activations: {fmt_pct(null.mean)} on "
         f"average, 95th percentile {fmt_pct(null.q95)}"
@@ -272,7 +274,7 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
     if clears(interval, rule):
         status: Status = "problem"
         sentence += "; SAE(v) mostly shows the encoder bias, not v."
-    elif iv[1] < _BIAS_SHARE or iv[1] <= null.q95:
+    elif iv[1] < threshold or iv[1] <= null.q95:
         status = "fine"
         sentence += "; SAE(v) leans on the encoder bias no more than an ordinary activation's code does."
     else:
@@ -310,7 +312,8 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
             )
         sentence += ")"
     sentence += (
-        f"; {leaning['n_significant']} feature(s) lean significantly ({leaning['test']} test, "
+        f"; of the {leaning['n_tested']} features that could reach significance (Tarone), "
+        f"{leaning['n_significant']} lean significantly ({leaning['test']} test, "
         f"{leaning['fdr_method'].upper()} FDR {fmt_num(leaning['alpha'])}), "
         f"{leaning['n_significant_negative']} of them negatively"
     )
@@ -348,9 +351,15 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
     elif status == "inconclusive" and flagged:
         sentence += "; too few survive the family-wise bound to say that part of the vector is lost."
     elif status == "inconclusive":
-        sentence += "; no feature leans significantly, so the data cannot tell which projections are lost."
+        sentence += (
+            f"; {leaning['n_untested_candidates']} negative-leaning feature(s) that SAE(v) drops fire in "
+            "too few items to ever reach significance, so the data cannot tell whether they are lost."
+        )
     else:
-        sentence += "; SAE(v) drops no significantly negative-leaning feature of sizeable effect."
+        sentence += (
+            "; SAE(v) drops no significantly negative-leaning feature of sizeable effect, and every "
+            "candidate could have been found."
+        )
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
@@ -369,7 +378,7 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
         sentence += f" against {fmt_num(expected)} expected among random directions"
     figure = Figure("aligned_pairs.max_share", pairs["max_share"])
     iv, ref, shuffled = pairs["share_interval"], pairs["share_reference"], pairs["share_null"]
-    interval = None if iv is None else Interval(iv[0], iv[1], 0.95, "bootstrap over items")
+    interval = None if iv is None else Interval(iv[0], iv[1], 0.95, "basic bootstrap over items")
     null = _ordinary_reference(ref)
     rule = Rule("above", pairs["share_bound"], "min_share and the ordinary activations' 95th percentile")
     sentence += (
@@ -391,62 +400,81 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
             f"feature {first['feature']}: {fmt_pct(first['share'])} from feature {first['explained_by']} "
             f"(cosine {fmt_num(first['cosine'])})"
         )
+    sentence += f"; {pairs['reason']}"
     if status == "problem":
-        sentence += "; SAE(v) shows spurious positive coefficients."
+        sentence += ": SAE(v) shows spurious positive coefficients."
     elif status == "fine":
-        sentence += (
-            f"; no positive coefficient of SAE(v) gets {fmt_pct(pairs['min_share'])} or more of its "
-            "change from one."
-        )
+        sentence += "."
     else:
-        sentence += f"; the interval does not clear {fmt_pct(rule.bound)}, so the data cannot tell."
+        sentence += ", so the data cannot tell."
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None) -> Verdict:
-    # status from the nulls (see diagnostics.nulls): the signed fit must beat its null, and SAE(v)
-    # must fall short of it by more than the null's spread, the gap's interval included.
+    # status from the nulls (see diagnostics.nulls): at SAE(v)'s own sparsity k, v must be a signal
+    # (longer than label-flipped noise) and its signed fit must beat isotropic directions; then
+    # "problem" when the gap's interval lies above min_gap.
     name = "Signed decomposition"
-    sae, signed = dec["sae"], dec["signed"]
-    sentence = (
-        f"SAE(v) reconstructs v with cosine {fmt_num(sae['cosine'])} using {sae['l0']} "
-        f"features; signed coefficients over the same decoder reach cosine "
-        f"{fmt_num(signed['cosine'])} with {signed['l0']} features, "
-        f"{signed['n_negative']} of them negative"
-    )
+    sae = dec["sae"]
     if nulls is None:
-        return Verdict(name, "inconclusive", sentence + "; no null was drawn.", None)
+        sentence = (
+            f"SAE(v) reconstructs v with cosine {fmt_num(sae['cosine'])} using {sae['l0']} features; "
+            "no null was drawn."
+        )
+        return Verdict(name, "inconclusive", sentence, None)
+    k = nulls["verdict_k"]
     acc = nulls["accounts"]["signed"]
-    family = max(acc["null"], key=lambda f: acc["null"][f]["mean"])
+    family = nulls["verdict_gate_family"]
     fam = acc["null"][family]
-    what = f"signed fit of {family} null vectors of v's norm"
-    null = NullSummary(what, fam["mean"], fam["q95"], fam["percentile"], fam["n"])
+    null = NullSummary(
+        f"signed fit of {fam['n']} {family} random directions of v's norm at k = {k}",
+        fam["mean"],
+        fam["q95"],
+        fam["percentile"],
+        fam["n"],
+    )
     figure = Figure("decomposition_nulls.verdict_gap", nulls["verdict_gap"])
     giv = nulls["verdict_gap_interval"]
-    interval = None if giv is None else Interval(giv[0], giv[1], 0.95, "bootstrap over items")
-    rule = Rule("above", nulls["verdict_needed_gap"], "the signed-fit null's spread (q95 - mean) or min_gap")
-    sentence += (
-        f". At the data-chosen k = {nulls['k_default']} the signed fit reaches {fmt_num(acc['cosine'])} "
-        f"against {fmt_num(fam['mean'])} (95th percentile {fmt_num(fam['q95'])}) for {family} null vectors"
+    level = nulls["verdict_level"]
+    interval = None if giv is None else Interval(giv[0], giv[1], level, "basic bootstrap over items")
+    rule = Rule(
+        "above",
+        nulls["verdict_needed_gap"],
+        f"min_gap, once v beats label flips and the signed fit beats {family} directions at k",
+    )
+    sentence = (
+        f"At SAE(v)'s own sparsity (k = {k} features) SAE(v) reconstructs v with cosine "
+        f"{fmt_num(nulls['accounts']['sae']['cosine'])} and a signed fit over the same decoder with "
+        f"{fmt_num(acc['cosine'])}, against {fmt_num(fam['mean'])} (95th percentile {fmt_num(fam['q95'])}) "
+        f"for {family} random directions of v's norm "
+        f"(Monte Carlo p = {fmt_num(nulls['verdict_gate_p_value'])})"
     )
     gap = f"{fmt_num(nulls['verdict_gap'])}"
     if interval is not None:
-        gap += f" (95% interval {fmt_num(interval.low)} to {fmt_num(interval.high)})"
+        gap += f" ({fmt_pct(level)} interval {fmt_num(interval.low)} to {fmt_num(interval.high)})"
     status: Status = nulls["verdict"]
-    if status == "inconclusive" and not nulls["verdict_beats_null"]:
-        sentence += "; it does not beat its null, so the decoder expresses v no better than noise."
+    if not nulls["verdict_is_signal"]:
+        sentence += (
+            f"; v is no longer than label-flipped noise (p = {fmt_num(nulls['verdict_signal_p_value'])}), "
+            "so there is no steering direction to account for."
+        )
+    elif not nulls["verdict_beats_null"]:
+        sentence += "; the signed fit does not beat them, so the decoder expresses v no better than noise."
     elif status == "problem":
         sentence += (
-            f"; SAE(v) falls short of it by {gap}, more than the "
-            f"{fmt_num(nulls['verdict_needed_gap'])} noise allows."
+            f"; SAE(v) falls short of the signed fit by {gap}, more than min_gap "
+            f"{fmt_num(nulls['verdict_needed_gap'])}: a signed code accounts for v where SAE(v) does not."
         )
     elif status == "inconclusive":
         sentence += (
-            f"; SAE(v) falls short of it by {gap}, an interval that reaches the "
-            f"{fmt_num(nulls['verdict_needed_gap'])} noise allows."
+            f"; SAE(v) falls short of the signed fit by {gap}, an interval that reaches min_gap "
+            f"{fmt_num(nulls['verdict_needed_gap'])}."
         )
     else:
-        sentence += f"; SAE(v) is within {fmt_num(nulls['verdict_needed_gap'])} of it (gap {gap})."
+        sentence += (
+            f"; SAE(v) is within min_gap {fmt_num(nulls['verdict_needed_gap'])} of the signed fit "
+            f"(gap {gap})."
+        )
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
@@ -475,6 +503,8 @@ def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
         sentence += f" (95% interval {fmt_num(original['ci_low'])} to {fmt_num(original['ci_high'])})"
     if null is not None:
         sentence += f" against |slope| up to {fmt_num(null.q95)} (95th percentile) for random directions"
+        if is_num(null_d.get("p_value")):
+            sentence += f" (Monte Carlo p = {fmt_num(null_d['p_value'])} over {null.n})"
     iv = ret["ratio_intervals"].get("sae")
     interval = None
     if iv is not None and iv["bounded"] and is_num(iv["ci_low"]) and is_num(iv["ci_high"]):
@@ -485,10 +515,21 @@ def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
     else:
         sentence += (
             f". Steering with SAE(v) keeps {fmt_pct(r_sae)} of that slope"
-            + (f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})" if interval else "")
+            + (
+                f" ({fmt_pct(interval.level)} interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})"
+                if interval
+                else ""
+            )
             + f", the signed decomposition {fmt_pct(r_signed)}; {ret['reason']}."
         )
-    rule = Rule("below", ret["threshold"], "the retained threshold (the vector must first beat its null)")
+    alpha = iv.get("alpha", 0.05) if iv is not None else 0.05
+    rule = Rule(
+        "below",
+        ret["threshold"],
+        f"the retained threshold, by a one-sided {fmt_pct(alpha)} test on the per-item contrasts (the "
+        f"interval is at {fmt_pct(1 - 2 * alpha)}); the vector must first beat its random directions "
+        f"(Monte Carlo p <= {fmt_num(alpha)})",
+    )
     return Verdict(name, status, sentence, Figure("retention.ratio_sae", r_sae), interval, null, rule)
 
 

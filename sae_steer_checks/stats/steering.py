@@ -1,4 +1,11 @@
-"""Random-direction nulls for steering: does a vector steer more than directions of its norm?"""
+"""Random-direction nulls for steering: does a vector steer more than directions of its norm?
+
+The gate is a Monte Carlo test. Its null is "v is a random direction of its norm, drawn like the N
+random directions" (isotropic, or the isotropic/covariance mixture when both kinds are drawn): then v's
+|slope| and the N random |slope| are exchangeable, and ``p = (1 + #{k: |b_k| >= |b_v|}) / (1 + N)`` is a
+valid p-value. It can never be below ``1 / (1 + N)``, so a test at level alpha needs
+``N >= 1/alpha - 1`` draws (19 at 5%) and about twice that to have any resolution.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sae_steer_checks.stats.core import SlopeEstimate, item_slopes_summary, summarize_null
+from sae_steer_checks.stats.draws import as_generator, covariance_draws
+from sae_steer_checks.stats.estimates import SlopeEstimate, item_slopes_summary, summarize_null
 
-__all__ = ["SteeringNull", "beats_null", "random_directions", "slope_estimate", "steering_null"]
+__all__ = [
+    "SteeringNull",
+    "beats_null",
+    "min_random_directions",
+    "random_directions",
+    "slope_estimate",
+    "steering_null",
+    "steering_p_value",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,8 @@ class SteeringNull:
     """95th percentile of the random |slope|."""
     percentile: float
     """Mid-rank percentile of the vector's |slope| among the random |slope| (0-100)."""
+    p_value: float
+    """Monte Carlo p-value ``(1 + #{|random slope| >= |slope|}) / (1 + N)`` of "v is a random direction"."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -42,6 +60,7 @@ class SteeringNull:
             "sd": self.sd,
             "abs_q95": self.abs_q95,
             "percentile": self.percentile,
+            "p_value": self.p_value,
         }
 
 
@@ -65,9 +84,7 @@ def random_directions(
         raise ValueError(f"n must be >= 1, got {n}")
     if vector.ndim != 1:
         raise ValueError(f"vector must be [d], got shape {list(vector.shape)}")
-    gen = (
-        generator if isinstance(generator, torch.Generator) else torch.Generator().manual_seed(generator or 0)
-    )
+    gen = as_generator(generator)
     draws = [torch.randn(n, vector.shape[0], generator=gen, dtype=torch.float64)]
     kinds = ["isotropic"] * n
     if activations is not None:
@@ -75,18 +92,39 @@ def random_directions(
             raise ValueError(
                 f"activations must be [m >= 2, {vector.shape[0]}], got shape {list(activations.shape)}"
             )
-        x = activations.detach().to(device="cpu", dtype=torch.float64)
-        x = x - x.mean(0)
-        g = torch.randn(n, x.shape[0], generator=gen, dtype=torch.float64)
-        draws.append(g @ x / math.sqrt(x.shape[0] - 1))
+        draws.append(covariance_draws(activations, n, gen))
         kinds += ["covariance"] * n
     out = torch.cat(draws)
     out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-300) * float(vector.detach().double().norm())
     return out.to(device=vector.device, dtype=torch.float32), tuple(kinds)
 
 
+def steering_p_value(observed: float, slopes: Sequence[float] | Tensor) -> float:
+    """Monte Carlo p-value of ``|observed|`` among random-direction ``slopes [N]`` (module notes).
+
+    Returns:
+        ``(1 + #{k: |slopes_k| >= |observed|}) / (1 + N)``, in ``[1 / (1 + N), 1]``.
+    """
+    s = torch.as_tensor(slopes, dtype=torch.float64).reshape(-1)
+    if s.numel() == 0:
+        raise ValueError("slopes must hold at least one random slope")
+    return (1 + int((s.abs() >= abs(observed)).sum())) / (1 + s.numel())
+
+
+def min_random_directions(alpha: float) -> int:
+    """The fewest random directions whose Monte Carlo p-value can reach ``alpha`` (19 at 0.05)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    n = max(1, math.ceil(1.0 / alpha - 1.0))
+    while 1.0 / (1 + n) > alpha:  # the same comparison the gate makes, so rounding cannot split them
+        n += 1
+    while n > 1 and 1.0 / n <= alpha:
+        n -= 1
+    return n
+
+
 def steering_null(observed: float, slopes: Sequence[float] | Tensor, kinds: Sequence[str]) -> SteeringNull:
-    """Summarise random-direction ``slopes [n]``; ``observed`` is the vector's slope."""
+    """Summarise random-direction ``slopes [N]``; ``observed`` is the vector's slope."""
     s = torch.as_tensor(slopes, dtype=torch.float64).reshape(-1)
     if s.numel() != len(kinds) or s.numel() == 0:
         raise ValueError(
@@ -95,18 +133,40 @@ def steering_null(observed: float, slopes: Sequence[float] | Tensor, kinds: Sequ
     abs_summary = summarize_null(abs(observed), s.abs())
     sd = float(s.std()) if s.numel() > 1 else 0.0
     return SteeringNull(
-        tuple(kinds), tuple(s.tolist()), float(s.mean()), sd, abs_summary.q95, abs_summary.percentile
+        tuple(kinds),
+        tuple(s.tolist()),
+        float(s.mean()),
+        sd,
+        abs_summary.q95,
+        abs_summary.percentile,
+        steering_p_value(observed, s),
     )
 
 
-def beats_null(slope: float, estimate: SlopeEstimate | None, null: SteeringNull) -> bool:
-    """Whether a vector steers: ``|slope|`` above the null's q95 of |slope| AND a t interval excluding 0.
+def beats_null(
+    slope: float, estimate: SlopeEstimate | None, null: SteeringNull, *, alpha: float = 0.05
+) -> bool:
+    """Whether a vector steers: its Monte Carlo p-value is at most ``alpha`` AND its t interval excludes 0.
 
-    No interval (as without per-item scores) means no.
+    The p-value is :func:`steering_p_value` of ``slope`` among the null's random slopes (module notes).
+    With fewer than :func:`min_random_directions` draws it can never reach ``alpha``, so the answer is
+    always no. No interval (as without per-item scores) also means no.
+
+    Args:
+        slope: The vector's mean slope.
+        estimate: Its item-level estimate with a t interval, or None.
+        null: Slopes of random directions of the vector's norm.
+        alpha: Level of the Monte Carlo test, in (0, 1).
+
+    Returns:
+        True when both conditions hold.
     """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if estimate is None:
         return False
-    return abs(slope) > null.abs_q95 and (estimate.ci_low > 0 or estimate.ci_high < 0)
+    p = steering_p_value(slope, null.slopes)
+    return p <= alpha and (estimate.ci_low > 0 or estimate.ci_high < 0)
 
 
 def slope_estimate(

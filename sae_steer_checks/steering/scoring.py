@@ -30,6 +30,7 @@ from sae_steer_checks.lm.hooks import add_to_residual, replay_from_layer, run_to
 from sae_steer_checks.lm.models import model_d_model, validate_layer
 from sae_steer_checks.lm.readout import left_pad
 from sae_steer_checks.stats import cluster_mean
+from sae_steer_checks.stats import group_mean as stats_group_mean
 from sae_steer_checks.steering.tasks import BehaviourTask
 
 __all__ = ["ItemScoreFn", "group_mean", "item_scores", "make_score_fn", "score_grid", "score_items"]
@@ -256,11 +257,9 @@ def score_items(
 
 def group_mean(values: Tensor, groups: Sequence[int]) -> float:
     """Mean of per-group means of ``values`` ``[n]`` (each group weighs the same)."""
-    g = torch.tensor(list(groups))
-    if g.shape[0] != values.shape[0]:
-        raise ValueError(f"groups must have {values.shape[0]} entries, got {g.shape[0]}")
-    means = [values[g == k].double().mean() for k in torch.unique(g)]
-    return float(torch.stack(means).mean())
+    if len(groups) != values.shape[0]:
+        raise ValueError(f"groups must have {values.shape[0]} entries, got {len(groups)}")
+    return float(stats_group_mean(values.double(), groups))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Every held-out item gets its own least-squares slope over the multipliers (``sta
 steerability is their mean (group-balanced when letters are weighted equally) with an item-level
 standard error (``stats.item_slopes_summary``, df = items - groups). The null is the same slope for
 random directions of the vector's norm, isotropic and (when activations are given) drawn from the
-activation covariance; a vector steers when its |slope| is above the null's 95th percentile of |slope|
-and its t interval excludes 0 (``diagnostics.retention.beats_null``, one rule for both checks). All
+activation covariance; a vector steers when its Monte Carlo p-value ``(1 + #{|b_rand| >= |b|}) / (1 + N)``
+is at most alpha and its t interval excludes 0 (``stats.beats_null``, one rule for both checks; 20
+directions per kind by default, so N = 40 pooled with activations, 20 without). All
 vectors and multipliers of a check are scored in shared, batched forwards (``scoring.score_grid``).
 """
 
@@ -227,7 +228,7 @@ def steerability(
     vector: Tensor,
     multipliers: Sequence[float],
     *,
-    n_random: int = 8,
+    n_random: int = 20,
     activations: Tensor | None = None,
     generator: torch.Generator | int | None = None,
     batch_size: int = 16,

@@ -1,72 +1,73 @@
-"""Calibration of the leaning and decomposition verdicts on planted worlds.
+"""Calibration of the geometric verdicts through ``run_checks`` with its defaults, on hard planted worlds.
 
-Null worlds have no behaviour features (``n_behaviour_features=0``): positive and negative prompts share
-a context and draw their nuisance features from the same distribution, so no feature leans and the CAA
-vector is noise. There each verdict may say "problem" at most at its nominal rate alpha = 0.05, within
-3 Monte Carlo standard errors: ``rate <= alpha + 3 sqrt(alpha (1 - alpha) / W)``. Effect worlds plant 8
-behaviour features (half negative-leaning) of lean 4.5, just above the JumpReLU threshold 4, with 24
-items; there each verdict must say "problem" in at least 80% of worlds (the leaning verdict needs a
-flagged feature to pass Holm's family-wise bound: with 20 items its power is 0.78, with 24 about 0.9).
+Worlds come from ``tests/helpers/hard_worlds.py``: a noisy dictionary, shared context, skewed and
+heavy-tailed prompt noise, and choice-swapped copies counted by item id. Null worlds have no behaviour
+feature (labels exchangeable): the leaning, pairs and decomposition verdicts may say "problem" at most
+at alpha = 0.05 within 3 Monte Carlo standard errors, ``alpha + 3 sqrt(alpha (1 - alpha) / W)``.
+Effect worlds plant behaviour features present in every item, 40% of them leaning negative: the
+leaning and decomposition verdicts must say "problem" in at least 80% of them. The intervals of the
+population norm and of the bias share must hold the population CAA vector's figure.
 
-W is 20 null and 10 effect worlds in the fast tier, 200 and 50 with ``HYPOTHESIS_PROFILE=thorough``.
+The fast tier runs the small width with W = 16 null and 8 effect worlds (a cheaper version of the
+same claims); ``HYPOTHESIS_PROFILE=thorough`` runs W = 200 and 50, and ``python bench/calibration.py``
+the full grid (widths 2k and 16k, 12 to 100 items) with every figure in README.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import cache
+from typing import Any
 
-import torch
+import pytest
 
-from sae_steer_checks.diagnostics.leaning import leaning_check
-from sae_steer_checks.diagnostics.nulls import decomposition_nulls
-from sae_steer_checks.sae.protocol import encode_in_sae_space
-from sae_steer_checks.synthetic import WorldConfig, build_world
+from tests.helpers.calibration import one_world, truths
 
 ALPHA = 0.05
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
-N_NULL_WORLDS = 200 if THOROUGH else 20
-N_EFFECT_WORLDS = 50 if THOROUGH else 10
-EFFECT = 4.5
-N_PAIRS = 24
-
-
-def _verdicts(seed: int, n_behaviour: int) -> tuple[str, str]:
-    """(leaning verdict, decomposition verdict) on one world."""
-    config = WorldConfig(
-        d_model=128,
-        d_sae=256,
-        n_behaviour_features=n_behaviour,
-        negative_fraction=0.5,
-        behaviour_magnitude=EFFECT,
-        n_aligned_pairs=0,
-        seed=1000 + seed,
-    )
-    world = build_world(config)
-    pos, neg = world.sample_contrastive(N_PAIRS, torch.Generator().manual_seed(seed))
-    acts = world.sample_activations(100, torch.Generator().manual_seed(10_000 + seed))
-    v = (pos - neg).mean(0)
-    f_v = encode_in_sae_space(world.sae, v[None])[0]
-    leaning = leaning_check(
-        world.sae, pos, neg, vector_acts=f_v, n_perm=1000, n_null=200, n_boot=200, generator=seed
-    )
-    nulls = decomposition_nulls(world.sae, v, activations=acts, pos=pos, neg=neg, k_max=32, generator=seed)
-    return leaning.verdict(), nulls.verdict()
+N_NULL_WORLDS = 200 if THOROUGH else 16
+N_EFFECT_WORLDS = 50 if THOROUGH else 8
+N_ITEMS = 24
+WIDTH = "small"
 
 
 def _bound(w: int) -> float:
     return ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / w)
 
 
-def test_null_worlds_say_problem_at_most_at_the_nominal_rate() -> None:
-    results = [_verdicts(seed, 0) for seed in range(N_NULL_WORLDS)]
-    leaning_rate = sum(lv == "problem" for lv, _ in results) / N_NULL_WORLDS
-    decomposition_rate = sum(dv == "problem" for _, dv in results) / N_NULL_WORLDS
-    assert leaning_rate <= _bound(N_NULL_WORLDS)
-    assert decomposition_rate <= _bound(N_NULL_WORLDS)
+@cache
+def _results(effect: bool) -> tuple[tuple[dict[str, Any], dict[str, float]], ...]:
+    w = N_EFFECT_WORLDS if effect else N_NULL_WORLDS
+    out = []
+    for s in range(w):
+        out.append((one_world(WIDTH, N_ITEMS, effect, s, 1000 + s), truths(1000 + s, WIDTH, effect)))
+    return tuple(out)
 
 
-def test_effect_worlds_say_problem_with_power_at_least_0_8() -> None:
-    results = [_verdicts(seed, 8) for seed in range(N_EFFECT_WORLDS)]
-    assert sum(lv == "problem" for lv, _ in results) / N_EFFECT_WORLDS >= 0.8
-    assert sum(dv == "problem" for _, dv in results) / N_EFFECT_WORLDS >= 0.8
+@pytest.mark.parametrize("verdict", ["leaning", "pairs", "decomposition"])
+def test_null_worlds_say_problem_at_most_at_the_nominal_rate(verdict: str) -> None:
+    results = _results(False)
+    rate = sum(r["statuses"][verdict] == "problem" for r, _ in results) / len(results)
+    assert rate <= _bound(len(results)), f"{verdict}: false 'problem' rate {rate:.3f}"
+
+
+@pytest.mark.parametrize("verdict", ["leaning", "decomposition"])
+def test_effect_worlds_say_problem_with_power_at_least_0_8(verdict: str) -> None:
+    results = _results(True)
+    power = sum(r["statuses"][verdict] == "problem" for r, _ in results) / len(results)
+    assert power >= 0.8, f"{verdict}: power {power:.3f}"
+
+
+@pytest.mark.parametrize("figure", ["norm", "bias"])
+def test_intervals_hold_the_population_figure(figure: str) -> None:
+    results = _results(True) + _results(False)
+    held = [
+        r["intervals"][figure][0] - 1e-9 <= t[figure] <= r["intervals"][figure][1] + 1e-9
+        for r, t in results
+        if r["intervals"][figure] is not None
+    ]
+    assert len(held) == len(results)
+    # 0.93 at W >= 200; with the fast tier's 24 worlds, allow 2 standard errors below it
+    floor = 0.93 if THOROUGH else 0.93 - 2 * math.sqrt(0.93 * 0.07 / len(held))
+    assert sum(held) / len(held) >= floor, f"{figure}: coverage {sum(held) / len(held):.3f}"

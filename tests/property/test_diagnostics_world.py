@@ -270,7 +270,7 @@ def test_vectorised_diagnostics_agree_with_loops(config: WorldConfig, method: st
     # the paired t-test has a closed-form loop reference; min_share 0 keeps every explained partner
     cfg = CheckConfig(
         pair_threshold=-0.45, block_size=32, signed_k=12, signed_method=method, top_k=6,
-        multipliers=ms, leaning_test="t", min_share=0.0, n_null=4, k_max=12, n_boot=50,
+        multipliers=ms, leaning_test="t", min_share=0.0, n_null=19, k_max=12, n_boot=50,
     )  # fmt: skip
     result = run_checks(world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=cfg)
     sae = world.sae
@@ -308,11 +308,14 @@ def test_vectorised_diagnostics_agree_with_loops(config: WorldConfig, method: st
     # Leaning: p, q, raw and significant fractions, dropped features.
     a, b = encode_activations(sae, pos).numpy(), encode_activations(sae, neg).numpy()
     np.testing.assert_allclose(a[:2], [enc(x) for x in pos[:2]], atol=2e-3)
-    active = result.leaning.active.numpy()
-    p_ref = np.array(ttest_loop(a[:, active], b[:, active]))
-    np.testing.assert_allclose(result.leaning.p_values[active].numpy(), p_ref, rtol=1e-5, atol=1e-10)
+    # the t-test runs over the features that could reach the minimum effect (the tested family)
+    assert result.leaning.tested is not None
+    tested = result.leaning.tested.numpy()
+    assert not (tested & ~result.leaning.active.numpy()).any()
+    p_ref = np.array(ttest_loop(a[:, tested], b[:, tested]))
+    np.testing.assert_allclose(result.leaning.p_values[tested].numpy(), p_ref, rtol=1e-5, atol=1e-10)
     q_ref = np.ones(a.shape[1])
-    q_ref[active] = bh_loop(p_ref.tolist())
+    q_ref[tested] = bh_loop(p_ref.tolist())
     np.testing.assert_allclose(result.leaning.q_values.numpy(), q_ref, rtol=1e-5, atol=1e-10)
     raw, significant, n_active, n_sig = leaning_fractions_loop(a, b, q_ref.tolist(), cfg.alpha)
     summary = result.leaning.to_dict()
@@ -322,7 +325,7 @@ def test_vectorised_diagnostics_agree_with_loops(config: WorldConfig, method: st
     f_v = result.bias.own.acts_vector.numpy()
     lean = a.mean(0) - b.mean(0)
     dropped = [
-        j for j in range(a.shape[1]) if active[j] and q_ref[j] <= cfg.alpha and lean[j] < 0 and f_v[j] <= 0
+        j for j in range(a.shape[1]) if tested[j] and q_ref[j] <= cfg.alpha and lean[j] < 0 and f_v[j] <= 0
     ]
     assert sorted(result.leaning.dropped_by_encoder) == dropped
     # Aligned pairs and spurious projections.

@@ -3,13 +3,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from matplotlib.image import imread
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from sae_steer_checks.cli.commands import build_parser, main
 from sae_steer_checks.data.schema import bundled_path
@@ -302,16 +304,171 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tmp_path: 
     assert len(report["retention"]["multipliers"]) == 5
 
 
+def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:
+    args = {"--model": str(tiny["model"]), "--dataset": "builtin:corrigibility", "--layer": "2",
+            "--max-pairs": "6", "--out": str(out)}  # fmt: skip
+    args.update({f"--{k.replace('_', '-')}": v for k, v in override.items()})
+    return main(["extract", *[x for kv in args.items() for x in kv], "-q", *extra])
+
+
 def test_extract_then_diagnose(tiny: dict[str, Path], tmp_path: Path) -> None:
-    argv = ["extract", "--model", str(tiny["model"]), "--dataset", "builtin:corrigibility",
-            "--layer", "2", "--max-pairs", "6", "--out", str(tmp_path / "x"), "-q"]  # fmt: skip
-    assert main(argv) == 0
+    assert _extract(tiny, tmp_path / "x") == 0
     names = sorted(p.name for p in (tmp_path / "x").iterdir())
-    assert names == ["extract.json", "neg.safetensors", "pos.safetensors", "vector.safetensors"]
-    files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg")}
+    assert names == [
+        "extract.json", "item_ids.safetensors", "neg.safetensors", "pos.safetensors", "vector.safetensors"
+    ]  # fmt: skip
+    with safe_open(str(tmp_path / "x" / "item_ids.safetensors"), framework="pt") as handle:
+        assert list(handle.keys()) == ["item_ids"]
+        item_ids = handle.get_tensor("item_ids")
+    pos = load_file(str(tmp_path / "x" / "pos.safetensors"))["activations"]
+    assert item_ids.dtype == torch.int64
+    assert list(item_ids.shape) == [pos.shape[0]] == [12]  # 6 items, each also with its choices swapped
+    assert item_ids.tolist() == [i for i in range(6) for _ in range(2)]
+    record = json.loads((tmp_path / "x" / "extract.json").read_text())
+    assert record["prompt_format"] == "plain"
+    assert record["split"] == "all"
+    assert record["extraction"]["n_items"] == 6
+    assert record["unit"].startswith("A/B item")
+    files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg", "item_ids")}
     assert _diagnose({"root": tiny["root"], **files}, tmp_path / "r") == 0
     report = _check_report_folder(tmp_path / "r")
     assert report["provenance"]["d_model"] == 32
+    assert report["provenance"]["unit"] == "each row is an item (no --item-ids)"
+    assert (
+        _diagnose({"root": tiny["root"], **files}, tmp_path / "i", "--item-ids", str(files["item_ids"])) == 0
+    )
+    prov = json.loads((tmp_path / "i" / "report.json").read_text())["provenance"]
+    assert prov["unit"] == f"item ids from {files['item_ids']}"
+    assert set(prov["inputs"]) == {"vector", "pos", "neg", "item_ids"}
+
+
+@pytest.fixture(scope="module")
+def chat_model(tiny: dict[str, Path]) -> Path:
+    """The tiny model with a chat template on its tokenizer (its name says base, so auto stays plain)."""
+    from transformers import AutoTokenizer
+
+    folder = tiny["root"] / "templated-model"
+    shutil.copytree(tiny["model"], folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = (
+        "{% for m in messages %}<bos> {{ m['role'] }} : {{ m['content'] }} <eos>{% endfor %}"
+        "{% if add_generation_prompt %}<bos> assistant :{% endif %}"
+    )
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_extract_honours_the_prompt_format(
+    tiny: dict[str, Path], chat_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vectors = {}
+    for fmt in ("auto", "plain", "chat"):
+        assert _extract(tiny, tmp_path / fmt, model=str(chat_model), prompt_format=fmt) == 0
+        record = json.loads((tmp_path / fmt / "extract.json").read_text())
+        assert record["prompt_format"] == ("chat" if fmt == "chat" else "plain")
+        vectors[fmt] = load_file(str(tmp_path / fmt / "vector.safetensors"))["vector"]
+    assert torch.equal(vectors["auto"], vectors["plain"])
+    assert not torch.allclose(vectors["chat"], vectors["plain"])
+    assert _extract(tiny, tmp_path / "no-template", prompt_format="chat") == 2
+    _one_line_error(capsys, "sae-steer-checks extract: error: --prompt-format chat", "chat template")
+    assert not (tmp_path / "no-template").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "needles"),
+    [
+        ("length", ("--item-ids", "has 5 ids but --pos has 12 rows", "one integer id per row of --pos")),
+        ("float", ("--item-ids", "torch.float32", "one integer id per row of --pos")),
+        ("shape", ("--item-ids", "has shape [6, 2]", "one integer id per row of --pos")),
+        ("key", ("--item-ids", "no tensor under key 'item_ids'", "one integer id per row")),
+        ("missing", ("--item-ids", "file not found")),
+    ],
+)
+def test_bad_item_ids_are_one_line_exit_2(
+    tiny: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    needles: tuple[str, ...],
+) -> None:
+    extracted = tmp_path_factory.getbasetemp() / "bad-item-ids-extract"
+    if not extracted.exists():
+        assert _extract(tiny, extracted) == 0
+    files = {k: extracted / f"{k}.safetensors" for k in ("vector", "pos", "neg")}
+    tensors = {
+        "length": {"item_ids": torch.arange(5)},
+        "float": {"item_ids": torch.zeros(12)},
+        "shape": {"item_ids": torch.zeros(6, 2, dtype=torch.long)},
+        "key": {"ids": torch.arange(12)},
+    }
+    bad = str(tmp_path / "none.safetensors")
+    if case in tensors:
+        bad = _bad_tensor(tmp_path, "ids.safetensors", **tensors[case])
+    out = tmp_path / "out"
+    assert _diagnose({"root": tiny["root"], **files}, out, "--item-ids", bad) == 2
+    line = _one_line_error(capsys, "sae-steer-checks diagnose: error:", *needles)
+    assert len(line) < 400
+    assert not out.exists()
+
+
+DIAGNOSTIC_SECTIONS = ("norm", "bias", "negative_leaning", "aligned_pairs", "decompositions")
+
+
+def _assert_close(a: Any, b: Any, where: str = "") -> None:
+    """Equal JSON values, numbers to float tolerance."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), where
+        assert sorted(a) == sorted(b), where
+        for key in a:
+            _assert_close(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list), where
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and not isinstance(b, bool):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-6), where
+    else:
+        assert a == b, where
+
+
+def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from sae_steer_checks.cli.inputs import load_checked_model, text_activations
+
+    assert _run(tiny, tmp_path / "run", seed="3") == 0
+    argv = ["--split", "train", "--seed", "3"]
+    assert _extract(tiny, tmp_path / "x", *argv, layer="1", max_pairs="8") == 0
+    loaded = load_checked_model(
+        str(tiny["model"]), 1, gguf_file=None, device=torch.device("cpu"), dtype=torch.float32
+    )
+    acts, _ = text_activations(loaded, 1, None, seed=3)  # what run reads for the norm check
+    save_file({"activations": acts}, str(tmp_path / "acts.safetensors"))
+    files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg", "item_ids")}
+    extra = ["--item-ids", str(files["item_ids"]), "--activations", str(tmp_path / "acts.safetensors")]
+    assert _diagnose({"root": tiny["root"], **files}, tmp_path / "diag", *extra, seed="3") == 0
+    ran = json.loads((tmp_path / "run" / "report.json").read_text())
+    diagnosed = json.loads((tmp_path / "diag" / "report.json").read_text())
+    record = json.loads((tmp_path / "x" / "extract.json").read_text())
+    _assert_close(record["extraction"], ran["provenance"]["extraction"], "extraction")
+    assert record["extraction"]["n_items"] == 6  # three quarters of the 8 items
+    assert record["prompt_format"] == ran["provenance"]["prompt_format"]
+    assert ran["provenance"]["unit"] == record["unit"]
+    assert ran["provenance"]["unit"].startswith("A/B item")
+    sections = set(ran) - {"provenance", "retention", "verdicts"}
+    assert sections >= set(DIAGNOSTIC_SECTIONS)
+    assert set(diagnosed) == set(ran)
+    for section in sorted(sections):  # the diagnostics and their nulls
+        _assert_close(ran[section], diagnosed[section], section)
+    assert diagnosed["retention"] is None
+    verdicts = {v["mechanism"]: v for v in diagnosed["verdicts"]}
+    compared = 0
+    for v in ran["verdicts"]:
+        if v["status"] == "not run" or verdicts[v["mechanism"]]["status"] == "not run":
+            continue  # retention: run scores held-out items, diagnose has no behaviour score
+        _assert_close(v, verdicts[v["mechanism"]], v["mechanism"])
+        compared += 1
+    assert compared == 5
 
 
 @pytest.mark.parametrize(

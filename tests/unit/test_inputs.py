@@ -8,7 +8,13 @@ import torch
 
 from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks._validate import InputError
-from sae_steer_checks.cli.inputs import default_multipliers, load_dataset, planted_inputs
+from sae_steer_checks.cli.inputs import (
+    default_multipliers,
+    load_dataset,
+    planted_inputs,
+    resolved_prompt_format,
+    unit_description,
+)
 from sae_steer_checks.data.schema import bundled_path
 
 
@@ -68,3 +74,26 @@ def test_planted_inputs_are_reproducible() -> None:
     assert a.provenance["seed"] == 2
     assert a.score_fn is not None
     assert a.score_fn(2 * a.vector) == pytest.approx(2 * a.score_fn(a.vector), rel=1e-5)
+
+
+def test_unit_description_says_whether_swapped_copies_share_an_id() -> None:
+    from sae_steer_checks.steering.caa import CAAResult
+
+    pos, neg = torch.ones(4, 3), torch.zeros(4, 3)
+    swapped = CAAResult(torch.ones(3), pos, neg, layer=0, balance="swap", item_ids=(0, 0, 1, 1))
+    assert unit_description(swapped) == "A/B item (an item and its choice-swapped copy share an id)"
+    plain = CAAResult(torch.ones(3), pos, neg, layer=0, balance="none")
+    assert unit_description(plain) == "each pair is an item"
+
+
+def test_chat_format_without_a_template_names_the_option() -> None:
+    from types import SimpleNamespace
+
+    from tests.helpers.tiny_lm import word_tokenizer
+
+    loaded = SimpleNamespace(tokenizer=word_tokenizer(["a question"]))
+    ab = load_dataset("builtin:corrigibility", max_pairs=2)
+    assert resolved_prompt_format(loaded, "auto", ab) == "plain"
+    with pytest.raises(InputError, match=r"^--prompt-format chat: .*chat template"):
+        resolved_prompt_format(loaded, "chat", ab)
+    assert resolved_prompt_format(loaded, "chat", load_dataset("builtin:sentiment", max_pairs=2)) is None

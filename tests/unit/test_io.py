@@ -10,7 +10,13 @@ from safetensors.torch import save_file
 
 from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks._validate import InputError
-from sae_steer_checks.cli.files import load_activations, load_tensor, load_vector, save_tensors
+from sae_steer_checks.cli.files import (
+    load_activations,
+    load_item_ids,
+    load_tensor,
+    load_vector,
+    save_tensors,
+)
 from sae_steer_checks.report.files import atomic_output_dir, validate_out_dir, write_json
 from sae_steer_checks.sae.loading import load_sae, parse_sae_spec
 from sae_steer_checks.synthetic import WorldConfig, build_world
@@ -86,6 +92,37 @@ def test_activations_need_two_dimensions(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.safetensors", activations=torch.zeros(2, 3, 4))
     with pytest.raises(InputError, match=r"must have shape \[n, d\], got \[2, 3, 4\]"):
         load_activations(path, name="--activations")
+
+
+def test_item_ids_round_trip_as_int64(tmp_path: Path) -> None:
+    ids = torch.tensor([0, 0, 1, 1, 2, 2], dtype=torch.int32)
+    save_tensors(tmp_path / "ids.safetensors", {"item_ids": ids})
+    loaded = load_item_ids(tmp_path / "ids.safetensors", rows=6)
+    assert loaded.dtype == torch.int64
+    assert loaded.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("tensors", "expected"),
+    [
+        ({"ids": torch.arange(4)}, "no tensor under key 'item_ids' (found keys: ['ids'])"),
+        ({"item_ids": torch.zeros(2, 2, dtype=torch.int64)}, "has shape [2, 2]"),
+        ({"item_ids": torch.zeros(4)}, "is torch.float32"),
+        ({"item_ids": torch.ones(4, dtype=torch.bool)}, "is torch.bool"),
+        ({"item_ids": torch.arange(3)}, "has 3 ids but --pos has 4 rows"),
+    ],
+)
+def test_bad_item_ids_name_the_input_and_what_was_expected(
+    tmp_path: Path, tensors: dict[str, torch.Tensor], expected: str
+) -> None:
+    path = _write(tmp_path / "ids.safetensors", **tensors)
+    with pytest.raises(InputError) as info:
+        load_item_ids(path, rows=4)
+    message = str(info.value)
+    assert message.startswith(f"--item-ids {path}:")
+    assert expected in message
+    assert "expected one integer id per row of --pos (shape [4])" in message
+    assert "\n" not in message
 
 
 def test_sae_folder_loads_the_same_weights(sae_dir: Path) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from sae_steer_checks.diagnostics import leaning as leaning_module
 from sae_steer_checks.diagnostics.leaning import (
     benjamini_hochberg,
+    flipped_vector_codes,
     leaning_check,
     leaning_from_acts,
     paired_t_pvalues,
     sign_flip_pvalues,
+    tarone_family,
 )
+from sae_steer_checks.sae.protocol import encode_in_sae_space
 from tests.helpers.hand_saes import make_sae, orthonormal_rows
 from tests.helpers.reference_impl import bh_loop, ttest_loop
 
@@ -112,16 +118,219 @@ def test_sparse_columns_get_the_exact_sign_flip_pvalue() -> None:
     assert float(p[1]) == pytest.approx(2 / 2**6)
 
 
-def test_refinement_resolves_pvalues_below_the_first_round_floor() -> None:
+def _brute_matrix(d: np.ndarray) -> np.ndarray:
+    """Exact two-sided sign-flip p-value of every column of ``d [n, m]`` over all 2**n flips."""
+    n = d.shape[0]
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    flipped = np.abs(signs @ d)
+    tol = 1e-9 * n * np.abs(d).max(0)
+    return (flipped >= np.abs(d.sum(0)) - tol).sum(0) / 2**n
+
+
+@pytest.mark.parametrize("n_items", [13, 18])
+def test_dense_columns_are_counted_exactly_as_hits_over_2_to_the_n(n_items: int) -> None:
+    # 13 items: 2**13 flips fit in the first draws; 18: exact from the stage whose draws exceed 2**9.
+    gen = torch.Generator().manual_seed(20 + n_items)
+    d = torch.randn(n_items, 40, generator=gen, dtype=torch.float64)
+    d[:, :20] += torch.linspace(0.2, 1.5, 20, dtype=torch.float64)  # small p-values among them
+    d[:, 20] = torch.tensor([1.0, -1.0] * (n_items // 2) + [3.0] * (n_items % 2), dtype=torch.float64)
+    p, _ = sign_flip_pvalues(d, exact_nnz=0)
+    brute = torch.from_numpy(_brute_matrix(d.numpy()))
+    # a hit count over 2**n flips, not (1 + hits) / (1 + B): every p-value that could be
+    # significant is the exact one; others may stop after the first draws, at p > 0.05
+    could = brute <= 0.05
+    assert int(could.sum()) >= 12
+    torch.testing.assert_close(p[could], brute[could], rtol=0, atol=0)
+    assert bool(((p == brute) | ((p > 0.05) & (brute > 0.05))).all())
+    if n_items == 13:
+        torch.testing.assert_close(p, brute, rtol=0, atol=0)  # 2**7 partial sums fit the first draws
+    assert float(p.min()) < 1 / 4001
+
+
+def test_one_sign_columns_get_the_closed_form_without_draws() -> None:
+    gen = torch.Generator().manual_seed(21)
+    d = torch.zeros(100, 4, dtype=torch.float64)
+    d[:, 0] = -(torch.rand(100, generator=gen, dtype=torch.float64) + 0.1)  # 100 non-zero, one sign
+    d[:61, 1] = torch.rand(61, generator=gen, dtype=torch.float64) + 0.1  # 61 non-zero
+    d[:3, 2] = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 3 non-zero, exact anyway
+    d[:, 3] = torch.randn(100, generator=gen, dtype=torch.float64)
+    d[:, 3] = d[:, 3].abs()  # a column of one sign beside others, still the closed form
+    p, used = sign_flip_pvalues(d)
+    assert float(p[0]) == 2.0**-99
+    assert float(p[1]) == 2.0**-60
+    assert float(p[2]) == 2.0**-2
+    assert float(p[3]) == 2.0**-99
+    assert used == 0  # no column needed random flips
+
+
+def test_refinement_reaches_the_resolution_of_the_smallest_holm_bound() -> None:
     gen = torch.Generator().manual_seed(8)
-    d = torch.randn(60, 400, generator=gen, dtype=torch.float64)
-    d[:, 0] += 3.0  # overwhelming lean: no flip reaches it
-    p, used = sign_flip_pvalues(d, n_perm=500, max_perm=8000, alpha=0.05, exact_nnz=0)
-    assert used == 8000
-    assert float(p[0]) == pytest.approx(1 / 8001)
-    # A column refined only because of its first round keeps a p-value near its first-round one.
-    assert float(p[1:].min()) >= 1 / 8001
-    assert float(p[1:].median()) > 0.2
+    n, m = 60, 400
+    d = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    d[:, 0] += 1.5  # strong lean, but both signs: no closed form and too many non-zero for exact
+    d[:, 1] += 0.45  # p-value around 1e-3
+    assert bool((d[:, 0] < 0).any())
+    p, used = sign_flip_pvalues(d, alpha=0.05)
+    budget = math.ceil(20 * m / 0.05)  # every column is in the family: 2**-59 <= 0.05 / 400
+    assert used == budget
+    # no flip reached column 0: its p-value is the floor of ``budget`` flips, below Holm's first bound
+    assert float(p[0]) == pytest.approx(1 / (budget + 1), rel=1e-12)
+    assert float(p[0]) <= 0.05 / m
+    # a capped run cannot get there
+    capped, used_capped = sign_flip_pvalues(d, alpha=0.05, max_perm=20_000)
+    assert used_capped == 20_000
+    assert float(capped[0]) == pytest.approx(1 / 20_001, rel=1e-12)
+    # column 1 stops once more than 9 flips are as extreme: its p-value sits near its first estimate
+    assert 1e-4 < float(p[1]) < 1e-2
+    assert float(p[1]) == pytest.approx(float(capped[1]), rel=0.5)
+    # null columns stop early; their p-values stay spread over (0, 1]
+    assert float(p[2:].median()) > 0.2
+
+
+def test_copies_read_the_same_flips_as_the_observed_data() -> None:
+    # A label-flipped copy's p-values are those of its own test: in one call with many copies
+    # (binary search over sorted thresholds) each copy gets what a call with that copy alone gets.
+    gen = torch.Generator().manual_seed(22)
+    n, m, c = 60, 100, 24
+    d = torch.randn(n, m, generator=gen, dtype=torch.float64) * (torch.rand(n, m, generator=gen) < 0.9)
+    d[:, :5] += 1.0
+    copies = torch.cat([torch.ones(1, n), 1 - 2 * torch.randint(0, 2, (c - 1, n), generator=gen)]).double()
+    kw = {"stages": leaning_module._schedule(1000, 20_000, 0.05), "exact_nnz": 0, "refine": None}
+    clean = leaning_module._clean(d)
+    together, flips = leaning_module._flip_pvalues(
+        clean,
+        copies,
+        min_flips=torch.zeros(c, dtype=torch.long),
+        generator=torch.Generator().manual_seed(5),
+        **kw,
+    )
+    for k in range(c):
+        alone, alone_flips = leaning_module._flip_pvalues(
+            clean,
+            copies[k : k + 1],
+            min_flips=torch.zeros(1, dtype=torch.long),
+            generator=torch.Generator().manual_seed(5),
+            **kw,
+        )
+        assert torch.equal(alone[0], together[k])
+        assert torch.equal(alone_flips[0], flips[k])
+
+
+def test_monte_carlo_pvalues_are_valid_under_the_null() -> None:
+    gen = torch.Generator().manual_seed(23)
+    n, m = 50, 4000
+    d = torch.randn(n, m, generator=gen, dtype=torch.float64) * (torch.rand(n, m, generator=gen) < 0.95)
+    p, _ = sign_flip_pvalues(d, max_perm=100_000, generator=gen)
+    for t in (0.001, 0.01, 0.05, 0.2):
+        # binomial SE of the share of 4000 p-values below t, 3.5 of them (columns are independent)
+        assert float((p <= t).double().mean()) <= t + 3.5 * math.sqrt(t * (1 - t) / m)
+
+
+def test_tarone_family_takes_the_smallest_k_with_at_most_k_testable() -> None:
+    min_p = torch.tensor([2.0**-5, 2.0**-5, 2.0**-9, 2.0**-12, 1.0])
+    # K = 1: 2 below 0.05 (2**-5 = 0.031); K = 2: 0.025 keeps only 2**-9 and 2**-12: 2 <= 2
+    assert tarone_family(min_p, 0.05).tolist() == [False, False, True, True, False]
+    # BY divides the bound by 1 + 1/2: 0.0167 still keeps both
+    assert tarone_family(min_p, 0.05, "by").tolist() == [False, False, True, True, False]
+    many = torch.full((200,), 2.0**-11)  # 200 hypotheses that can each reach 4.9e-4
+    assert not bool(tarone_family(many, 0.05).any())  # 0.05 / 103 < 4.9e-4: none can pass
+    assert bool(tarone_family(many[:100], 0.05).all())
+    assert tarone_family(torch.zeros(0), 0.05).numel() == 0
+
+
+def test_family_leaves_out_features_with_too_few_nonzero_items() -> None:
+    gen = torch.Generator().manual_seed(24)
+    n, d = 30, 60
+    pos = torch.rand(n, d, generator=gen) + 0.5
+    neg = torch.rand(n, d, generator=gen) + 0.5
+    # features 0-9 fire in 4 items only (both sets): at best p = 2**-3, never below 0.05 / 50
+    pos[4:, :10] = 0.0
+    neg[4:, :10] = 0.0
+    neg[:4, 0] += 3.0  # leans hard, but on 4 items
+    result = leaning_from_acts(pos, neg, n_null_tests=0)
+    assert result.tested is not None
+    assert not bool(result.tested[:10].any())
+    assert bool(result.tested[10:].all())
+    summary = result.to_dict()
+    assert summary["n_tested"] == 50
+    assert summary["n_active"] == 60
+    assert float(result.p_values[0]) == 2.0**-3  # reported, but outside the family: q = 1
+    assert float(result.q_values[0]) == 1.0
+    # a feature that cannot reach the minimum effect whatever its signs is left out too
+    pos2, neg2 = pos.clone(), neg.clone()
+    neg2[:, 20] = pos2[:, 20] + 1e-3 * (1 + torch.rand(n, generator=gen))  # |d| << 0.1 * typical
+    small = leaning_from_acts(pos2, neg2, n_null_tests=0)
+    assert not bool(small.tested[20])
+    assert small.large_effect is not None
+    assert not bool(small.large_effect[20])
+
+
+def test_null_recomputes_eligibility_from_each_flipped_vector() -> None:
+    # Six items, one testable feature (0): a label-flipped copy flags it exactly when its flipped
+    # differences are all negative (p = 2**-5 <= 0.05, family of one), and SAE(flipped v) drops it.
+    gen = torch.Generator().manual_seed(25)
+    n, d = 6, 5
+    pos = torch.rand(n, d, generator=gen) + 1.0
+    neg = pos.clone()
+    neg[:, 0] = pos[:, 0] - (1.0 + torch.rand(n, generator=gen))  # d > 0: leans positive
+    neg[:3, 1:] += 0.5  # the others have 3 non-zero differences: outside the family
+    vector_acts = torch.zeros(d)  # observed SAE(v) drops every feature
+    seen: list[torch.Tensor] = []
+
+    def codes(signs: torch.Tensor) -> torch.Tensor:
+        seen.append(signs.clone())
+        out = torch.zeros(signs.shape[0], d)
+        out[::2, 0] = 1.0  # SAE(flipped v) keeps feature 0 in every other copy
+        return out
+
+    result = leaning_from_acts(
+        pos, neg, vector_acts=vector_acts, n_null_tests=1000, null_vector_codes=codes, generator=3
+    )
+    assert result.to_dict()["n_tested"] == 1
+    (signs,) = seen
+    assert signs.shape == (1000, n)
+    assert signs.dtype == torch.float64
+    assert set(signs.unique().tolist()) == {-1.0, 1.0}
+    all_negative = (signs < 0).all(1)  # flipped differences s_i * d_i all < 0
+    expected = all_negative & (torch.arange(1000) % 2 == 1)
+    assert 0 < int(expected.sum()) < int(all_negative.sum())
+    assert result.flagged_null is not None
+    assert result.flagged_null.mean * 1000 == pytest.approx(float(expected.sum()))
+    # Without the codes every copy reuses the observed mask (all dropped): more copies count.
+    fallback = leaning_from_acts(pos, neg, vector_acts=vector_acts, n_null_tests=1000, generator=3)
+    assert fallback.flagged_null is not None
+    assert fallback.flagged_null.mean * 1000 == pytest.approx(float(all_negative.sum()))
+    assert int(all_negative.sum()) > 0
+    # The observed feature leans positive: it is not flagged, whatever the copies do.
+    assert result.flagged == ()
+
+
+def test_flipped_vector_codes_encode_the_label_flipped_caa_vector() -> None:
+    W = orthonormal_rows(4, 6, seed=5)
+    sae = make_sae(W, torch.zeros(4), architecture="relu")
+    gen = torch.Generator().manual_seed(26)
+    pos, neg = torch.randn(8, 6, generator=gen), torch.randn(8, 6, generator=gen)
+    item_ids = torch.arange(8) % 4  # items 0-3, each with a swapped copy
+    diffs = torch.stack([(pos - neg)[item_ids == i].mean(0) for i in range(4)])
+    codes = flipped_vector_codes(sae, diffs)
+    signs = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, -1.0]], dtype=torch.float64)
+    got = codes(signs)
+    for row, s in zip(got, signs, strict=True):
+        v = (s[:, None].float() * diffs).mean(0)
+        torch.testing.assert_close(row, encode_in_sae_space(sae, v[None])[0])
+    # leaning_check passes the same map: its null agrees with leaning_from_acts given those codes
+    f_v = encode_in_sae_space(sae, diffs.mean(0)[None])[0]
+    via_sae = leaning_check(sae, pos, neg, vector_acts=f_v, item_ids=item_ids, n_null_tests=20, generator=1)
+    acts = leaning_from_acts(
+        sae.encode(pos).detach(),
+        sae.encode(neg).detach(),
+        vector_acts=f_v,
+        item_ids=item_ids,
+        n_null_tests=20,
+        null_vector_codes=codes,
+        generator=1,
+    )
+    assert via_sae.to_dict()["flagged_null"] == acts.to_dict()["flagged_null"]
 
 
 def test_sign_flip_default_reports_interval_null_and_min_effect() -> None:
@@ -179,10 +388,12 @@ def test_by_is_more_conservative_than_bh_and_t_stays_available() -> None:
     assert t.to_dict()["n_perm"] == 0
 
 
-def test_no_lean_is_inconclusive_and_bad_options_are_rejected() -> None:
+def test_no_candidate_is_fine_and_bad_options_are_rejected() -> None:
     same = torch.rand(20, 4, generator=torch.Generator().manual_seed(12))
     result = leaning_from_acts(same, same.clone())
-    assert result.verdict() == "inconclusive"
+    # no feature leans negative: nothing the SAE could drop
+    assert result.candidates == ()
+    assert result.verdict() == "fine"
     assert result.to_dict()["n_significant"] == 0
     with pytest.raises(ValueError, match="test must be"):
         leaning_from_acts(same, same, test="wilcoxon")  # type: ignore[arg-type]
@@ -190,6 +401,12 @@ def test_no_lean_is_inconclusive_and_bad_options_are_rejected() -> None:
         leaning_from_acts(same, same, fdr_method="holm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_effect must be"):
         leaning_from_acts(same, same, min_effect=-1.0)
+    with pytest.raises(ValueError, match="max_perm must be"):
+        leaning_from_acts(same, same, max_perm=0)
+    with pytest.raises(ValueError, match="null_vector_codes must return"):
+        leaning_from_acts(
+            same, same + 0.1, vector_acts=torch.zeros(4), null_vector_codes=lambda s: torch.zeros(len(s), 3)
+        )
 
 
 def test_flagged_count_has_a_holm_lower_bound_and_a_label_flip_null() -> None:
@@ -197,25 +414,75 @@ def test_flagged_count_has_a_holm_lower_bound_and_a_label_flip_null() -> None:
     n, d = 40, 30
     pos = torch.rand(n, d, generator=gen) + 1.0
     neg = torch.rand(n, d, generator=gen) + 1.0
-    neg[:, 0] += 2.0  # feature 0 leans hard toward the negative prompts
+    neg[:, :2] += 2.0  # features 0 and 1 lean hard toward the negative prompts
     vector_acts = torch.zeros(d)
     leaning = leaning_from_acts(pos, neg, vector_acts=vector_acts, n_null_tests=40, generator=0)
     out = leaning.to_dict()
-    assert 0 in leaning.flagged
+    assert {0, 1} <= set(leaning.flagged)
     assert set(leaning.confirmed) <= set(leaning.flagged)
-    assert 0 in leaning.confirmed
+    assert {0, 1} <= set(leaning.confirmed)
     low, high = out["flagged_interval"]["low"], out["flagged_interval"]["high"]
     assert low <= len(leaning.flagged) <= high
     null = out["flagged_null"]
     assert null["n"] == 40
-    assert null["q95"] <= 1  # label flips flag (almost) nothing
+    # label flips flag (almost) nothing: a flipped copy's count is at most 1 in a few copies
+    assert null["q95"] <= 1
+    assert null["mean"] <= 0.2
     assert out["verdict"] == "problem"
     # without the null draws the bound is zero; on pure noise nothing is confirmed
     quiet = leaning_from_acts(
-        pos[:, 1:], neg[:, 1:], vector_acts=vector_acts[1:], n_null_tests=0, generator=0
+        pos[:, 2:], neg[:, 2:], vector_acts=vector_acts[2:], n_null_tests=0, generator=0
     )
     assert quiet.to_dict()["flagged_null"] is None
     assert quiet.confirmed == ()
     assert quiet.verdict() != "problem"
     with pytest.raises(ValueError, match="n_null_tests"):
         leaning_from_acts(pos, neg, n_null_tests=-1)
+
+
+def _noise_codes(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, d, generator=gen) + 0.5
+    noise = torch.rand(n, d, generator=gen)
+    flip = torch.rand(n, d, generator=gen) < 0.5
+    return base + noise * flip, base + noise * ~flip  # symmetric differences, none leans
+
+
+def test_verdict_is_never_fine_when_candidates_cannot_be_tested() -> None:
+    # 12 items: no p-value is below 2**-11 = 4.9e-4, so with 200 active features (Holm's first
+    # bound 2.5e-4) no feature can be tested, not even one leaning in every item.
+    pos, neg = _noise_codes(12, 200, seed=27)
+    neg[:, 0] += 2.0
+    vector_acts = torch.ones(200)
+    vector_acts[0] = 0.0
+    wide = leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=0)
+    summary = wide.to_dict()
+    assert 0 in wide.candidates
+    assert summary["n_tested"] == 0
+    assert summary["n_untested_candidates"] >= 1
+    assert summary["n_significant"] == 0
+    assert summary["verdict"] == "inconclusive"
+    # Among 20 features the same lean is testable (2**-11 <= 0.05 / 20) and found.
+    narrow = leaning_from_acts(pos[:, :20], neg[:, :20], vector_acts=vector_acts[:20], generator=0)
+    assert narrow.to_dict()["n_tested"] == 20
+    assert float(narrow.p_values[0]) == 2.0**-11
+    assert narrow.confirmed == (0,)
+    assert narrow.verdict() == "problem"
+
+
+def test_verdict_is_fine_only_when_every_candidate_was_tested() -> None:
+    pos, neg = _noise_codes(40, 30, seed=28)
+    pos[:, 1] += 3.0  # a significant positive lean elsewhere does not make the answer "fine"
+    vector_acts = torch.zeros(30)
+    result = leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=0)
+    assert bool(result.significant[1])
+    assert result.flagged == ()
+    assert result.candidates  # noise leaves some negative leans past the minimum effect
+    assert result.untested_candidates == ()
+    assert result.verdict() == "fine"
+    # The same data with a candidate that no outcome could flag (2 non-zero items) is inconclusive.
+    pos[:, 2] = neg[:, 2]
+    neg[:2, 2] += 5.0
+    untestable = leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=0)
+    assert untestable.untested_candidates == (2,)
+    assert untestable.verdict() == "inconclusive"

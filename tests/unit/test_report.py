@@ -25,7 +25,7 @@ def _planted_sections() -> dict[str, Any]:
     from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
 
     c = planted_inputs(seed=0, n_pairs=48, n_activations=256)
-    config = CheckConfig(multipliers=(-1.0, 0.0, 1.0), n_null=8, n_boot=50, leaning_n_perm=500, k_max=16)
+    config = CheckConfig(multipliers=(-1.0, 0.0, 1.0), n_null=19, n_boot=50, leaning_n_perm=500, k_max=16)
     result = run_checks(c.sae, c.vector, c.pos, c.neg, c.activations, score_fn=c.score_fn, config=config)
     return result.to_report()
 
@@ -80,6 +80,9 @@ def _study_figures() -> dict[str, Any]:
             "ratio": 12.5 / 150.0,
             "percentile": 0.0,
             "n_activations": 200000,
+            "bound_percentile": 1.0,
+            "bound": 120.0,
+            "population_norm": 11.0,
         },
         "bias": {
             "top_k": 5,
@@ -196,7 +199,7 @@ def render(sections: dict[str, Any], **kwargs: Any) -> str:
 def test_the_example_follows_the_schema() -> None:
     report = build_report(example_report())
     validate_report(report)
-    assert report["schema_version"] == 3
+    assert report["schema_version"] == 4
     assert report["verdicts"][0]["mechanism"] == "Out of distribution"
 
 
@@ -216,7 +219,7 @@ def test_every_mechanism_gets_one_plain_verdict_line() -> None:
 
 def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report = example_report()
-    report["norm"]["interval"] = [130.0, 140.0]  # above the 1st percentile of activation norms, 120
+    report["norm"].update(steering_norm=135.0, interval=[130.0, 140.0])  # above the 1st percentile, 120
     report["bias"]["mass_interval"] = [0.1, 0.3]
     report["negative_leaning"]["verdict"] = "fine"
     report["aligned_pairs"].update(spurious=[], verdict="fine")

@@ -1,18 +1,39 @@
-"""Retention: per-item slopes, the random-direction null, ratio intervals and the status they imply."""
+"""Retention: per-item slopes, the random-direction gate, the ratio test and the status they imply."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import Tensor
 
 from sae_steer_checks.diagnostics.retention import NOT_STEERING, retention, score_vectors
-from sae_steer_checks.stats import item_slopes_summary, random_directions, ratio_interval
+from sae_steer_checks.stats import (
+    SlopeEstimate,
+    beats_null,
+    item_slopes_summary,
+    min_random_directions,
+    random_directions,
+    ratio_interval,
+    ratio_test,
+    steering_null,
+    steering_p_value,
+)
+from sae_steer_checks.stats.draws import stream_seed
 from tests.helpers.reference_impl import slope_loop
 
 D = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # many small products: intra-op threads only contend on a shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class ItemReadout:
@@ -65,29 +86,51 @@ def test_per_item_slopes_and_ratio_match_a_naive_loop() -> None:
         assert estimate is not None
         assert estimate.se == pytest.approx(float(per_item[name].std()) / math.sqrt(40), rel=1e-9)
         assert estimate.df == 39
-    expected = ratio_interval(per_item["sae"], per_item["original"])
+    # the ratio test draws its bootstrap from its own stream of the seed (None: 0)
+    gen = torch.Generator().manual_seed(stream_seed(0, "retention.ratio.sae"))
+    expected = ratio_test(per_item["sae"], per_item["original"], 0.8, level=0.9, generator=gen)
     got = kept.ratios["sae"]
-    assert (got.ratio, got.ci_low, got.ci_high) == pytest.approx(
-        (expected.ratio, expected.ci_low, expected.ci_high)
+    assert (got.ratio, got.ci_low, got.ci_high, got.p_value, got.p_value_above) == pytest.approx(
+        (expected.ratio, expected.ci_low, expected.ci_high, expected.p_value, expected.p_value_above)
     )
+    assert got.method == "bootstrap_t"
     assert kept.ratio("sae") == pytest.approx(expected.ratio)
+    # Fieller stays available: its interval is the old one (at 90%: 5% on each side, as the tests)
+    fieller = retention(score, _vectors(0.5), ms, method="fieller").ratios["sae"]
+    old = ratio_interval(per_item["sae"], per_item["original"], level=0.9)
+    assert (fieller.ci_low, fieller.ci_high) == pytest.approx((old.ci_low, old.ci_high))
 
 
-def test_status_follows_the_ratio_interval() -> None:
+def test_status_follows_the_one_sided_tests() -> None:
     lost = retention(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25))
     assert lost.steers
     assert lost.statuses["sae"][0] == "problem"
+    assert lost.ratios["sae"].p_value <= 0.05
     assert lost.ratios["sae"].ci_high < 0.8
-    assert lost.statuses["signed"][0] == "fine"  # the same vector: ratio 1 with a zero-width interval
+    assert "one-sided 5% test rejects a ratio at or above it" in lost.statuses["sae"][1]
+    assert lost.statuses["signed"][0] == "fine"  # the same vector: ratio 1, every contrast 0.2 b_i
+    assert lost.ratios["signed"].p_value_above <= 0.05
+    assert "one-sided 5% test rejects a ratio below it" in lost.statuses["signed"][1]
     assert (lost.status, lost.reason) == lost.statuses["sae"]
-    # a noisy 0.9: the interval reaches both sides of the threshold
+    # a noisy 0.86: neither one-sided test separates it from 0.8
     unsure = retention(ItemReadout(_w(), 30, noise=0.3, seed=3), _vectors(0.9), [-1.0, 1.0])
     assert unsure.steers
     ratio = unsure.ratios["sae"]
+    assert ratio.p_value > 0.05
+    assert ratio.p_value_above > 0.05
     assert ratio.ci_low < 0.8 <= ratio.ci_high
     assert unsure.status == "inconclusive"
+    assert unsure.reason.startswith("neither one-sided 5% test separates the ratio")
     strict = retention(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25), threshold=0.1)
     assert strict.status == "fine"
+    # a stricter level needs more evidence: the same data, "problem" at 5% but not at 1%
+    near = retention(ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5))
+    assert 0.01 < near.ratios["sae"].p_value <= 0.05
+    assert near.status == "problem"
+    careful = retention(ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5), n_random=100, alpha=0.01)
+    assert careful.steers
+    assert careful.status == "inconclusive"
+    assert "one-sided 1% test" in careful.reason
 
 
 def test_a_vector_that_does_not_steer_is_inconclusive() -> None:
@@ -100,8 +143,10 @@ def test_a_vector_that_does_not_steer_is_inconclusive() -> None:
     report = kept.to_dict()
     assert report["status"] == "inconclusive"
     assert report["reason"] == NOT_STEERING
-    assert report["null"]["n"] == 8
-    assert report["null"]["kinds"] == ["isotropic"] * 8
+    # 40 isotropic directions by default, pooled into one Monte Carlo p-value
+    assert report["null"]["n"] == 40
+    assert report["null"]["kinds"] == ["isotropic"] * 40
+    assert report["null"]["p_value"] > 0.05
 
 
 def test_null_and_report_keys() -> None:
@@ -110,11 +155,17 @@ def test_null_and_report_keys() -> None:
         ItemReadout(_w(), 30, noise=0.2), _vectors(1.0), activations=acts, method="bootstrap", n_boot=500
     )
     assert kept.null is not None
-    assert kept.null.kinds == ("isotropic",) * 8 + ("covariance",) * 8
+    assert kept.null.kinds == ("isotropic",) * 20 + ("covariance",) * 20
     assert kept.null.percentile > 95.0
+    assert kept.null.p_value == pytest.approx(1 / 41)  # above every random |slope|
     d = kept.to_dict()
     assert {"multipliers", "slopes", "stderr", "scores", "ratio_sae", "ratio_signed"} <= set(d)
+    assert set(d["null"]) == {"n", "kinds", "slopes", "mean", "sd", "abs_q95", "percentile", "p_value"}
+    assert set(d["ratio_intervals"]["sae"]) == {
+        "ratio", "ci_low", "ci_high", "bounded", "method", "level", "p_value", "p_value_above", "alpha"
+    }  # fmt: skip
     assert d["ratio_intervals"]["sae"]["method"] == "bootstrap"
+    assert d["ratio_intervals"]["sae"]["alpha"] == 0.05
     assert d["slope_estimates"]["original"]["df"] == 29
     assert d["stderr"]["original"] == pytest.approx(d["slope_estimates"]["original"]["se"])
     assert d["threshold"] == 0.8
@@ -123,9 +174,12 @@ def test_null_and_report_keys() -> None:
     assert d["slope_estimates"]["original"]["score_se"][0] == pytest.approx(
         float(scores.std()) / math.sqrt(30)
     )
-    assert (
-        d["statuses"]["sae"]["status"] == "fine"
-    )  # kept fully: the interval (about [0.86, 1.10]) clears 0.8
+    assert d["statuses"]["sae"]["status"] == "fine"  # kept fully: the ratio (about 1) clears 0.8
+    assert d["ratio_intervals"]["sae"]["p_value_above"] <= 0.05
+    assert set(d) == {
+        "multipliers", "slopes", "stderr", "scores", "slope_estimates", "null", "steers", "ratio_intervals",
+        "statuses", "status", "reason", "threshold", "n_items", "ratio_sae", "ratio_signed",
+    }  # fmt: skip
 
 
 def test_random_directions_have_the_norm_and_the_covariance_shape() -> None:
@@ -141,6 +195,77 @@ def test_random_directions_have_the_norm_and_the_covariance_shape() -> None:
     assert torch.equal(dirs, again)
     with pytest.raises(ValueError, match="activations must be"):
         random_directions(v, 2, activations=acts[:, :3])
+
+
+def test_the_gate_needs_enough_random_directions_for_alpha() -> None:
+    score = ItemReadout(_w(), 20, noise=0.2)
+    acts = torch.randn(50, D, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match=r"n_random=8 gives 16 random directions.*use n_random >= 10"):
+        retention(score, _vectors(0.5), n_random=8, activations=acts)
+    with pytest.raises(ValueError, match=r"n_random=18 gives 18 random directions.*use n_random >= 19"):
+        retention(score, _vectors(0.5), n_random=18)
+    # 19 is enough at 5% (p can reach 1/20); 99 at 1%
+    assert retention(score, _vectors(0.5), n_random=19).steers
+    with pytest.raises(ValueError, match="n_random >= 99"):
+        retention(score, _vectors(0.5), n_random=40, alpha=0.01)
+    with pytest.raises(ValueError, match="alpha"):
+        retention(score, _vectors(0.5), alpha=0.0)
+    assert min_random_directions(0.05) == 19
+    assert min_random_directions(0.01) == 99
+
+
+def test_the_gate_is_a_monte_carlo_p_value() -> None:
+    null_slopes = [0.1 * k for k in range(1, 40)]  # 39 random |slope| up to 3.9
+    kinds = ["isotropic"] * 39
+    sure = SlopeEstimate(4.0, 0.5, 20, 1, 19, 3.0, 5.0, 0.95)
+    null = steering_null(4.0, null_slopes, kinds)
+    assert null.p_value == pytest.approx(1 / 40)
+    assert null.to_dict()["p_value"] == null.p_value
+    assert beats_null(4.0, sure, null)
+    # tied with the largest random |slope| counts as "as extreme"
+    assert steering_p_value(3.9, null_slopes) == pytest.approx(2 / 40)
+    assert steering_p_value(-3.85, null_slopes) == pytest.approx(2 / 40)
+    assert beats_null(3.9, sure, null)  # 2/40 = 0.05 <= 0.05
+    assert not beats_null(3.9, sure, null, alpha=0.04)
+    assert not beats_null(3.8, sure, null)  # 3/40
+    # above all 8 draws is p = 1/9: the old "above the 95th percentile of 8" passed, this cannot
+    few = steering_null(4.0, null_slopes[:8], kinds[:8])
+    assert few.p_value == pytest.approx(1 / 9)
+    assert not beats_null(4.0, sure, few)
+    # the t interval must also exclude 0
+    unsure = SlopeEstimate(4.0, 3.0, 20, 1, 19, -2.0, 10.0, 0.95)
+    assert not beats_null(4.0, unsure, null)
+    assert not beats_null(4.0, None, null)
+
+
+def test_streams_are_independent_and_reproducible() -> None:
+    score = ItemReadout(_w(), 20, noise=0.2)
+    v = _vectors(0.5)
+    one, again = retention(score, v, generator=5), retention(score, v, generator=5)
+    assert one.null is not None
+    assert again.null is not None
+    assert one.null.slopes == again.null.slopes
+    assert one.ratios == again.ratios
+    # the random directions are not the first draws of the seed itself (another null's)
+    plain, _ = random_directions(v["original"], 40, generator=5)
+    plain_slopes = fit_slope_of(score, plain)
+    assert not torch.allclose(torch.tensor(one.null.slopes, dtype=torch.float64), plain_slopes)
+    # "sae" and "signed" draw their bootstraps from different streams
+    gen_sae = torch.Generator().manual_seed(stream_seed(5, "retention.ratio.sae"))
+    gen_signed = torch.Generator().manual_seed(stream_seed(5, "retention.ratio.signed"))
+    assert not torch.equal(torch.rand(5, generator=gen_sae), torch.rand(5, generator=gen_signed))
+    # a generator object works too, and is consumed
+    gen = torch.Generator().manual_seed(5)
+    first = retention(score, v, generator=gen)
+    second = retention(score, v, generator=gen)
+    assert first.null is not None
+    assert second.null is not None
+    assert first.null.slopes != second.null.slopes
+
+
+def fit_slope_of(score: ItemReadout, directions: Tensor) -> Tensor:
+    """Mean per-item slope of each direction over multipliers -1, 0, 1 (a linear score: a . d)."""
+    return (directions.double() @ score.a.T).mean(1)
 
 
 def test_float_scores_keep_the_old_ratios_but_give_no_interval() -> None:

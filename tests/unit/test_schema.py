@@ -20,7 +20,7 @@ def report() -> dict[str, Any]:
 
 def test_a_built_report_is_valid(report: dict[str, Any]) -> None:
     validate_report(report)
-    assert report["schema_version"] == SCHEMA_VERSION == 3
+    assert report["schema_version"] == SCHEMA_VERSION == 4
 
 
 @pytest.mark.parametrize(

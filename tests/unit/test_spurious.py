@@ -94,8 +94,52 @@ def test_pairs_verdict_reads_its_interval_against_the_reference() -> None:
     assert drawn.share_interval[0] > 0.5
     assert drawn.verdict() == "problem"
     assert drawn.to_dict()["share_bound"] == 0.5
+    assert "lower end reaches 50%" in drawn.reason()
     # where ordinary activations get the same share, the pair is part of normal encoding
     alike = result.with_draws(  # type: ignore[attr-defined]
         W, W.T, rate, (boot, codes), (boot, codes), torch.ones(10, dtype=torch.float64), negative=negative
     )
     assert alike.verdict() == "fine"
+    assert "ordinary activations" in alike.reason()  # fine because ordinary inputs show as much
+    assert "below 50%" not in alike.reason()
+
+
+def test_share_stays_a_share_when_the_rest_pulls_the_other_way() -> None:
+    """The anchor's part over the total absolute push: at most 1 even when the rest is negative."""
+    W, B = _setup()
+    v = -3.0 * W[0] - 0.5 * B[1]  # the partner's own part pulls down, the anchor's part pushes up
+    (s,) = _run(v, W).spurious  # type: ignore[attr-defined]
+    part, rest = 0.82 * 3.0, -0.5 * math.sqrt(1 - 0.82**2)
+    assert s.share == pytest.approx(part / (abs(part) + abs(rest)), abs=1e-5)
+    assert 0.5 < s.share < 1.0
+    assert (part / (part + rest)) > 1.0  # the old ratio left [0, 1] here
+
+
+def test_a_vanishing_change_gives_no_share() -> None:
+    W, _ = _setup()
+    codes = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    tiny = torch.zeros(1, W.shape[1])
+    assert largest_shares(W, W.T, tiny, codes, rate).tolist() == [0.0]
+
+
+def test_anchors_are_re_estimated_on_each_bootstrap_draw() -> None:
+    W, B = _setup()
+    result = _run(-3.0 * W[0] + 0.5 * B[1], W)
+    boot = torch.stack([-3.0 * W[0] + s * B[1] for s in (0.3, 0.5, 0.7)])
+    codes = torch.relu(boot @ W.T)
+    rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    negative = torch.tensor([True, False, False, False])
+    fixed = result.with_draws(  # type: ignore[attr-defined]
+        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64), negative=negative
+    )
+    # on the first draw the anchor no longer leans negative: that draw's share is 0
+    mask = negative.repeat(3, 1)
+    mask[0, 0] = False
+    drawn = result.with_draws(  # type: ignore[attr-defined]
+        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64),
+        negative=negative, negative_draws=mask,
+    )  # fmt: skip
+    assert drawn.share_interval != fixed.share_interval
+    assert largest_shares(W, W.T, boot, codes, rate, negative=mask).tolist()[0] == 0.0
+    assert min(largest_shares(W, W.T, boot, codes, rate, negative=negative).tolist()) > 0.5

@@ -43,21 +43,26 @@ def test_fmt_pct_and_ids() -> None:
 
 
 @pytest.mark.parametrize(
-    ("interval", "status"),
-    [((10.0, 12.0), "problem"), ((100.0, 119.0), "problem"), ((100.0, 130.0), "inconclusive"),
-     ((120.0, 300.0), "fine")],
+    ("norm", "interval", "status"),
+    [(12.5, (10.0, 12.0), "problem"), (12.5, (100.0, 119.0), "problem"),
+     (12.5, (100.0, 130.0), "inconclusive"), (150.0, (120.0, 300.0), "fine"),
+     (130.0, (10.0, 119.0), "inconclusive")],
 )  # fmt: skip
-def test_norm_verdict_reads_the_interval_of_the_norm_against_the_1st_percentile(
-    interval: tuple[float, float], status: str
+def test_norm_verdict_needs_the_vector_and_the_population_norm_below_the_1st_percentile(
+    norm: float, interval: tuple[float, float], status: str
 ) -> None:
     report = example_report()  # the 1st percentile of activation norms is 120
+    report["norm"]["steering_norm"] = norm
     report["norm"]["interval"] = list(interval)
     verdict = verdicts(report)[0]
     assert verdict.status == status
-    assert verdict.figure == Figure("norm.steering_norm", report["norm"]["steering_norm"])
+    assert verdict.figure == Figure("norm.steering_norm", norm)
     assert verdict.interval is not None
+    # the interval shown holds both the given vector's norm and the population norm's interval
+    assert verdict.interval.low == min(norm, interval[0])
+    assert verdict.interval.high == max(norm, interval[1])
     assert verdict.null is not None
-    assert verdict.rule == Rule("below", 120.0, "the 1st percentile of activation norms")
+    assert verdict.rule == Rule("below", 120.0, "percentile 1 of activation norms")
     assert clears(verdict.interval, verdict.rule) == (status == "problem")
 
 
