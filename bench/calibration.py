@@ -115,7 +115,7 @@ def main() -> None:
         "alpha": ALPHA,
         "config": "CheckConfig() defaults, seed = world index",
         "cases": cases,
-        "retention": retention_rows(args.retention_worlds),
+        "retention": retention_rows(args.retention_worlds) if args.retention_worlds else {},
         "seconds": time.perf_counter() - tic,
     }
     Path(args.out).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

@@ -50,22 +50,22 @@ minimum effect with 0 in SAE(v), whatever its p-value. The flagged count has
   test at family-wise level ``alpha`` (with probability at least ``1 - alpha`` all of those are real,
   so it is a ``1 - alpha`` lower confidence bound on the real ones); its upper end is the number of
   candidates;
-- a **null**: the same count on ``n_null_tests`` copies of the data with each item's labels flipped
-  at random, by the same procedure: the same family (it depends on ``|D|`` only), the same p-value
-  machinery on the same sign vectors (read as flips of each copy), refined only for the features
-  that could be flagged in that copy and only to about ``4 m' / alpha`` flips, and the eligibility
-  recomputed per copy: the minimum effect and the sign on the flipped means, and 0 in SAE(v) for the
-  flipped steering vector when ``null_vector_codes`` gives its codes (:func:`leaning_check` builds
-  them; without them the observed SAE(v) = 0 mask stands in).
+- a **null**: the confirmed count (flagged and passing Holm, the figure the verdict reads) on
+  ``n_null_tests`` copies of the data with each item's labels flipped at random: the same family (it
+  depends on ``|D|`` only), the same p-value machinery on the same sign vectors (read as flips of each
+  copy), refined only for the features that could be flagged in that copy and only to about
+  ``4 m' / alpha`` flips, and the eligibility recomputed per copy: the minimum effect and the sign on
+  the flipped means, and 0 in SAE(v) for the flipped steering vector when ``null_vector_codes`` gives
+  its codes (:func:`leaning_check` builds them; without them the observed SAE(v) = 0 mask stands in).
 
 **Verdict** (:meth:`LeaningCheck.verdict`): ``problem`` when at least one flagged feature passes
 Holm's test and the number that pass exceeds the null's 95th percentile: under the complete null
 Holm rejects anything with probability at most ``alpha``, so noise alone says ``problem`` at most
-at that rate. ``fine`` when nothing is flagged and every candidate was in the tested family (each
-could have reached significance and none did), which includes there being no candidate at all.
-``inconclusive`` otherwise: features are flagged but too few survive Holm or the null, or some
-candidate could not be tested (too few non-zero differences for the family's bound, e.g. with few
-items or at a wide SAE), so the data could not have said ``problem`` about it.
+at that rate. ``fine`` only when there is no candidate at all (no feature that leans negative past
+the minimum effect is dropped by SAE(v)): a candidate the test did not find significant is not shown
+to be kept, so the verdict is then ``inconclusive``, as it is when features are flagged but too few
+survive Holm or the null, or when a candidate could never have been tested (too few non-zero
+differences for the family's bound, e.g. with few items or at a wide SAE).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class LeaningCheck:
     vector_zero: Tensor | None = None
     """Features with coefficient 0 in SAE(v) ``[d_sae]`` (None when SAE(v) was not given)."""
     flagged_null: stats.NullSummary | None = None
-    """The flagged count on whole-item label-flipped copies of the data (same procedure)."""
+    """The confirmed count (flagged and passing Holm) on whole-item label-flipped copies of the data."""
     tested: Tensor | None = None
     """The tested family ``[d_sae]`` (bool): the features Holm and BH run over (None: unknown)."""
 
@@ -249,7 +249,9 @@ class LeaningCheck:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
         if self.confirmed and len(self.confirmed) > self.flagged_bound:
             return "problem"
-        if self.flagged or self.untested_candidates:
+        # a candidate leans negative past the minimum effect and is dropped by SAE(v): not finding it
+        # significant is no evidence that it is not lost
+        if self.flagged or self.candidates:
             return "inconclusive"
         return "fine"
 
@@ -884,9 +886,11 @@ def leaning_from_acts(
             counts = torch.zeros(n_null_tests, dtype=torch.float64)
             for b in range(n_null_tests):
                 if fam.numel():
+                    # the verdict's statistic: flagged (BH) features that also pass Holm
                     q = benjamini_hochberg(p_fam[1 + b], fdr_method)
-                    counts[b] = float(((q <= alpha) & eligible[b]).sum())
-            mask = (q_values <= alpha) & (lean < 0) & large & tested
+                    confirmed = (q <= alpha) & stats.holm(p_fam[1 + b], alpha) & eligible[b]
+                    counts[b] = float(confirmed.sum())
+            mask = (q_values <= alpha) & (lean < 0) & large & tested & holm
             if zero is not None:
                 mask &= zero
             flagged_null = stats.summarize_null(float(mask.sum()), counts)

@@ -30,24 +30,21 @@ decoder expresses it, and it is exact where the labels carry no information. Wit
 label-noise v (a signed sum of the nuisance features the prompts happen to use) is decoder-sparse
 noise, and the gap of noise is no statement about the behaviour.
 
-The interval: each bootstrap draw v* (items resampled) gets the same statistic, ``gap(v*)`` at
-v*'s own SAE sparsity, and the gap's interval is the basic (reverse percentile) one,
-``[2 gap - q_hi, 2 gap - q_lo]``, with ``q`` the draws' ``(1 -+ level) / 2`` quantiles. Its estimand is
-``gap(mu)`` at mu's own SAE sparsity. The plain percentile interval of a nonlinear figure of a
-resampled mean is biased (the draws are centred on v, not mu); the basic interval removes the
-first-order bias.
+The claim is about the vector at hand, whose gap is computed exactly; the two gates make sure it is
+a signal the decoder expresses better than noise. Beside it, each bootstrap draw v* (items resampled)
+gets the same statistic, ``gap(v*)`` at v*'s own SAE sparsity, and the basic (reverse percentile)
+interval ``[2 gap - q_hi, 2 gap - q_lo]`` says how far the gap moves with other items. Its estimand
+would be ``gap(mu)`` at mu's own SAE sparsity, but the gap is a non-smooth figure of the mean (the
+support OMP and the encoder pick changes with it), and on hard planted worlds with 24 items the
+interval holds ``gap(mu)`` in only about three worlds in four (README's calibration table), so it is
+reported, not used by the verdict.
 
-Verdict (:meth:`DecompositionNulls.verdict`):
-
-- ``inconclusive`` unless both gates pass: the signed fit of v beats the isotropic null at k,
-  p-value ``(1 + #{null >= v}) / (1 + n_null) <= alpha``, and (when pairs were given) the signal
-  test has p-value ``<= alpha``;
-- with bootstrap draws, ``problem`` when the gap's interval lies above ``min_gap`` (its lower end
-  ``> min_gap``), ``fine`` when it lies at or below it (upper end ``<= min_gap``), ``inconclusive``
-  when it straddles ``min_gap``. A two-sided 95% interval used for this one-sided claim is a 2.5%
-  test on each side;
-- without bootstrap draws (v taken as exact), ``problem`` when the gap exceeds ``min_gap``, else
-  ``fine``.
+Verdict (:meth:`DecompositionNulls.verdict`): ``inconclusive`` unless both gates pass: the signed fit
+of v beats the isotropic null at k, p-value ``(1 + #{null >= v}) / (1 + n_null) <= alpha``, and (when
+pairs were given) the signal test has p-value ``<= alpha``; then ``problem`` when the gap exceeds
+``min_gap``, else ``fine``, or ``inconclusive`` when k was capped below SAE(v)'s own sparsity (a
+longer signed code might still beat SAE(v); capping only handicaps the signed fit, so ``problem``
+stands).
 
 ``k_default``, the elbow of v's gain over the isotropic null mean, is reported for information only.
 """
@@ -184,12 +181,11 @@ class DecompositionNulls:
         fig = self.verdict_figures()
         if not (fig["beats_null"] and fig["is_signal"]):
             return "inconclusive"
-        interval = fig["gap_interval"]
-        if interval is None:
-            return "problem" if fig["gap"] > self.min_gap else "fine"
-        if interval[0] > self.min_gap:
+        if fig["gap"] > self.min_gap:
             return "problem"
-        return "fine" if interval[1] <= self.min_gap else "inconclusive"
+        # k was capped below SAE(v)'s own sparsity: a longer signed code might still beat SAE(v)
+        capped = self.sae_l0 is not None and self.sae_l0 > self.k
+        return "inconclusive" if capped else "fine"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: per account the cosine and each family's null; the curves; the verdict."""
@@ -389,7 +385,7 @@ def decomposition_nulls(
         item_ids: Item of each pair ``[n_pairs]`` (copies averaged: the item is the unit).
         n_null: Null vectors per family; ``1 / (1 + n_null) <= alpha`` is required (39 at 0.05).
         k_max: Longest support of the signed fit's curve (capped at d_sae); k is capped to it.
-        min_gap: Cosine gap the claim is about: ``problem`` needs the gap's interval above it.
+        min_gap: Cosine gap the claim is about: ``problem`` needs v's gap above it (once both gates pass).
         alpha: Level of the gates (isotropic null and signal test).
         bootstrap: Bootstrap draws of ``v`` in the SAE's input space ``[n_boot, d_in]`` (items
             resampled, centred on v), for the gap's interval; None: v is taken as exact.

@@ -270,12 +270,14 @@ def _status(steers: bool, ratio: RatioTest | None, threshold: float, alpha: floa
             "the original slope is not clearly non-zero, so the ratio has no bounded interval",
         )
     test = f"one-sided {alpha * 100:g}% test"
-    if ratio.p_value <= alpha:
+    # the bootstrap-t acceptance set need not be one interval: a side is claimed only when the test
+    # rejects at the threshold AND the reported interval lies wholly on that side
+    if ratio.p_value <= alpha and ratio.ci_high < threshold:
         return "problem", (
             f"the ratio is below the retained threshold {threshold:g}: a {test} rejects a ratio at or "
             f"above it (p = {ratio.p_value:.2g}; {_span(ratio)})"
         )
-    if ratio.p_value_above <= alpha:
+    if ratio.p_value_above <= alpha and ratio.ci_low >= threshold:
         return "fine", (
             f"the ratio is at or above the retained threshold {threshold:g}: a {test} rejects a ratio "
             f"below it (p = {ratio.p_value_above:.2g}; {_span(ratio)})"

@@ -67,7 +67,8 @@ class CheckConfig:
     top_k: int = 5
     """Top features compared between SAE(v) and SAE(0)."""
     alpha: float = 0.05
-    """False-discovery-rate level of the leaning test."""
+    """Level of every test: the leaning FDR and family-wise bound, each Monte Carlo gate (steering,
+    decomposition), the one-sided retention tests."""
     pair_threshold: float = -0.5
     """Decoder cosine below which a pair counts as negatively aligned."""
     rare_rate: float = 0.05
@@ -409,7 +410,9 @@ def run_checks(
             score_fn,
             vectors,
             config.multipliers,
-            n_random=math.ceil(config.n_null / 2),
+            # n_null directions in all: half isotropic, half covariance-shaped (all isotropic without
+            # ordinary activations)
+            n_random=math.ceil(config.n_null / 2) if activations is not None else config.n_null,
             activations=activations,
             generator=rng["retention"],
             threshold=config.retained,

@@ -17,13 +17,14 @@ anchor). It gets a bootstrap interval over items (SAE(v) recomputed for each res
 reference: the same figure for ordinary activations, inputs the SAE was trained on, where a partner
 pushed up through its anchor is part of how the SAE encodes (the figure is computed on each activation
 against SAE(0), as for v). Label-shuffled vectors of v's norm are reported beside it: a pair distorts
-the code of any vector that points against the anchor, behaviour or not. Each bootstrap draw
-re-estimates which features lean negative (the anchors' eligibility) from the same resampled items,
-and the interval is the basic (reverse percentile) one, clipped to [0, 1]. The verdict
-(:meth:`SpuriousCheck.verdict`) says ``problem`` only when the interval's lower end reaches
-``min_share`` and lies above the reference's 95th percentile; ``fine`` when its upper end stays below
-``min_share``, or stays within the reference's 95th percentile (ordinary activations show as much);
-else ``inconclusive``. :meth:`SpuriousCheck.reason` says which.
+the code of any vector that points against the anchor, behaviour or not. The claim is about SAE(v)
+of the vector at hand, so the verdict reads the exact figure; the bootstrap interval (each draw
+re-estimating which features lean negative, the anchors' eligibility, from its resampled items;
+basic, clipped to [0, 1]) says how far it moves with other items and is reported beside it. The
+verdict (:meth:`SpuriousCheck.verdict`) says ``problem`` when the share exceeds ``min_share`` and the
+reference's 95th percentile; ``fine`` when it stays at or below ``min_share``, or within the
+reference's 95th percentile (ordinary activations show as much); ``inconclusive`` only when spurious
+partners exist and there is no reference. :meth:`SpuriousCheck.reason` says which.
 """
 
 from __future__ import annotations
@@ -141,25 +142,18 @@ class SpuriousCheck:
 
     def _judge(self) -> tuple[Verdict, str]:
         share = f"{100 * self.min_share:.0f}%"
-        if self.share_interval is None:
-            if self.spurious:
-                return "inconclusive", "no interval without paired activations"
-            return "fine", f"no positive rare coefficient gets {share} or more of its change from an anchor"
-        low, high = self.share_interval
-        q95 = self.share_reference.q95 if self.share_reference is not None else -1.0
-        if low >= self.min_share and low > q95:
+        if self.share_reference is None and self.spurious:
+            return "inconclusive", "no in-distribution reference without ordinary activations"
+        if self.max_share > self.share_bound:
             return "problem", (
-                f"the interval's lower end reaches {share} and lies above the ordinary activations' "
-                "95th percentile"
+                f"SAE(v)'s largest share exceeds {share} and the ordinary activations' 95th percentile"
             )
-        if high < self.min_share:
-            return "fine", f"the interval's upper end stays below {share}"
-        if high <= q95:
-            return "fine", (
-                "the interval stays within the ordinary activations' 95th percentile: an anchor carries "
-                "no more of the change than it does for inputs the SAE was trained on"
-            )
-        return "inconclusive", f"the interval does not clear {100 * self.share_bound:.1f}% on either side"
+        if self.max_share <= self.min_share:
+            return "fine", f"SAE(v)'s largest share stays at or below {share}"
+        return "fine", (
+            "SAE(v)'s largest share stays within the ordinary activations' 95th percentile: an anchor "
+            "carries no more of the change than it does for inputs the SAE was trained on"
+        )
 
     def with_draws(
         self,

@@ -230,8 +230,9 @@ def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
 
 
 def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
-    # problem: SAE(v)'s mass already in SAE(0) has its 95% interval at or above one half and above
-    # the 95th percentile of the same share for ordinary activations (in-distribution inputs).
+    # problem: SAE(v)'s mass already in SAE(0) lies above share_threshold (one half) and above the 95th
+    # percentile of the same share for ordinary activations (in-distribution inputs). The claim is
+    # about the vector at hand: its share is exact; the resampling interval is reported beside it.
     name = "Encoder bias"
     top_v = feature_ids(bias["top_features_vector"])
     shared = len(set(top_v) & set(feature_ids(bias["top_features_zero"])))
@@ -253,34 +254,37 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
         else fmt_pct(threshold)
     )
     rule = Rule("above", bound, what)
-    if iv is None or null is None:
+    if null is None:
         return Verdict(
             name,
             "inconclusive",
-            sentence + "; no interval or in-distribution reference without paired and ordinary activations.",
+            sentence + "; no in-distribution reference without ordinary activations.",
             figure,
             None,
             null,
             rule,
         )
-    interval = Interval(iv[0], iv[1], 0.95, "basic bootstrap over items")
+    interval = _exact(mass)
     sentence += (
-        f" (95% interval {fmt_pct(iv[0])}-{fmt_pct(iv[1])}; ordinary activations: {fmt_pct(null.mean)} on "
-        f"average, 95th percentile {fmt_pct(null.q95)}"
+        f" (ordinary activations: {fmt_pct(null.mean)} on average, 95th percentile {fmt_pct(null.q95)}"
     )
+    if iv is not None:
+        sentence += f"; with other items: {fmt_pct(iv[0])}-{fmt_pct(iv[1])}, basic bootstrap"
     if shuffled is not None:
         sentence += f"; label-shuffled vectors of v's norm: {fmt_pct(shuffled['mean'])}"
     sentence += ")"
     if clears(interval, rule):
         status: Status = "problem"
         sentence += "; SAE(v) mostly shows the encoder bias, not v."
-    elif iv[1] < threshold or iv[1] <= null.q95:
+    else:
         status = "fine"
         sentence += "; SAE(v) leans on the encoder bias no more than an ordinary activation's code does."
-    else:
-        status = "inconclusive"
-        sentence += f"; the interval reaches {fmt_pct(bound)}."
     return Verdict(name, status, sentence, figure, interval, null, rule)
+
+
+def _exact(value: float) -> Interval:
+    """The interval of a figure of the given vector itself: exact, no sampling to allow for."""
+    return Interval(value, value, 1.0, "exact: the figure of the given vector")
 
 
 def _ordinary_reference(ref: Mapping[str, Any] | None) -> NullSummary | None:
@@ -324,7 +328,7 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
         None
         if nd is None
         else NullSummary(
-            "the flagged count on whole-item label flips",
+            "the confirmed count (flagged, passing Holm) on whole-item label flips",
             nd["mean"],
             nd["q95"],
             nd["percentile"],
@@ -332,7 +336,7 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
         )
     )
     rule = Rule(
-        "above", leaning["flagged_bound"], "the label-flip null's 95th percentile of the flagged count"
+        "above", leaning["flagged_bound"], "the label-flip null's 95th percentile of the confirmed count"
     )
     status: Status = leaning["verdict"]
     if flagged:
@@ -343,7 +347,7 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
         )
         if null is not None:
             sentence += (
-                f", against {fmt_num(null.mean)} flagged on label-flipped data "
+                f", against {fmt_num(null.mean)} confirmed on label-flipped data "
                 f"(95th percentile {fmt_num(null.q95)})"
             )
     if status == "problem":
@@ -352,14 +356,12 @@ def _leaning_verdict(leaning: Mapping[str, Any]) -> Verdict:
         sentence += "; too few survive the family-wise bound to say that part of the vector is lost."
     elif status == "inconclusive":
         sentence += (
-            f"; {leaning['n_untested_candidates']} negative-leaning feature(s) that SAE(v) drops fire in "
-            "too few items to ever reach significance, so the data cannot tell whether they are lost."
+            f"; {fi['high']} feature(s) lean negative past the minimum effect and get 0 in SAE(v), but none "
+            f"leans significantly ({leaning['n_untested_candidates']} of them fire in too few items to ever "
+            "reach significance), so the data cannot tell whether that part of the vector is lost."
         )
     else:
-        sentence += (
-            "; SAE(v) drops no significantly negative-leaning feature of sizeable effect, and every "
-            "candidate could have been found."
-        )
+        sentence += "; SAE(v) drops no feature that leans negative past the minimum effect."
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
@@ -378,15 +380,15 @@ def _pairs_verdict(pairs: Mapping[str, Any]) -> Verdict:
         sentence += f" against {fmt_num(expected)} expected among random directions"
     figure = Figure("aligned_pairs.max_share", pairs["max_share"])
     iv, ref, shuffled = pairs["share_interval"], pairs["share_reference"], pairs["share_null"]
-    interval = None if iv is None else Interval(iv[0], iv[1], 0.95, "basic bootstrap over items")
+    interval = _exact(pairs["max_share"])
     null = _ordinary_reference(ref)
     rule = Rule("above", pairs["share_bound"], "min_share and the ordinary activations' 95th percentile")
     sentence += (
         f"; the largest share of a positive SAE(v) coefficient's change carried by v's component along one "
         f"anti-aligned anchor is {fmt_pct(pairs['max_share'])}"
     )
-    if interval is not None:
-        sentence += f" (95% interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)}"
+    if iv is not None:
+        sentence += f" (with other items: {fmt_pct(iv[0])}-{fmt_pct(iv[1])}, basic bootstrap"
         if null is not None:
             sentence += f"; ordinary activations: 95th percentile {fmt_pct(null.q95)}"
         if shuffled is not None:
@@ -436,7 +438,7 @@ def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | No
     figure = Figure("decomposition_nulls.verdict_gap", nulls["verdict_gap"])
     giv = nulls["verdict_gap_interval"]
     level = nulls["verdict_level"]
-    interval = None if giv is None else Interval(giv[0], giv[1], level, "basic bootstrap over items")
+    interval = _exact(nulls["verdict_gap"])
     rule = Rule(
         "above",
         nulls["verdict_needed_gap"],
@@ -450,8 +452,8 @@ def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | No
         f"(Monte Carlo p = {fmt_num(nulls['verdict_gate_p_value'])})"
     )
     gap = f"{fmt_num(nulls['verdict_gap'])}"
-    if interval is not None:
-        gap += f" ({fmt_pct(level)} interval {fmt_num(interval.low)} to {fmt_num(interval.high)})"
+    if giv is not None:
+        gap += f" (with other items: {fmt_num(giv[0])} to {fmt_num(giv[1])}, {level:.0%} basic bootstrap)"
     status: Status = nulls["verdict"]
     if not nulls["verdict_is_signal"]:
         sentence += (
@@ -467,8 +469,9 @@ def _decomposition_verdict(dec: Mapping[str, Any], nulls: Mapping[str, Any] | No
         )
     elif status == "inconclusive":
         sentence += (
-            f"; SAE(v) falls short of the signed fit by {gap}, an interval that reaches min_gap "
-            f"{fmt_num(nulls['verdict_needed_gap'])}."
+            f"; SAE(v) is within min_gap {fmt_num(nulls['verdict_needed_gap'])} of the signed fit "
+            f"(gap {gap}), but k was capped below SAE(v)'s {nulls['sae_l0']} features, so a longer "
+            "signed code might still beat it."
         )
     else:
         sentence += (
@@ -516,7 +519,7 @@ def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
         sentence += (
             f". Steering with SAE(v) keeps {fmt_pct(r_sae)} of that slope"
             + (
-                f" ({fmt_pct(interval.level)} interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})"
+                f" ({interval.level:.0%} interval {fmt_pct(interval.low)}-{fmt_pct(interval.high)})"
                 if interval
                 else ""
             )

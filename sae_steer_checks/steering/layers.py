@@ -46,7 +46,9 @@ class LayerSteerability:
     z: float
     """``(slope - null_slope)`` in combined standard errors."""
     steers: bool = False
-    """Whether the vector beats its random null here (``Steerability.steers``)."""
+    """Whether the vector beats its random null here (``Steerability.steers``; the Monte Carlo gate needs
+    at least 19 random directions at 5%, so with the sweep's default single direction it is False and
+    ``z`` is the figure to read)."""
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON-ready dict."""

@@ -470,7 +470,7 @@ def test_verdict_is_never_fine_when_candidates_cannot_be_tested() -> None:
     assert narrow.verdict() == "problem"
 
 
-def test_verdict_is_fine_only_when_every_candidate_was_tested() -> None:
+def test_verdict_is_fine_only_without_candidates() -> None:
     pos, neg = _noise_codes(40, 30, seed=28)
     pos[:, 1] += 3.0  # a significant positive lean elsewhere does not make the answer "fine"
     vector_acts = torch.zeros(30)
@@ -479,7 +479,12 @@ def test_verdict_is_fine_only_when_every_candidate_was_tested() -> None:
     assert result.flagged == ()
     assert result.candidates  # noise leaves some negative leans past the minimum effect
     assert result.untested_candidates == ()
-    assert result.verdict() == "fine"
+    # candidates that do not reach significance are not shown to be kept: no power, no "fine"
+    assert result.verdict() == "inconclusive"
+    # SAE(v) keeps every negative-leaning feature: no candidate, and the answer is "fine"
+    kept = leaning_from_acts(pos, neg, vector_acts=torch.ones(30), generator=0)
+    assert kept.candidates == ()
+    assert kept.verdict() == "fine"
     # The same data with a candidate that no outcome could flag (2 non-zero items) is inconclusive.
     pos[:, 2] = neg[:, 2]
     neg[:2, 2] += 5.0

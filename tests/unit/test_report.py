@@ -220,7 +220,7 @@ def test_every_mechanism_gets_one_plain_verdict_line() -> None:
 def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report = example_report()
     report["norm"].update(steering_norm=135.0, interval=[130.0, 140.0])  # above the 1st percentile, 120
-    report["bias"]["mass_interval"] = [0.1, 0.3]
+    report["bias"].update(mass_in_zero=0.2, mass_interval=[0.1, 0.3])
     report["negative_leaning"]["verdict"] = "fine"
     report["aligned_pairs"].update(spurious=[], verdict="fine")
     report["decomposition_nulls"]["verdict"] = "fine"

@@ -83,7 +83,7 @@ def test_largest_shares_is_the_checks_key_figure_vector_by_vector() -> None:
 def test_pairs_verdict_reads_its_interval_against_the_reference() -> None:
     W, B = _setup()
     result = _run(-3.0 * W[0] + 0.5 * B[1], W)
-    assert result.verdict() == "inconclusive"  # type: ignore[attr-defined]  # spurious, but no interval
+    assert result.verdict() == "inconclusive"  # type: ignore[attr-defined]  # spurious, but no reference
     boot = torch.stack([-3.0 * W[0] + s * B[1] for s in (0.3, 0.5, 0.7)])
     codes = torch.relu(boot @ W.T)
     negative = torch.tensor([True, False, False, False])
@@ -94,7 +94,7 @@ def test_pairs_verdict_reads_its_interval_against_the_reference() -> None:
     assert drawn.share_interval[0] > 0.5
     assert drawn.verdict() == "problem"
     assert drawn.to_dict()["share_bound"] == 0.5
-    assert "lower end reaches 50%" in drawn.reason()
+    assert "largest share exceeds 50%" in drawn.reason()
     # where ordinary activations get the same share, the pair is part of normal encoding
     alike = result.with_draws(  # type: ignore[attr-defined]
         W, W.T, rate, (boot, codes), (boot, codes), torch.ones(10, dtype=torch.float64), negative=negative

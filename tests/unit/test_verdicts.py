@@ -66,37 +66,39 @@ def test_norm_verdict_needs_the_vector_and_the_population_norm_below_the_1st_per
     assert clears(verdict.interval, verdict.rule) == (status == "problem")
 
 
-@pytest.mark.parametrize(
-    ("interval", "status"), [((0.6, 0.9), "problem"), ((0.1, 0.45), "fine"), ((0.4, 0.6), "inconclusive")]
-)
-def test_bias_verdict_reads_the_interval_of_the_mass_in_zero(
-    interval: tuple[float, float], status: str
+@pytest.mark.parametrize(("mass", "status"), [(0.7, "problem"), (0.3, "fine"), (0.52, "fine")])
+def test_bias_verdict_reads_the_given_vectors_share_against_half_and_the_reference(
+    mass: float, status: str
 ) -> None:
     report = example_report()
-    report["bias"]["mass_interval"] = list(interval)
+    report["bias"]["mass_in_zero"] = mass
+    report["bias"]["mass_interval"] = [mass - 0.1, mass + 0.1]  # resampling spread: reported, not a gate
     report["bias"]["mass_reference"] = {"mean": 0.3, "q05": 0.1, "q95": 0.55, "n": 100, "percentile": 99.0}
     verdict = verdicts(report)[1]
     assert verdict.status == status
     assert verdict.interval is not None
-    assert (verdict.interval.low, verdict.interval.high) == interval
+    assert (verdict.interval.low, verdict.interval.high) == (mass, mass)
+    assert verdict.interval.method.startswith("exact")
     assert verdict.rule is not None
     assert verdict.rule.bound == 0.55
     assert clears(verdict.interval, verdict.rule) == (status == "problem")
+    assert f"{mass - 0.1:.1%}" in verdict.sentence
 
 
 def test_bias_is_no_problem_where_ordinary_activations_lean_on_the_bias_as_much() -> None:
     report = example_report()
-    report["bias"]["mass_interval"] = [0.6, 0.9]
+    report["bias"]["mass_in_zero"] = 0.9
     report["bias"]["mass_reference"] = {"mean": 0.8, "q05": 0.6, "q95": 0.95, "n": 100, "percentile": 40.0}
     assert verdicts(report)[1].status == "fine"
 
 
 @pytest.mark.parametrize(
     ("share_interval", "null_q95", "status"),
-    [((0.7, 0.95), 0.2, "problem"), ((0.7, 0.95), 0.8, "inconclusive"), ((0.3, 0.6), 0.2, "inconclusive"),
-     ((0.0, 0.4), 0.2, "fine"), ((0.6, 0.7), 0.75, "fine")],
+    [((0.7, 0.95), 0.2, "problem"), ((0.7, 0.95), 0.8, "fine"), ((0.3, 0.6), 0.2, "fine"),
+     ((0.0, 0.4), 0.2, "fine"), ((0.6, 0.7), 0.75, "fine"), ((0.5, 0.6), 0.2, "fine"),
+     ((0.51, 0.6), 0.2, "problem")],
 )  # fmt: skip
-def test_pairs_verdict_needs_its_share_interval_to_clear_min_share_and_the_reference(
+def test_pairs_verdict_needs_the_given_vectors_share_to_clear_min_share_and_the_reference(
     share_interval: tuple[float, float], null_q95: float, status: str
 ) -> None:
     from sae_steer_checks.diagnostics.spurious import SpuriousCheck
