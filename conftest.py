@@ -10,6 +10,7 @@ The benchmark's smoke test lives in ``bench/`` and runs in ``nox -s bench`` only
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -97,3 +98,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # the marker itself, not `item.keywords`, which also holds folder names such as "gpu"
             if item.get_closest_marker(marker) is not None:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for a module of many small products (a second thread only contends).
+
+    Module-scoped, so hypothesis tests may use it (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

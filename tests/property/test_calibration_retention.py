@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from typing import Literal
 
 import pytest
@@ -49,13 +48,7 @@ MULTIPLIERS = (-1.0, 0.0, 1.0)
 Noise = Literal["lognormal", "t3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # hundreds of small products: intra-op threads only contend on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _unit_noise(kind: str, n: int, gen: torch.Generator) -> Tensor:

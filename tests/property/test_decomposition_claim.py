@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -41,13 +40,7 @@ N_EFFECT_WORLDS = 50 if THOROUGH else 10
 ITEMS = (12, 24, 100)  # few items and many, in turn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Hundreds of small batched decompositions: intra-op threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bound(rate: float, n: int) -> float:

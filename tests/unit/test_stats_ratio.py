@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,14 +13,7 @@ from sae_steer_checks.stats import RatioInterval, RatioTest, ratio_interval, rat
 from sae_steer_checks.stats.estimates import _item_weights
 from sae_steer_checks.stats.resampling import _resample_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # small [B, K] products: a second intra-op thread only adds contention on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(n: int, keep: float, seed: int, noise: float = 0.3) -> tuple[Tensor, Tensor]:
