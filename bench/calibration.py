@@ -35,8 +35,13 @@ def bound(w: int, alpha: float = ALPHA) -> float:
     return alpha + 3 * math.sqrt(alpha * (1 - alpha) / w)
 
 
-def run_case(width: str, n_items: int, w_null: int, w_effect: int, shared_world: bool) -> dict[str, Any]:
-    """False "problem" rates, power and coverage for one (width, items) case."""
+def run_case(width: str, n_items: int, w_null: int, w_effect: int, n_worlds: int) -> dict[str, Any]:
+    """False "problem" rates, power and coverage for one (width, items) case.
+
+    The W samples are spread over ``n_worlds`` planted worlds (dictionaries), in blocks: a verdict's
+    error rate is over samples of data for a given SAE, and several dictionaries keep it from resting
+    on one.
+    """
     rows: dict[str, Any] = {}
     for effect, w in ((False, w_null), (True, w_effect)):
         if not w:
@@ -44,7 +49,7 @@ def run_case(width: str, n_items: int, w_null: int, w_effect: int, shared_world:
         results, covered, counted = [], dict.fromkeys(VERDICTS, 0), dict.fromkeys(VERDICTS, 0)
         truth_cache: dict[int, dict[str, float]] = {}
         for s in range(w):
-            world_seed = 1 if shared_world else 1000 + s
+            world_seed = 1000 + s * min(n_worlds, w) // w
             if world_seed not in truth_cache:
                 truth_cache[world_seed] = truths(world_seed, width, effect)
             r = one_world(width, n_items, effect, s, world_seed)
@@ -97,6 +102,7 @@ def main() -> None:
     parser.add_argument("--null-worlds", type=int, default=200)
     parser.add_argument("--effect-worlds", type=int, default=50)
     parser.add_argument("--wide-worlds", type=int, default=20, help="null and effect samples at 16k")
+    parser.add_argument("--dictionaries", type=int, default=10, help="planted worlds per case (16k: 1)")
     parser.add_argument("--retention-worlds", type=int, default=200)
     parser.add_argument("--out", default="calibration.json")
     args = parser.parse_args()
@@ -109,7 +115,7 @@ def main() -> None:
         wide = width == "16k"
         w0 = args.wide_worlds if wide else args.null_worlds
         w1 = args.wide_worlds if wide else args.effect_worlds
-        cases[case] = run_case(width, int(items), w0, w1, shared_world=wide)
+        cases[case] = run_case(width, int(items), w0, w1, 1 if wide else args.dictionaries)
         print(f"{case}: {json.dumps(cases[case])}", file=sys.stderr, flush=True)
     out = {
         "alpha": ALPHA,

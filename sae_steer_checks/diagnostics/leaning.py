@@ -820,8 +820,7 @@ def leaning_from_acts(
         tested[act[fam]] = True
         copies = torch.ones(1 + n_null_tests, n_items, dtype=torch.float64)
         if n_null_tests:
-            bits = torch.randint(0, 2, (n_null_tests, n_items), generator=gen, device=gen.device)
-            copies[1:] = 1 - 2 * bits.cpu().to(torch.float64)
+            copies[1:] = stats.label_flips(n_null_tests, n_items, gen)
         # Eligibility of each label-flipped copy: negative and past the minimum effect on its own
         # means, and dropped by SAE(v) of its own flipped vector.
         flip_lean = copies[1:] @ diffs[:, fam] / n_items

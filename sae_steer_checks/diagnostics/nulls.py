@@ -11,8 +11,8 @@ the signed fit) is set beside the same account of null vectors of v's norm in th
 - ``isotropic``: Gaussian directions. This is the **gate**: an overcomplete decoder fits any direction
   to some degree, so the signed fit of v must beat random directions at the same k before the
   decoder can be said to express v;
-- ``covariance``: drawn from N(0, Sigma), Sigma the activation covariance, as
-  ``x = (A - mean)^T z / sqrt(n)`` with ``z ~ N(0, I_n)`` (no d x d matrix). Reported, not a gate:
+- ``covariance``: drawn from N(0, Sigma), Sigma the activation covariance (``stats.covariance_draws``,
+  no d x d matrix). Reported, not a gate:
   these are directions the decoder was trained to express;
 - ``shuffled``: label-shuffled CAA vectors, each item's pair difference times a random sign, averaged
   (the item is the unit: choice-swapped copies are averaged first). Reported, not a gate: built
@@ -295,13 +295,11 @@ def null_vectors(
         sample = torch.cat([pos, neg])
     out = {"isotropic": torch.randn(n_null, d_in, generator=gen, dtype=torch.float64)}
     if activations is not None:
-        a = validate_batch(activations, d_in, "activations").to(torch.float64).cpu()
-        z = torch.randn(n_null, a.shape[0], generator=gen, dtype=torch.float64)
-        out["covariance"] = z @ (a - a.mean(0)) / a.shape[0] ** 0.5
+        a = validate_batch(activations, d_in, "activations")
+        out["covariance"] = stats.covariance_draws(a, n_null, gen)
     diffs = _item_differences(pos, neg, item_ids, d_in)
     if diffs is not None:
-        signs = 1.0 - 2.0 * torch.randint(0, 2, (n_null, diffs.shape[0]), generator=gen).to(torch.float64)
-        out["shuffled"] = signs @ diffs / diffs.shape[0]
+        out["shuffled"] = stats.label_flips(n_null, diffs.shape[0], gen) @ diffs / diffs.shape[0]
     return {
         f: _to_norm(vector_to_sae_space(sae, x.to(torch.float32), sample).to(torch.float64), norm).float()
         for f, x in out.items()
