@@ -98,10 +98,10 @@ def main() -> None:
     """Run the grid, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the fast tier's sizes")
-    parser.add_argument("--cases", default="2k:12,2k:24,2k:100,16k:100", help="width:items,...")
+    parser.add_argument("--cases", default="small:24,2k:12,2k:24,2k:100,16k:100", help="width:items,...")
     parser.add_argument("--null-worlds", type=int, default=200)
     parser.add_argument("--effect-worlds", type=int, default=50)
-    parser.add_argument("--wide-worlds", type=int, default=20, help="null and effect samples at 16k")
+    parser.add_argument("--wide-worlds", type=int, default=10, help="null and effect samples at 16k")
     parser.add_argument("--dictionaries", type=int, default=10, help="planted worlds per case (16k: 1)")
     parser.add_argument("--retention-worlds", type=int, default=200)
     parser.add_argument("--out", default="calibration.json")
