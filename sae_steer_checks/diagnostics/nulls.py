@@ -149,11 +149,8 @@ class DecompositionNulls:
         """Basic (reverse percentile) interval ``[2 gap - q_hi, 2 gap - q_lo]`` of the gap, or None."""
         if self.gap_draws is None or not self.gap_draws.numel():
             return None
-        tail = (1.0 - self.level) / 2
-        q = torch.tensor([tail, 1.0 - tail], dtype=torch.float64)
-        low, high = self.gap_draws.to(torch.float64).quantile(q).tolist()
         gap = self.cosines["signed"] - self.cosines["sae"]
-        return [2 * gap - high, 2 * gap - low]
+        return list(stats.basic_interval(gap, self.gap_draws, self.level))
 
     def verdict_figures(self) -> dict[str, Any]:
         """The figures the verdict reads: both gates, the gap at :attr:`k` and its interval."""

@@ -29,7 +29,13 @@ from sae_steer_checks.diagnostics.decompose import (
     omp,
     summarize_reconstruction,
 )
-from sae_steer_checks.diagnostics.leaning import FdrMethod, LeaningCheck, LeaningTest, leaning_check
+from sae_steer_checks.diagnostics.leaning import (
+    FdrMethod,
+    LeaningCheck,
+    LeaningTest,
+    flipped_vector_codes,
+    leaning_from_acts,
+)
 from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
 from sae_steer_checks.diagnostics.nulls import DecompositionNulls, decomposition_nulls
 from sae_steer_checks.diagnostics.pairs import AlignedPairs, find_aligned_pairs
@@ -285,13 +291,14 @@ def run_checks(
         shuffled_sae = vector_to_sae_space(sae, draws.shuffled, sample)
         bias = bias.with_draws(sae, boot_sae, shuffled_sae, batch_size=config.batch_size)
     f_v, f_0 = bias.own.acts_vector, bias.own.acts_zero
-    leaning = leaning_check(
-        sae,
-        pos,
-        neg,
+    # the prompts' codes, encoded once: the leaning test and the spurious check's per-draw anchors
+    acts_pos = encode_activations(sae, pos, batch_size=config.batch_size).cpu()
+    acts_neg = encode_activations(sae, neg, batch_size=config.batch_size).cpu()
+    leaning = leaning_from_acts(
+        acts_pos,
+        acts_neg,
         alpha=config.alpha,
         vector_acts=f_v,
-        batch_size=config.batch_size,
         test=config.leaning_test,
         fdr_method=config.fdr_method,
         item_ids=item_ids,
@@ -300,7 +307,7 @@ def run_checks(
         n_boot=config.n_boot,
         min_effect=config.min_effect,
         n_null_tests=config.n_null,
-        activations=sample,
+        null_vector_codes=flipped_vector_codes(sae, diffs, sample, batch_size=config.batch_size),
         generator=rng["leaning"],
     )
     W_dec = sae.W_dec.detach().to(torch.float32).cpu()
@@ -364,11 +371,7 @@ def run_checks(
     if draws is not None and boot_sae is not None and shuffled_sae is not None:
         own = bias.own.subtract_b_dec
         # which features lean negative, re-estimated on each draw's resampled items
-        code_diffs = item_differences(
-            encode_activations(sae, pos, batch_size=config.batch_size).cpu(),
-            encode_activations(sae, neg, batch_size=config.batch_size).cpu(),
-            item_ids,
-        )
+        code_diffs = item_differences(acts_pos, acts_neg, item_ids)
         negative_draws = ((draws.weights @ code_diffs) < 0) & leaning.active[None, :]
         spurious = spurious.with_draws(
             W_dec,

@@ -36,8 +36,8 @@ def percentile_interval(draws: Tensor, level: float = 0.95) -> tuple[float, floa
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     d = draws.detach().to(torch.float64).reshape(-1)
-    if d.numel() < 2:
-        raise ValueError(f"draws must hold at least 2 values, got {d.numel()}")
+    if d.numel() < 1:
+        raise ValueError("draws must hold at least one value, got none")
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
     low, high = d.quantile(q).tolist()
     return low, high
