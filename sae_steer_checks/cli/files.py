@@ -33,12 +33,10 @@ ACTIVATIONS_KEY = "activations"
 ITEM_IDS_KEY = "item_ids"
 
 
-def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int | None = None) -> Tensor:
-    """Load ``key`` from the safetensors file ``path`` as a finite float32 tensor.
+def _read_tensor(path: str | Path, key: str, name: str, *, hint: str = "") -> Tensor:
+    """The tensor under ``key`` in the safetensors file ``path``; one-line errors name ``name``.
 
-    ``ndim`` is the expected number of dimensions, ``width`` (if given) the expected size of the
-    last one. ``name`` is how the input is called in error messages (e.g. ``"--vector"``).
-    Returns a float32 CPU tensor of shape ``[d]`` (ndim 1) or ``[n, d]`` (ndim 2).
+    ``hint`` is appended to the missing-key message (what the input was expected to hold).
     """
     from safetensors import SafetensorError, safe_open
 
@@ -48,10 +46,21 @@ def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int 
         with safe_open(str(file), framework="pt") as handle:
             keys = sorted(handle.keys())
             if key not in keys:
-                raise InputError(f"{where}: no tensor under key '{key}' (found keys: {keys})")
-            tensor = handle.get_tensor(key)
+                raise InputError(f"{where}: no tensor under key '{key}' (found keys: {keys}){hint}")
+            return handle.get_tensor(key)
     except SafetensorError as error:
         raise InputError(f"{where}: not a readable safetensors file ({one_line(error)})") from None
+
+
+def load_tensor(path: str | Path, key: str, *, ndim: int, name: str, width: int | None = None) -> Tensor:
+    """Load ``key`` from the safetensors file ``path`` as a finite float32 tensor.
+
+    ``ndim`` is the expected number of dimensions, ``width`` (if given) the expected size of the
+    last one. ``name`` is how the input is called in error messages (e.g. ``"--vector"``).
+    Returns a float32 CPU tensor of shape ``[d]`` (ndim 1) or ``[n, d]`` (ndim 2).
+    """
+    where = f"{name} {path}"
+    tensor = _read_tensor(path, key, name)
     expected = "[d]" if ndim == 1 else "[n, d]"
     if tensor.ndim != ndim:
         raise InputError(f"{where}: tensor '{key}' must have shape {expected}, got {list(tensor.shape)}")
@@ -101,21 +110,9 @@ def load_item_ids(
         InputError: the file is missing or unreadable, lacks the key, or the tensor is not a 1-D
             integer tensor of length ``rows``.
     """
-    from safetensors import SafetensorError, safe_open
-
     where = f"{name} {path}"
     expected = f"one integer id per row of {rows_name} (shape [{rows}])"
-    file = _readable_file(path, name)
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            keys = sorted(handle.keys())
-            if ITEM_IDS_KEY not in keys:
-                raise InputError(
-                    f"{where}: no tensor under key '{ITEM_IDS_KEY}' (found keys: {keys}); expected {expected}"
-                )
-            tensor = handle.get_tensor(ITEM_IDS_KEY)
-    except SafetensorError as error:
-        raise InputError(f"{where}: not a readable safetensors file ({one_line(error)})") from None
+    tensor = _read_tensor(path, ITEM_IDS_KEY, name, hint=f"; expected {expected}")
     if tensor.ndim != 1:
         raise InputError(
             f"{where}: tensor '{ITEM_IDS_KEY}' has shape {list(tensor.shape)}; expected {expected}"
