@@ -28,6 +28,7 @@ interval: its status is inconclusive. The random directions and the "beats its n
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -102,14 +103,17 @@ class Slope:
     """Item-level standard error of each mean score in ``scores`` (for a confidence band), or None."""
 
 
-def score_vectors(score_fn: ScoreFn, us: Tensor) -> Tensor:
+def score_vectors(score_fn: ScoreFn, us: Tensor, *, label: str | None = None) -> Tensor:
     """Scores of each added vector ``us [k, d]`` as ``[k, n_items]`` float64 (``n_items = 1`` for floats).
 
-    Uses ``score_fn.score_batch`` when there is one (several vectors per forward), else one call each.
+    Uses ``score_fn.score_batch`` when there is one (several vectors per forward), else one call each;
+    ``label`` (what is scored, for a progress bar) is passed on when ``score_batch`` takes one.
     """
     batch = getattr(score_fn, "score_batch", None)
     if callable(batch):
-        out = torch.as_tensor(batch(us)).detach().to(torch.float64).cpu()
+        takes_label = label is not None and "label" in inspect.signature(batch).parameters
+        out = torch.as_tensor(batch(us, label=label) if takes_label else batch(us))
+        out = out.detach().to(torch.float64).cpu()
     else:
         each = [torch.as_tensor(score_fn(u)).detach().to(torch.float64).cpu() for u in us]
         if any(t.ndim > 1 for t in each):
@@ -122,15 +126,16 @@ def score_vectors(score_fn: ScoreFn, us: Tensor) -> Tensor:
     return out
 
 
-def _sweep_scores(score_fn: ScoreFn, vectors: Tensor, ms: tuple[float, ...]) -> Tensor:
+def _sweep_scores(score_fn: ScoreFn, vectors: Tensor, ms: tuple[float, ...], label: str) -> Tensor:
     """Scores ``[k, n_mult, n_items]`` of ``m * v`` for every vector ``[k, d]`` and multiplier.
 
-    Each distinct added vector is scored once (multiplier 0 is shared by all).
+    Each distinct added vector is scored once (multiplier 0 is shared by all); ``label`` names the
+    vectors for a progress bar.
     """
     us = torch.tensor(ms, dtype=torch.float32)[None, :, None] * vectors.detach().float()[:, None, :].cpu()
     flat = us.reshape(-1, vectors.shape[1])
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-    scores = score_vectors(score_fn, unique.to(vectors.device))
+    scores = score_vectors(score_fn, unique.to(vectors.device), label=f"{label} x {len(ms)} multipliers")
     return scores[inverse].reshape(vectors.shape[0], len(ms), -1)
 
 
@@ -360,7 +365,7 @@ def retention(
     names = list(vectors)
     stacked = torch.stack([vectors[n].detach().float().reshape(-1) for n in names])
     groups = getattr(score_fn, "item_groups", None)
-    scores = _sweep_scores(score_fn, stacked, ms)
+    scores = _sweep_scores(score_fn, stacked, ms, "/".join(names))
     n_items = scores.shape[2]
     slopes = {n: _slope(ms, scores[i], groups, level) for i, n in enumerate(names)}
     per_item = {n: fit_slope(ms, scores[i].T) for i, n in enumerate(names)}
@@ -378,7 +383,9 @@ def retention(
         activations=activations,
         generator=rng["retention.random_directions"],
     )
-    null_scores = _sweep_scores(score_fn, directions.to(vectors["original"].device), ms)
+    null_scores = _sweep_scores(
+        score_fn, directions.to(vectors["original"].device), ms, f"{directions.shape[0]} random directions"
+    )
     null_slopes = group_mean(fit_slope(ms, null_scores.transpose(1, 2)), groups)
     null = steering_null(original.slope, null_slopes, kinds)
     steers = beats_null(original.slope, original.estimate, null, alpha=alpha)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,8 +19,12 @@ from tqdm.auto import tqdm
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
 from sae_steer_checks.lm.models import validate_layer
 from sae_steer_checks.steering.caa import Balance, extract_caa
+from sae_steer_checks.steering.scoring import SteerPositions
 from sae_steer_checks.steering.steerability import relative_multipliers, steerability
 from sae_steer_checks.steering.tasks import BehaviourTask
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["LayerSteerability", "LayerSweep", "layer_sweep"]
 
@@ -84,7 +88,7 @@ class LayerSweep:
 
 def layer_sweep(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     train: Sequence[ABItem] | Sequence[ContrastivePair] | FreeformDataset,
     task: BehaviourTask,
     layers: Sequence[int],
@@ -93,6 +97,7 @@ def layer_sweep(
     balance: Balance = "auto",
     n_random: int = 1,
     generator: torch.Generator | None = None,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     progress: bool = False,
 ) -> LayerSweep:
@@ -117,6 +122,7 @@ def layer_sweep(
             multipliers,
             n_random=n_random,
             generator=generator,
+            positions=positions,
             batch_size=batch_size,
         )
         # d score / d fraction = d score / d multiplier * (act_norm / ||v||)

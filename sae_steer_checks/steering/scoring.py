@@ -15,25 +15,36 @@ vocabulary (262k columns on Gemma).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sae_steer_checks.lm.hooks import add_to_residual, replay_from_layer, run_to_layer
-from sae_steer_checks.lm.models import model_d_model, validate_layer
+from sae_steer_checks.lm.hooks import _hidden, _like, replay_from_layer, run_to_layer
+from sae_steer_checks.lm.models import decoder_layers, model_d_model, validate_layer
 from sae_steer_checks.lm.readout import left_pad
 from sae_steer_checks.stats import cluster_mean
 from sae_steer_checks.stats import group_mean as stats_group_mean
 from sae_steer_checks.steering.tasks import BehaviourTask
 
-__all__ = ["ItemScoreFn", "group_mean", "item_scores", "make_score_fn", "score_grid", "score_items"]
+__all__ = [
+    "STEER_POSITIONS",
+    "ItemScoreFn",
+    "SteerPositions",
+    "group_mean",
+    "item_scores",
+    "make_score_fn",
+    "score_grid",
+    "score_items",
+    "validate_positions",
+]
 
 
 @dataclass(frozen=True)
@@ -132,15 +143,127 @@ def _head_columns(model: nn.Module, columns: Tensor) -> Iterator[None]:
             head.__dict__["forward"] = saved
 
 
-def _forward_logits(model: nn.Module, n_keep: int, **inputs: Any) -> Tensor:
-    kwargs: dict[str, Any] = {"use_cache": False}
+def _forward(model: nn.Module, n_keep: int, **inputs: Any) -> Any:
+    kwargs: dict[str, Any] = {"use_cache": False, **inputs}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         kwargs["logits_to_keep"] = n_keep  # the head runs only where it is read
-    return model(**inputs, **kwargs).logits[:, -n_keep:]
+    return model(**kwargs)
 
 
-def _repeat(t: Tensor, n: int) -> Tensor:
-    return t.repeat(n, *([1] * (t.ndim - 1)))
+def _cache_argument(model: nn.Module) -> str:
+    """The keyword of a key/value cache: ``cache`` (transformers >= 5.25) or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _forward_logits(model: nn.Module, n_keep: int, **inputs: Any) -> Tensor:
+    logits: Tensor = _forward(model, n_keep, **inputs).logits
+    return logits[:, -n_keep:]
+
+
+#: Where an added vector is steered: ``answer`` (CAA's convention: from the last prompt token on, the
+#: positions whose outputs are read; for an A/B prompt only its last position) or ``all`` (every position).
+SteerPositions = Literal["answer", "all"]
+STEER_POSITIONS: tuple[str, ...] = ("answer", "all")
+
+
+def validate_positions(positions: str) -> SteerPositions:
+    """``positions`` if it is one of :data:`STEER_POSITIONS`, else a ValueError naming it."""
+    if positions not in STEER_POSITIONS:
+        raise ValueError(f"positions must be one of {list(STEER_POSITIONS)}, got {positions!r}")
+    return cast(SteerPositions, positions)
+
+
+@contextmanager
+def _steer_rows(model: nn.Module, layer: int, deltas: Tensor, mask: Tensor | None) -> Iterator[None]:
+    """Add ``deltas [rows, d]`` to block ``layer``'s output, at the positions where ``mask [rows, seq]``."""
+    block = decoder_layers(model)[layer]
+
+    def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+        hidden = _hidden(output)
+        delta = deltas.to(device=hidden.device, dtype=hidden.dtype)[:, None, :]
+        if mask is not None:
+            delta = delta * mask[:, -hidden.shape[1] :, None].to(device=hidden.device, dtype=hidden.dtype)
+        return _like(output, hidden + delta)
+
+    handle = block.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class _Rows:
+    """One batch of token rows and every way of running a chunk of added vectors over it.
+
+    Rows of a chunk of ``c`` vectors are ordered row-major: batch row ``b`` with vector ``j`` is row
+    ``b * c + j``. ``answer`` steers, per row, its last ``keep`` positions; the positions before the
+    batch's last ``n_keep`` are then the same for every vector, so they run once (their keys and values
+    are kept in a cache) and each chunk runs only the last ``n_keep`` positions over that cache.
+    ``all`` steers every position; blocks ``0..layer`` then run once and only the later blocks are
+    replayed per chunk.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        task: BehaviourTask,
+        rows: Sequence[tuple[int, ...]],
+        keeps: Sequence[int],
+        positions: SteerPositions,
+        reuse_prefix: bool,
+    ) -> None:
+        device = next(model.parameters()).device
+        self.model, self.layer, self.n_keep = model, layer, max(keeps)
+        ids, mask, pos = left_pad(rows, task.pad_id, device)
+        self.inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        width = ids.shape[1]
+        self.mask: Tensor | None = None
+        if positions == "answer":
+            first = width - torch.tensor(keeps, device=device)
+            self.mask = torch.arange(width, device=device)[None, :] >= first[:, None]
+        self.hidden: Tensor | None = None
+        self.cache: Any = None
+        self.prefix = width - self.n_keep
+        if reuse_prefix and positions == "all":
+            self.hidden = run_to_layer(self.model, layer, use_cache=False, **self.inputs)
+        elif reuse_prefix and self.prefix > 0:
+            self.cache = self._prefix_cache()
+
+    def _prefix_cache(self) -> Any:
+        head = {k: t[:, : self.prefix] for k, t in self.inputs.items()}
+        out = _forward(self.model, 1, use_cache=True, **head)
+        # transformers >= 5.25 names the cache ``cache``; earlier releases ``past_key_values``
+        cache = out.get("cache", out.get("past_key_values"))
+        return cache if hasattr(cache, "batch_repeat_interleave") else None
+
+    def logits(self, chunk: Tensor, columns: Tensor | None) -> Tensor:
+        """Logits ``[c, rows, n_keep, vocab or columns]`` with each vector of ``chunk [c, d]`` added."""
+        c, b = chunk.shape[0], self.inputs["input_ids"].shape[0]
+        deltas = chunk.repeat(b, 1)
+        big = {k: t.repeat_interleave(c, dim=0) for k, t in self.inputs.items()}
+        mask = None if self.mask is None else self.mask.repeat_interleave(c, dim=0)
+        narrow = _head_columns(self.model, columns) if columns is not None else nullcontext()
+        if self.hidden is not None:
+            steer: Any = replay_from_layer(
+                self.model, self.layer, self.hidden.repeat_interleave(c, dim=0), deltas
+            )
+            with steer, narrow:
+                logits = _forward_logits(self.model, self.n_keep, **big)
+        elif self.cache is not None:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(c)
+            tail = {k: t[:, self.prefix :] for k, t in big.items() if k != "attention_mask"}
+            tail[_cache_argument(self.model)] = cache
+            with _steer_rows(self.model, self.layer, deltas, mask), narrow:
+                logits = _forward_logits(
+                    self.model, self.n_keep, attention_mask=big["attention_mask"], use_cache=True, **tail
+                )
+        else:
+            with _steer_rows(self.model, self.layer, deltas, mask), narrow:
+                logits = _forward_logits(self.model, self.n_keep, **big)
+        logits = logits.float().reshape(b, c, self.n_keep, -1)
+        return logits.transpose(0, 1)
 
 
 @torch.no_grad()
@@ -150,11 +273,13 @@ def score_grid(
     layer: int,
     vectors: Tensor | None = None,
     *,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     vectors_per_batch: int = 8,
     reuse_prefix: bool = True,
     full_vocab: bool = False,
     progress: bool = False,
+    label: str | None = None,
 ) -> Tensor:
     """Per-prompt scores with each of ``vectors`` added after block ``layer``, ``[k, n_prompts]`` float64.
 
@@ -163,16 +288,22 @@ def score_grid(
         task: the prompts and continuations to score.
         layer: decoder block whose output is steered.
         vectors: added vectors ``[k, d_model]`` (already multiplied); None scores the plain model (k = 1).
+        positions: ``"answer"`` steers from each prompt's last token on (CAA's convention; for an A/B
+            prompt its last position, for a free-form one the opening's last token and the
+            continuation), ``"all"`` every position (:data:`STEER_POSITIONS`).
         batch_size: prompt rows per batch.
         vectors_per_batch: vectors stacked into one forward (``batch_size * vectors_per_batch`` rows).
-        reuse_prefix: run blocks ``0..layer`` once per batch and replay the later ones per vector
-            (the same values as full forwards, to float tolerance); False runs every forward in full.
+        reuse_prefix: compute what no vector changes once per batch and run only the rest per vector
+            (``answer``: the unsteered prefix's keys and values; ``all``: blocks ``0..layer``); the same
+            values as full forwards, to float tolerance. False runs every forward in full.
         full_vocab: compute the whole vocabulary's logits even where only the targets' are needed.
-        progress: show a progress bar.
+        progress: show a progress bar (vectors x prompts, with the time left).
+        label: what the vectors are, for the progress bar (default: "<k> vectors").
     """
     if not isinstance(task, BehaviourTask):
         raise TypeError(f"task must be a BehaviourTask, got {type(task).__name__}")
     layer = validate_layer(model, layer)
+    positions = validate_positions(positions)
     if batch_size < 1 or vectors_per_batch < 1:
         raise ValueError(
             f"batch_size and vectors_per_batch must be >= 1, got {batch_size}, {vectors_per_batch}"
@@ -183,48 +314,38 @@ def score_grid(
     if vectors.ndim != 2 or vectors.shape[1] != d_model or vectors.shape[0] == 0:
         raise ValueError(f"vectors must be [k >= 1, {d_model}], got shape {list(vectors.shape)}")
     unique, inverse = torch.unique(vectors.detach().float().cpu(), dim=0, return_inverse=True)
-    device = next(model.parameters()).device
-    unique = unique.to(device)
+    unique = unique.to(next(model.parameters()).device)
     plan = _plan(task)
     values = torch.empty(unique.shape[0], len(plan.entries), dtype=torch.float64)
     entries = torch.tensor(plan.entries, dtype=torch.long).reshape(-1, 3)
-    starts = list(range(0, len(plan.rows), batch_size))
-    v_starts = list(range(0, unique.shape[0], vectors_per_batch))
-    bar = tqdm(total=len(starts) * len(v_starts), desc="steering sweep", disable=not progress)
-    replay = reuse_prefix and unique.shape[0] > 1
+    keeps = torch.tensor(plan.keeps, dtype=torch.long)
     # one-token continuations are all read at the prompt's last position: the normaliser cancels
     single = not full_vocab and all(k == 1 for k in plan.keeps) and all(j == 0 for _, j, _ in plan.entries)
     columns = torch.unique(entries[:, 2]) if single else None
-    for start in starts:
+    bar = tqdm(
+        total=unique.shape[0] * len(plan.rows),
+        desc=f"steering {label or f'{unique.shape[0]} vectors'} x {len(plan.rows)} prompts ({positions})",
+        unit="row",
+        disable=not progress,
+    )
+    for start in range(0, len(plan.rows), batch_size):
         stop = min(start + batch_size, len(plan.rows))
-        n_keep = max(plan.keeps[start:stop])
-        ids, mask, positions = left_pad(plan.rows[start:stop], task.pad_id, device)
-        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        hidden = run_to_layer(model, layer, use_cache=False, **inputs) if replay else None
+        reuse = reuse_prefix and unique.shape[0] > 1
+        batch = _Rows(model, layer, task, plan.rows[start:stop], plan.keeps[start:stop], positions, reuse)
         # the entries read from these rows: batch row, kept position and token
         sel = ((entries[:, 0] >= start) & (entries[:, 0] < stop)).nonzero().flatten()
         e_row = entries[sel, 0] - start
-        keep = torch.tensor(plan.keeps, dtype=torch.long)[entries[sel, 0]]
-        e_pos, e_tok = n_keep - keep + entries[sel, 1], entries[sel, 2]
+        e_pos, e_tok = batch.n_keep - keeps[entries[sel, 0]] + entries[sel, 1], entries[sel, 2]
         if columns is not None:
             e_tok = torch.searchsorted(columns, e_tok)
-        for v0 in v_starts:
+        for v0 in range(0, unique.shape[0], vectors_per_batch):
             chunk = unique[v0 : v0 + vectors_per_batch]
-            deltas = chunk.repeat_interleave(stop - start, dim=0)
-            big = {k: _repeat(t, chunk.shape[0]) for k, t in inputs.items()}
-            if hidden is not None:
-                steer = replay_from_layer(model, layer, _repeat(hidden, chunk.shape[0]), deltas)
-            else:
-                steer = add_to_residual(model, layer, deltas)
-            narrow = _head_columns(model, columns) if columns is not None else nullcontext()
-            with steer, narrow:
-                logits = _forward_logits(model, n_keep, **big)
-            logits = logits.float().reshape(chunk.shape[0], stop - start, n_keep, -1)
+            logits = batch.logits(chunk, columns)
             picked = logits[:, e_row, e_pos, e_tok]
             if columns is None:
                 picked = picked - logits.logsumexp(dim=-1)[:, e_row, e_pos]
             values[v0 : v0 + chunk.shape[0], sel] = picked.double().cpu()
-            bar.update()
+            bar.update(chunk.shape[0] * (stop - start))
     bar.close()
     return _prompt_scores(plan, values)[inverse]
 
@@ -241,16 +362,25 @@ def score_items(
     layer: int,
     vector: Tensor | None = None,
     *,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     progress: bool = False,
 ) -> Tensor:
     """Per-prompt behaviour scores ``[n_prompts]`` (float64) with ``vector [d_model]`` added after ``layer``.
 
-    One plain (full) forward per batch of prompts; ``vector=None`` scores the plain model.
+    One plain (full) forward per batch of prompts, steering ``positions`` (see :func:`score_grid`);
+    ``vector=None`` scores the plain model.
     """
     vectors = None if vector is None else vector.reshape(1, -1)
     grid = score_grid(
-        model, task, layer, vectors, batch_size=batch_size, reuse_prefix=False, progress=progress
+        model,
+        task,
+        layer,
+        vectors,
+        positions=positions,
+        batch_size=batch_size,
+        reuse_prefix=False,
+        progress=progress,
     )
     return grid[0]
 
@@ -282,22 +412,32 @@ class ItemScoreFn:
     """Vectors stacked into one forward."""
     progress: bool = False
     """Show a progress bar per batched call."""
+    positions: SteerPositions = "answer"
+    """Steered positions: ``answer`` (from each prompt's last token on) or ``all`` (:func:`score_grid`)."""
+
+    def __post_init__(self) -> None:
+        validate_positions(self.positions)
 
     @property
     def item_groups(self) -> tuple[int, ...] | None:
         """Group of each item for group-balanced means, or None (see ``BehaviourTask.item_groups``)."""
         return self.task.item_groups
 
-    def score_batch(self, us: Tensor) -> Tensor:
-        """Per-item scores ``[k, n_items]`` (float64) with each of ``us [k, d_model]`` added."""
+    def score_batch(self, us: Tensor, *, label: str | None = None) -> Tensor:
+        """Per-item scores ``[k, n_items]`` (float64) with each of ``us [k, d_model]`` added.
+
+        ``label`` names what is scored in the progress bar (e.g. "40 random directions x 5 multipliers").
+        """
         grid = score_grid(
             self.model,
             self.task,
             self.layer,
             us,
+            positions=self.positions,
             batch_size=self.batch_size,
             vectors_per_batch=self.vectors_per_batch,
             progress=self.progress,
+            label=label,
         )
         return item_scores(self.task, grid)
 
@@ -312,44 +452,58 @@ def make_score_fn(
     task: BehaviourTask,
     layer: int,
     *,
+    positions: SteerPositions = ...,
     batch_size: int = ...,
-    per_item: Literal[False] = ...,
+    per_item: Literal[True] = ...,
     vectors_per_batch: int = ...,
     progress: bool = ...,
-) -> Callable[[Tensor], float]: ...
+) -> ItemScoreFn: ...
 @overload
 def make_score_fn(
     model: nn.Module,
     task: BehaviourTask,
     layer: int,
     *,
+    positions: SteerPositions = ...,
     batch_size: int = ...,
-    per_item: Literal[True],
+    per_item: Literal[False],
     vectors_per_batch: int = ...,
     progress: bool = ...,
-) -> ItemScoreFn: ...
+) -> Callable[[Tensor], float]: ...
 def make_score_fn(
     model: nn.Module,
     task: BehaviourTask,
     layer: int,
     *,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
-    per_item: bool = False,
+    per_item: bool = True,
     vectors_per_batch: int = 8,
     progress: bool = False,
 ) -> Callable[[Tensor], float] | ItemScoreFn:
     """The ``ScoreFn`` of the retention check with ``u`` (the multiplied vector ``[d_model]``) added.
 
-    ``per_item=True`` returns an :class:`ItemScoreFn`: one score per held-out item (the item is the unit
-    of the slopes' standard errors and the ratio intervals) and batched scoring of many vectors. The
-    default returns the group-balanced mean score as a float (no interval can be drawn from it).
-    ``vectors_per_batch`` and ``progress`` (a bar per batched call) apply to the per-item function.
+    By default an :class:`ItemScoreFn`: one score per held-out item (the item is the unit of the slopes'
+    standard errors and the ratio intervals) and batched scoring of many vectors over a prefix computed
+    once. ``positions`` are the steered positions (:func:`score_grid`; ``answer`` is CAA's convention).
+    ``per_item=False`` returns the group-balanced mean score as a float instead (no interval can be
+    drawn from it, so the retention check then reports no verdict).
     """
     layer = validate_layer(model, layer)
+    positions = validate_positions(positions)
     if per_item:
-        return ItemScoreFn(model, task, layer, batch_size, vectors_per_batch, progress)
+        return ItemScoreFn(
+            model,
+            task,
+            layer,
+            batch_size=batch_size,
+            vectors_per_batch=vectors_per_batch,
+            progress=progress,
+            positions=positions,
+        )
 
     def score_fn(u: Tensor) -> float:
-        return group_mean(score_items(model, task, layer, u, batch_size=batch_size), task.groups)
+        scores = score_items(model, task, layer, u, positions=positions, batch_size=batch_size)
+        return group_mean(scores, task.groups)
 
     return score_fn

@@ -28,7 +28,7 @@ from sae_steer_checks.stats import (
     slope_estimate,
     steering_null,
 )
-from sae_steer_checks.steering.scoring import group_mean, item_scores, score_grid
+from sae_steer_checks.steering.scoring import SteerPositions, group_mean, item_scores, score_grid
 from sae_steer_checks.steering.tasks import BehaviourTask
 
 __all__ = [
@@ -129,11 +129,16 @@ def sweeps(
     vectors: Tensor,
     multipliers: Sequence[float],
     *,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     vectors_per_batch: int = 8,
     progress: bool = False,
 ) -> list[SweepResult]:
-    """Sweep every vector of ``vectors [k, d_model]`` over ``multipliers`` in shared, batched forwards."""
+    """Sweep every vector of ``vectors [k, d_model]`` over ``multipliers`` in shared, batched forwards.
+
+    ``positions`` are the steered positions (``answer``: from each prompt's last token on, CAA's
+    convention; ``all``: every position; see ``scoring.score_grid``).
+    """
     ms = _multipliers(multipliers)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be [k, d_model], got shape {list(vectors.shape)}")
@@ -143,9 +148,11 @@ def sweeps(
         task,
         layer,
         added.reshape(-1, vectors.shape[1]),
+        positions=positions,
         batch_size=batch_size,
         vectors_per_batch=vectors_per_batch,
         progress=progress,
+        label=f"{vectors.shape[0]} vectors x {len(ms)} multipliers",
     ).reshape(vectors.shape[0], len(ms), -1)
     return [_result(task, ms, g) for g in grid]
 
@@ -157,6 +164,7 @@ def sweep(
     vector: Tensor,
     multipliers: Sequence[float],
     *,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     vectors_per_batch: int = 8,
     progress: bool = False,
@@ -168,6 +176,7 @@ def sweep(
         layer,
         vector.reshape(1, -1),
         multipliers,
+        positions=positions,
         batch_size=batch_size,
         vectors_per_batch=vectors_per_batch,
         progress=progress,
@@ -231,6 +240,7 @@ def steerability(
     n_random: int = 20,
     activations: Tensor | None = None,
     generator: torch.Generator | int | None = None,
+    positions: SteerPositions = "answer",
     batch_size: int = 16,
     vectors_per_batch: int = 8,
     progress: bool = False,
@@ -252,6 +262,7 @@ def steerability(
         layer,
         stacked,
         multipliers,
+        positions=positions,
         batch_size=batch_size,
         vectors_per_batch=vectors_per_batch,
         progress=progress,

@@ -13,7 +13,13 @@ from sae_steer_checks.data.schema import ABItem, load_ab_items, load_freeform
 from sae_steer_checks.lm.hooks import add_to_residual
 from sae_steer_checks.lm.models import decoder_layers
 from sae_steer_checks.stats import steering_p_value, t_quantile
-from sae_steer_checks.steering.scoring import ItemScoreFn, group_mean, make_score_fn, score_items
+from sae_steer_checks.steering.scoring import (
+    ItemScoreFn,
+    SteerPositions,
+    group_mean,
+    make_score_fn,
+    score_items,
+)
 from sae_steer_checks.steering.steerability import random_like, relative_multipliers, steerability, sweep
 from sae_steer_checks.steering.tasks import ab_task, freeform_task
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
@@ -57,17 +63,22 @@ def test_ab_scores_are_logit_differences(
         assert math.isclose(float(score), float(lp[m] - lp[o]), rel_tol=1e-4, abs_tol=1e-5)
 
 
-def test_freeform_scores_are_target_log_odds(model: PreTrainedModel, tok: PreTrainedTokenizerFast) -> None:
+@pytest.mark.parametrize("positions", ["answer", "all"])
+def test_freeform_scores_are_target_log_odds(
+    model: PreTrainedModel, tok: PreTrainedTokenizerFast, positions: SteerPositions
+) -> None:
     vector = torch.randn(32, generator=torch.Generator().manual_seed(0))
     task = freeform_task(tok, PROMPTS, POSITIVE, NEGATIVE)
-    scores = score_items(model, task, LAYER, vector, batch_size=2)
+    scores = score_items(model, task, LAYER, vector, batch_size=2, positions=positions)
     for prompt, score in zip(PROMPTS, scores, strict=True):
         sides = []
         for targets in (POSITIVE, NEGATIVE):
             values = []
             for target in targets:
                 prefix, full = tokenize(tok, prompt), tokenize(tok, prompt + target)
-                with add_to_residual(model, LAYER, vector):
+                # "answer": from the opening's last token on (its output predicts the first target token)
+                start = len(prefix) - 1 if positions == "answer" else 0
+                with add_to_residual(model, LAYER, vector, start_position=start):
                     lp = _logprobs(model, full)
                 values.append(sum(float(lp[j - 1, full[j]]) for j in range(len(prefix), len(full))))
             sides.append(math.log(sum(math.exp(v) for v in values) / len(values)))
@@ -159,7 +170,7 @@ def test_sweep_score_fn_and_null(
     before = [set(b._forward_hooks) for b in decoder_layers(model)]
     result = sweep(model, task, LAYER, vector, [-1.0, 0.0, 1.0])
     assert [set(b._forward_hooks) for b in decoder_layers(model)] == before
-    score_fn = make_score_fn(model, task, LAYER)
+    score_fn = make_score_fn(model, task, LAYER, per_item=False)
     assert result.scores[1] == pytest.approx(group_mean(score_items(model, task, LAYER), task.groups))
     assert result.scores[2] == pytest.approx(score_fn(vector), rel=1e-6)
     assert result.scores[0] == pytest.approx(score_fn(-vector), rel=1e-6)

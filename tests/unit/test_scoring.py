@@ -7,6 +7,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from sae_steer_checks.data.schema import ABItem, load_ab_items
+from sae_steer_checks.lm.hooks import add_to_residual
 from sae_steer_checks.lm.models import decoder_layers
 from sae_steer_checks.steering.scoring import ItemScoreFn, item_scores, make_score_fn, score_grid, score_items
 from sae_steer_checks.steering.tasks import BehaviourTask, ab_task, freeform_task
@@ -83,8 +84,58 @@ def test_item_scores_average_the_copies(
     assert isinstance(score_fn, ItemScoreFn)
     assert score_fn.item_groups is None
     torch.testing.assert_close(score_fn.score_batch(vectors), merged, rtol=1e-5, atol=1e-6)
-    legacy = make_score_fn(model, task, LAYER)
-    assert legacy(vectors[0]) == pytest.approx(float(merged[0].mean()), rel=1e-5)
+    assert isinstance(make_score_fn(model, task, LAYER), ItemScoreFn)  # per item by default
+    pooled = make_score_fn(model, task, LAYER, per_item=False)
+    assert pooled(vectors[0]) == pytest.approx(float(merged[0].mean()), rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "gemma3", "llama", "qwen2", "mistral", "gpt2", "neox"])
+@pytest.mark.parametrize("task_kind", ["ab", "freeform"])
+def test_answer_positions_over_a_cached_prefix_match_full_forwards(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask], kind: str, task_kind: str
+) -> None:
+    # the unsteered prefix runs once per batch and every vector runs only the answer positions over its
+    # keys and values: the scores of a full forward per vector that steers the same positions
+    model = tiny_model(kind, len(tok), seed=2)
+    task = tasks[task_kind]
+    vectors = torch.cat(
+        [3 * torch.randn(5, 32, generator=torch.Generator().manual_seed(0)), torch.zeros(1, 32)]
+    )
+    cached = score_grid(model, task, LAYER, vectors, batch_size=3, vectors_per_batch=2, positions="answer")
+    full = torch.stack([score_items(model, task, LAYER, v, positions="answer") for v in vectors])
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-5)
+    everywhere = score_grid(model, task, LAYER, vectors, positions="all")
+    assert not torch.allclose(cached[:5], everywhere[:5], rtol=1e-4, atol=1e-5)  # a different convention
+    torch.testing.assert_close(cached[5], everywhere[5])  # ... that agrees when nothing is added
+    assert all(
+        "forward" not in block.__dict__ and not block._forward_hooks for block in decoder_layers(model)
+    )
+
+
+def test_answer_positions_steer_only_from_the_last_prompt_token(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]
+) -> None:
+    # one prompt at a time (no padding): "answer" is the steering hook from the last prompt position on
+    model = tiny_model("llama", len(tok), seed=5)
+    task = tasks["ab"]
+    v = 3 * torch.randn(32, generator=torch.Generator().manual_seed(3))
+    for i, prefix in enumerate(task.prefixes[:3]):
+        one = BehaviourTask(
+            "ab", (prefix,), task.positive[i : i + 1], task.negative[i : i + 1], (0,), task.pad_id
+        )
+        with add_to_residual(model, LAYER, v, start_position=len(prefix) - 1):
+            expected = score_items(model, one, LAYER, positions="all")
+        got = score_grid(model, one, LAYER, torch.stack([v, -v]), positions="answer")[0]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(got, score_items(model, one, LAYER, v, positions="all"), atol=1e-5)
+
+
+def test_steer_positions_are_validated(tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]) -> None:
+    model = tiny_model("llama", len(tok), seed=3)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        score_grid(model, tasks["ab"], LAYER, torch.zeros(2, 32), positions="prompt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positions must be one of"):
+        make_score_fn(model, tasks["ab"], LAYER, positions="last")  # type: ignore[call-overload]
 
 
 def test_bad_vectors_are_rejected(tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]) -> None:
