@@ -23,7 +23,7 @@ The ratio's interval inverts the same test at ``alpha`` on each side (a 90% inte
 so "problem" is exactly "the interval lies below the threshold" and "fine" "it lies at or above it".
 A score function that returns one float per vector (no items) still gives slopes and ratios, but no
 interval: its status is inconclusive. The random directions and the "beats its null" rule live in
-``stats.steering`` so that steering's steerability check uses the same ones.
+``stats.gate`` so that steering's steerability check uses the same ones.
 """
 
 from __future__ import annotations

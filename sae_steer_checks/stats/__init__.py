@@ -6,7 +6,7 @@
 - :mod:`~sae_steer_checks.stats.tests`: sign-flip tests, whole-matrix nulls, BH/BY and Holm;
 - :mod:`~sae_steer_checks.stats.ratio`: ratios of paired mean slopes (bootstrap-t inversion, Fieller);
 - :mod:`~sae_steer_checks.stats.draws`: generators, one stream per use, covariance-shaped draws, flips;
-- :mod:`~sae_steer_checks.stats.steering`: random-direction nulls of a steering slope.
+- :mod:`~sae_steer_checks.stats.gate`: the steering gate, random-direction nulls of a steering slope.
 """
 
 from sae_steer_checks.stats.draws import (
@@ -28,6 +28,15 @@ from sae_steer_checks.stats.estimates import (
     summarize_null,
     t_quantile,
 )
+from sae_steer_checks.stats.gate import (
+    SteeringNull,
+    beats_null,
+    min_random_directions,
+    random_directions,
+    slope_estimate,
+    steering_null,
+    steering_p_value,
+)
 from sae_steer_checks.stats.ratio import (
     RATIO_METHODS,
     RatioInterval,
@@ -42,15 +51,6 @@ from sae_steer_checks.stats.resampling import (
     percentile_interval,
     resample_weights,
     squared_norm_u,
-)
-from sae_steer_checks.stats.steering import (
-    SteeringNull,
-    beats_null,
-    min_random_directions,
-    random_directions,
-    slope_estimate,
-    steering_null,
-    steering_p_value,
 )
 from sae_steer_checks.stats.tests import (
     NullDistribution,
