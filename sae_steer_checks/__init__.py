@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
     from sae_steer_checks.lm.models import LoadedModel, load_model
-    from sae_steer_checks.report.verdicts import verdicts
+    from sae_steer_checks.report.verdicts import collect_verdicts
     from sae_steer_checks.report.write import write_report
     from sae_steer_checks.sae.loading import load_sae
     from sae_steer_checks.sae.protocol import SAELike
@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "CheckResult": "diagnostics.run",
     "run_checks": "diagnostics.run",
     "write_report": "report.write",
-    "verdicts": "report.verdicts",
+    "collect_verdicts": "report.verdicts",
     "WorldConfig": "synthetic",
     "build_world": "synthetic",
     "TrainConfig": "train",
@@ -58,6 +58,7 @@ __all__ = [
     "__version__",
     "ab_task",
     "build_world",
+    "collect_verdicts",
     "extract_caa",
     "freeform_task",
     "load_model",
@@ -65,7 +66,6 @@ __all__ = [
     "make_score_fn",
     "run_checks",
     "train_sae",
-    "verdicts",
     "write_report",
 ]
 

@@ -2,7 +2,7 @@
 
 from sae_steer_checks.report.markdown import render_markdown
 from sae_steer_checks.report.schema import SCHEMA_VERSION, Report, validate_report
-from sae_steer_checks.report.verdicts import Verdict, verdicts
+from sae_steer_checks.report.verdicts import Verdict, collect_verdicts
 from sae_steer_checks.report.write import build_report, write_report
 
 __all__ = [
@@ -10,8 +10,8 @@ __all__ = [
     "Report",
     "Verdict",
     "build_report",
+    "collect_verdicts",
     "render_markdown",
     "validate_report",
-    "verdicts",
     "write_report",
 ]

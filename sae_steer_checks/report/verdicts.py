@@ -28,13 +28,13 @@ __all__ = [
     "Rule",
     "Verdict",
     "clears",
+    "collect_verdicts",
     "feature_ids",
     "feature_values",
     "fmt_num",
     "fmt_pct",
     "id_list",
     "is_num",
-    "verdicts",
 ]
 
 
@@ -159,7 +159,7 @@ class Verdict:
         }
 
 
-def verdicts(report: Mapping[str, Any]) -> list[Verdict]:
+def collect_verdicts(report: Mapping[str, Any]) -> list[Verdict]:
     """One :class:`Verdict` per mechanism, in the report's order, from the JSON report dict.
 
     Sections are read by their schema keys (see :mod:`~sae_steer_checks.report.schema`), so a

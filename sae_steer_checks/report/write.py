@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sae_steer_checks._provenance import versions
 from sae_steer_checks.report.markdown import PLOTS_SKIPPED, render_markdown
 from sae_steer_checks.report.schema import SCHEMA_VERSION, Report, validate_report
-from sae_steer_checks.report.verdicts import verdicts
+from sae_steer_checks.report.verdicts import collect_verdicts
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -56,7 +56,7 @@ def build_report(
     report["schema_version"] = SCHEMA_VERSION
     report["verdicts"] = []  # verdicts read the sections only; validate those first
     validate_report(report)
-    report["verdicts"] = [v.to_dict() for v in verdicts(report)]
+    report["verdicts"] = [v.to_dict() for v in collect_verdicts(report)]
     validate_report(report)
     return cast(Report, report)
 

@@ -14,7 +14,7 @@ import pytest
 from sae_steer_checks.report.markdown import PLOTS_SKIPPED, render_markdown
 from sae_steer_checks.report.plots import PLOT_FILES, PlotData
 from sae_steer_checks.report.schema import validate_report
-from sae_steer_checks.report.verdicts import verdicts
+from sae_steer_checks.report.verdicts import collect_verdicts
 from sae_steer_checks.report.write import build_report, write_report
 
 
@@ -225,18 +225,18 @@ def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report["aligned_pairs"].update(spurious=[], verdict="fine")
     report["decomposition_nulls"]["verdict"] = "fine"
     report["retention"].update(status="fine", steers=True, reason="the ratio's interval lies above 0.8")
-    assert [v.status for v in verdicts(report)] == ["fine"] * 6
+    assert [v.status for v in collect_verdicts(report)] == ["fine"] * 6
 
 
 def test_absent_retention_is_not_run_and_a_missing_section_raises() -> None:
     report = example_report()
     report["retention"] = None
-    statuses = {v.mechanism: v.status for v in verdicts(report)}
+    statuses = {v.mechanism: v.status for v in collect_verdicts(report)}
     assert statuses["Behaviour retained"] == "not run"
     assert "Not run: no behaviour score was given." in render(report)
     del report["aligned_pairs"]
     with pytest.raises(KeyError, match="aligned_pairs"):
-        verdicts(report)
+        collect_verdicts(report)
     with pytest.raises(ValueError, match=r"report\['aligned_pairs'\]: missing"):
         build_report(report)
 

@@ -16,8 +16,8 @@ from sae_steer_checks.report.verdicts import (
     feature_values,
     fmt_num,
     fmt_pct,
+    collect_verdicts,
     id_list,
-    verdicts,
 )
 from sae_steer_checks.report.write import build_report
 from tests.unit.test_report import example_report
@@ -54,7 +54,7 @@ def test_norm_verdict_needs_the_vector_and_the_population_norm_below_the_1st_per
     report = example_report()  # the 1st percentile of activation norms is 120
     report["norm"]["steering_norm"] = norm
     report["norm"]["interval"] = list(interval)
-    verdict = verdicts(report)[0]
+    verdict = collect_verdicts(report)[0]
     assert verdict.status == status
     assert verdict.figure == Figure("norm.steering_norm", norm)
     assert verdict.interval is not None
@@ -74,7 +74,7 @@ def test_bias_verdict_reads_the_given_vectors_share_against_half_and_the_referen
     report["bias"]["mass_in_zero"] = mass
     report["bias"]["mass_interval"] = [mass - 0.1, mass + 0.1]  # resampling spread: reported, not a gate
     report["bias"]["mass_reference"] = {"mean": 0.3, "q05": 0.1, "q95": 0.55, "n": 100, "percentile": 99.0}
-    verdict = verdicts(report)[1]
+    verdict = collect_verdicts(report)[1]
     assert verdict.status == status
     assert verdict.interval is not None
     assert (verdict.interval.low, verdict.interval.high) == (mass, mass)
@@ -89,7 +89,7 @@ def test_bias_is_no_problem_where_ordinary_activations_lean_on_the_bias_as_much(
     report = example_report()
     report["bias"]["mass_in_zero"] = 0.9
     report["bias"]["mass_reference"] = {"mean": 0.8, "q05": 0.6, "q95": 0.95, "n": 100, "percentile": 40.0}
-    assert verdicts(report)[1].status == "fine"
+    assert collect_verdicts(report)[1].status == "fine"
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_pairs_verdict_needs_the_given_vectors_share_to_clear_min_share_and_the_
     )
     report = example_report()
     report["aligned_pairs"].update(check.to_dict())
-    verdict = verdicts(report)[3]
+    verdict = collect_verdicts(report)[3]
     assert verdict.status == status == check.verdict()
     assert verdict.rule is not None
     assert verdict.rule.bound == max(0.5, null_q95)
@@ -128,7 +128,7 @@ def test_pairs_verdict_needs_the_given_vectors_share_to_clear_min_share_and_the_
 def test_every_verdict_is_a_sentence_naming_its_figure() -> None:
     report = example_report()
     report["retention"] = None
-    found = verdicts(report)
+    found = collect_verdicts(report)
     assert found[-1].status == "not run"
     for verdict in found:
         assert verdict.sentence[0].isupper() or verdict.sentence[0].isdigit()
@@ -152,7 +152,7 @@ def test_a_renamed_key_raises_instead_of_reading_not_run(section: str, key: str)
     report = example_report()
     report[section][f"{key}_renamed"] = report[section].pop(key)
     with pytest.raises(KeyError, match=key):
-        verdicts(report)
+        collect_verdicts(report)
 
 
 def test_verdict_entries_carry_interval_and_null_when_given() -> None:
@@ -180,3 +180,10 @@ def test_verdict_entries_carry_interval_and_null_when_given() -> None:
     entry["rule"] = {"side": "sideways", "bound": 0.8, "what": "x"}
     with pytest.raises(ValueError, match=r"\['rule'\]\['side'\]"):
         validate_report(report)
+
+
+def test_the_verdicts_module_is_not_shadowed_by_a_function() -> None:
+    import sae_steer_checks.report.verdicts as module
+
+    assert module.clears is clears
+    assert module.collect_verdicts is collect_verdicts

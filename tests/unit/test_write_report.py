@@ -13,7 +13,7 @@ from sae_steer_checks.cli.commands import main
 from sae_steer_checks.cli.inputs import CheckInputs, planted_inputs
 from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
 from sae_steer_checks.report.schema import STATUSES, validate_report
-from sae_steer_checks.report.verdicts import verdicts
+from sae_steer_checks.report.verdicts import collect_verdicts
 from sae_steer_checks.report.write import build_report, report_files, write_report
 
 VERDICT_FIELDS = {"mechanism", "status", "sentence", "figure", "interval", "null", "rule"}
@@ -83,7 +83,7 @@ def test_a_removed_key_is_named_by_the_schema_and_the_verdicts(
     with pytest.raises(ValueError, match=r"report\['norm'\]\['ratio'\]: missing"):
         validate_report(report)
     with pytest.raises(KeyError, match="ratio"):
-        verdicts(report)
+        collect_verdicts(report)
     with pytest.raises(ValueError, match=r"report\['norm'\]\['ratio'\]: missing"):
         build_report(result.to_report() | {"norm": report["norm"]})
 
