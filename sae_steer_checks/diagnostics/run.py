@@ -29,6 +29,7 @@ from sae_steer_checks.diagnostics.decompose import (
     omp,
     summarize_reconstruction,
 )
+from sae_steer_checks.diagnostics.figures import figure_data
 from sae_steer_checks.diagnostics.leaning import (
     FdrMethod,
     LeaningCheck,
@@ -180,10 +181,9 @@ class CheckResult:
     """Each account's cosine with v beside random and shuffled null vectors; the cosine-vs-k curves."""
     retention: Retention | None = field(default=None)
     """Steerability slopes, when a score function was given."""
-    sample_norms: Tensor | None = field(default=None, repr=False, compare=False)
-    """L2 norms ``[n]`` (float64) of the activation sample the norm check used, for the report's plots."""
-    decoder: Tensor | None = field(default=None, repr=False, compare=False)
-    """The SAE's decoder ``W_dec [d_sae, d_in]`` (float32, CPU), for the report's cosine plot."""
+    figures: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The numbers the report's plots draw (histograms, plotted features), JSON-ready; see
+    :func:`~sae_steer_checks.diagnostics.figures.figure_data`."""
 
     def to_report(self) -> dict[str, Any]:
         """The report's diagnostic sections and provenance (stable keys; identical for identical inputs).
@@ -206,6 +206,7 @@ class CheckResult:
             },
             "decomposition_nulls": None if self.nulls is None else self.nulls.to_dict(),
             "retention": None if self.retention is None else self.retention.to_dict(),
+            "figures": None if self.figures is None else dict(self.figures),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -447,6 +448,5 @@ def run_checks(
         decompositions=summaries,
         nulls=nulls,
         retention=kept,
-        sample_norms=sample_norms,
-        decoder=W_dec,
+        figures=figure_data(W_dec, sample_norms, norm, bias, leaning, pairs, spurious, nulls, kept),
     )

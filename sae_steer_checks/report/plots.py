@@ -18,16 +18,13 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from torch import Tensor
-
-    from sae_steer_checks.diagnostics.run import CheckResult
 
 __all__ = [
     "PLOT_FILES",
     "PlotData",
     "matplotlib_available",
     "plot_activation_norms",
-    "plot_data_from_result",
+    "plot_data_from_report",
     "plot_decoder_cosines",
     "plot_decomposition",
     "plot_leaning",
@@ -46,7 +43,6 @@ PLOT_FILES = {
     "retention": "retention.png",
 }
 _VECTOR, _ZERO, _NEG, _POS, _GREY = "#d62728", "#7f7f7f", "#d62728", "#1f77b4", "#bbbbbb"
-_MAX_CIRCLED = 6
 _CURVES = {"original": ("Original vector", "#2ca02c"), "sae": ("SAE(v)", _VECTOR),
            "signed": ("Signed decomposition", "#9467bd")}  # fmt: skip
 
@@ -58,54 +54,136 @@ def matplotlib_available() -> bool:
 
 @dataclass(frozen=True)
 class PlotData:
-    """The numbers behind the figures; any field left ``None`` skips its figure."""
+    """The numbers behind the figures, read from a report's ``figures`` section.
+
+    A figure whose numbers are missing (``None``, or empty curves) is skipped.
+    """
 
     steering_norm: float | None = None
     """L2 norm of the steering vector."""
-    activation_norms: np.ndarray | None = None
-    """Norms of the activation sample ``[n]``."""
+    norm_edges: np.ndarray | None = None
+    """Bin edges of the histogram of (positive) activation norms ``[n_bins + 1]``."""
+    norm_counts: np.ndarray | None = None
+    """Activations in each bin ``[n_bins]``."""
+    norm_median: float = float("nan")
+    """Median activation norm."""
+    percent_shorter: float = float("nan")
+    """Share (0-100) of activation norms below the vector's norm."""
+    top_features: tuple[int, ...] = ()
+    """Features of the top-features plot: SAE(v)'s top, then SAE(0)'s not already shown."""
     code_vector: np.ndarray | None = None
-    """SAE(v) ``[d_sae]``."""
+    """SAE(v) at ``top_features``."""
     code_zero: np.ndarray | None = None
-    """SAE(0) ``[d_sae]``."""
-    top_k: int = 5
-    """How many top features of each code to show."""
+    """SAE(0) at ``top_features``."""
+    top_vector: tuple[int, ...] = ()
+    """SAE(v)'s top features (firing ones only)."""
+    top_zero: tuple[int, ...] = ()
+    """SAE(0)'s top features (firing ones only)."""
+    leaning_features: tuple[int, ...] = ()
+    """Features drawn in the leaning plot."""
     mean_pos: np.ndarray | None = None
-    """Mean feature activation on positive prompts ``[d_sae]``."""
+    """Mean activation on positive prompts at ``leaning_features``."""
     mean_neg: np.ndarray | None = None
-    """Mean feature activation on negative prompts ``[d_sae]``."""
+    """Mean activation on negative prompts at ``leaning_features``."""
     significant: tuple[int, ...] = ()
-    """Features whose lean is statistically significant."""
+    """Drawn features whose lean is statistically significant."""
     dropped: tuple[int, ...] = ()
-    """Negative-leaning features that get 0 in SAE(v)."""
-    cosines: np.ndarray | None = None
-    """Decoder cosines among the relevant features (one entry per pair) ``[n_pairs]``."""
-    threshold: float | None = None
-    """Cosine below which a pair is flagged."""
-    flagged: tuple[tuple[int, int, float], ...] = ()
-    """Flagged pairs among the relevant features ``(feature, partner, cosine)``."""
-    n_flagged_total: int | None = None
-    """Flagged pairs in the whole SAE (relevant or not), if known."""
-    multipliers: tuple[float, ...] = ()
-    """Steering multipliers of the behaviour sweep."""
-    curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    """``original``/``sae``/``signed`` -> behaviour score at each multiplier."""
+    """Negative-leaning features that get 0 in SAE(v), circled (most negative first)."""
+    n_dropped: int | None = None
+    """All such features (circled or not)."""
+    n_active: int | None = None
+    """Active features (drawn or not)."""
+    n_negative: int | None = None
+    """Active features more active on the negative prompts."""
     leaning_interval: tuple[float, float] | None = None
     """95% bootstrap interval of the share of active features leaning negative."""
     leaning_null: tuple[float, float, float] | None = None
     """Label-flip null of that share: ``(mean, q05, q95)``."""
-    decomposition_curve: np.ndarray | None = None
-    """Signed-fit cosine of v for k = 1..k_max ``[k_max]``."""
-    decomposition_null_curves: Mapping[str, np.ndarray] = field(default_factory=dict)
-    """Null family -> signed-fit cosines of its null vectors ``[n_null, k_max]``."""
-    sae_cosine: float | None = None
-    """Cosine of SAE(v)'s reconstruction with v."""
-    k_default: int | None = None
-    """Support size the decomposition check reports."""
+    cosine_edges: np.ndarray | None = None
+    """Bin edges of the histogram of decoder cosines among the relevant features."""
+    cosine_counts: np.ndarray | None = None
+    """Pairs of relevant features in each bin."""
+    threshold: float | None = None
+    """Cosine below which a pair is flagged."""
+    flagged: tuple[tuple[int, int, float], ...] = ()
+    """Flagged pairs ``(feature, partner, cosine)``, most negative first (the listed ones)."""
+    n_flagged: int | None = None
+    """Flagged pairs among the relevant features (listed or not)."""
+    n_flagged_total: int | None = None
+    """Flagged pairs in the whole SAE, if known."""
+    multipliers: tuple[float, ...] = ()
+    """Steering multipliers of the behaviour sweep."""
+    curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    """``original``/``sae``/``signed`` -> behaviour score at each multiplier."""
     score_se: Mapping[str, Sequence[float]] = field(default_factory=dict)
     """Curve name -> standard error of the mean score at each multiplier."""
     null_slopes: tuple[float, ...] = ()
     """Slopes of random directions of the original's norm (the retention null)."""
+    decomposition_curve: np.ndarray | None = None
+    """Signed-fit cosine of v for k = 1..k_max ``[k_max]``."""
+    null_mean: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Null family -> mean signed-fit cosine of its null vectors ``[k_max]``."""
+    null_q95: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Null family -> q95 of those cosines ``[k_max]``."""
+    n_null: Mapping[str, int] = field(default_factory=dict)
+    """Null family -> its number of null vectors."""
+    sae_cosine: float | None = None
+    """Cosine of SAE(v)'s reconstruction with v."""
+    k_default: int | None = None
+    """Support size the decomposition check reports."""
+
+
+def plot_data_from_report(report: Mapping[str, Any]) -> PlotData:
+    """The figures' numbers from a report dict (fresh, or read back from ``report.json``).
+
+    Everything comes from the report's ``figures`` section (see
+    :func:`sae_steer_checks.diagnostics.figures.figure_data`); a report without one (written before
+    the section existed) gives an empty :class:`PlotData`, which draws nothing.
+    """
+    figures = report.get("figures")
+    if not figures:
+        return PlotData()
+    n, t, lean = figures["norms"], figures["top_features"], figures["leaning"]
+    cos, dec, ret = figures.get("cosines"), figures.get("decomposition"), figures.get("retention")
+    return PlotData(
+        steering_norm=_num(n["steering_norm"]),
+        norm_edges=_array(n["edges"]),
+        norm_counts=_array(n["counts"]),
+        norm_median=_num(n["median"]),
+        percent_shorter=_num(n["percent_shorter"]),
+        top_features=tuple(t["features"]),
+        code_vector=_array(t["vector"]),
+        code_zero=_array(t["zero"]),
+        top_vector=tuple(t["top_vector"]),
+        top_zero=tuple(t["top_zero"]),
+        leaning_features=tuple(lean["features"]),
+        mean_pos=_array(lean["mean_pos"]),
+        mean_neg=_array(lean["mean_neg"]),
+        significant=tuple(lean["significant"]),
+        dropped=tuple(lean["circled"]),
+        n_dropped=lean["n_dropped"],
+        n_active=lean["n_active"],
+        n_negative=lean["n_negative"],
+        leaning_interval=None if lean["interval"] is None else _pair(lean["interval"]),
+        leaning_null=None if lean["null"] is None else _triple(lean["null"]),
+        cosine_edges=None if cos is None else _array(cos["edges"]),
+        cosine_counts=None if cos is None else _array(cos["counts"]),
+        threshold=None if cos is None else _num(cos["threshold"]),
+        flagged=() if cos is None else tuple(
+            (int(p["feature"]), int(p["partner"]), _num(p["cosine"])) for p in cos["flagged"]),
+        n_flagged=None if cos is None else cos["n_flagged"],
+        n_flagged_total=None if cos is None else cos["n_flagged_total"],
+        multipliers=() if ret is None else tuple(_num(m) for m in ret["multipliers"]),
+        curves={} if ret is None else {k: list(_array(v)) for k, v in ret["scores"].items()},
+        score_se={} if ret is None else {k: list(_array(v)) for k, v in ret["score_se"].items()},
+        null_slopes=() if ret is None else tuple(_num(b) for b in ret["null_slopes"]),
+        decomposition_curve=None if dec is None else _array(dec["curve"]),
+        null_mean={} if dec is None else {f: _array(c) for f, c in dec["null_mean"].items()},
+        null_q95={} if dec is None else {f: _array(c) for f, c in dec["null_q95"].items()},
+        n_null={} if dec is None else dict(dec["n_null"]),
+        sae_cosine=None if dec is None or dec["sae_cosine"] is None else _num(dec["sae_cosine"]),
+        k_default=None if dec is None else dec["k"],
+    )  # fmt: skip
 
 
 def render_plots(data: PlotData, out_dir: str | Path) -> dict[str, str]:
@@ -115,24 +193,29 @@ def render_plots(data: PlotData, out_dir: str | Path) -> dict[str, str]:
     """
     out = Path(out_dir)
     written: dict[str, str] = {}
-    if data.activation_norms is not None and data.steering_norm is not None:
-        plot_activation_norms(data.activation_norms, data.steering_norm, out / PLOT_FILES["norms"])
+    if data.norm_edges is not None and data.norm_counts is not None and data.steering_norm is not None:
+        plot_activation_norms(data.norm_edges, data.norm_counts, data.steering_norm,
+                              out / PLOT_FILES["norms"], median=data.norm_median,
+                              percent_shorter=data.percent_shorter)  # fmt: skip
         written["norms"] = PLOT_FILES["norms"]
     if data.code_vector is not None and data.code_zero is not None:
-        plot_top_features(data.code_vector, data.code_zero, out / PLOT_FILES["bias"], k=data.top_k)
+        plot_top_features(data.top_features, data.code_vector, data.code_zero, out / PLOT_FILES["bias"],
+                          top_vector=data.top_vector, top_zero=data.top_zero)  # fmt: skip
         written["bias"] = PLOT_FILES["bias"]
     if data.mean_pos is not None and data.mean_neg is not None:
         plot_leaning(data.mean_pos, data.mean_neg, out / PLOT_FILES["leaning"],
-                     significant=data.significant, dropped=data.dropped,
+                     features=data.leaning_features, significant=data.significant, dropped=data.dropped,
+                     n_dropped=data.n_dropped, n_active=data.n_active, n_negative=data.n_negative,
                      interval=data.leaning_interval, null=data.leaning_null)  # fmt: skip
         written["leaning"] = PLOT_FILES["leaning"]
-    if data.cosines is not None and data.threshold is not None:
-        plot_decoder_cosines(data.cosines, data.threshold, data.flagged, out / PLOT_FILES["pairs"],
+    if data.cosine_edges is not None and data.cosine_counts is not None and data.threshold is not None:
+        plot_decoder_cosines(data.cosine_edges, data.cosine_counts, data.threshold, data.flagged,
+                             out / PLOT_FILES["pairs"], n_flagged=data.n_flagged,
                              n_total=data.n_flagged_total)  # fmt: skip
         written["pairs"] = PLOT_FILES["pairs"]
     if data.decomposition_curve is not None:
-        plot_decomposition(data.decomposition_curve, data.decomposition_null_curves,
-                           out / PLOT_FILES["decomposition"], sae_cosine=data.sae_cosine,
+        plot_decomposition(data.decomposition_curve, data.null_mean, out / PLOT_FILES["decomposition"],
+                           null_q95=data.null_q95, n_null=data.n_null, sae_cosine=data.sae_cosine,
                            k_default=data.k_default)  # fmt: skip
         written["decomposition"] = PLOT_FILES["decomposition"]
     if data.multipliers and data.curves:
@@ -142,24 +225,33 @@ def render_plots(data: PlotData, out_dir: str | Path) -> dict[str, str]:
     return written
 
 
-def plot_activation_norms(norms: np.ndarray, steering_norm: float, path: str | Path) -> Path:
-    """Histogram of activation norms ``[n]`` on a log axis, the vector's norm and the median marked."""
-    norms = np.asarray(norms, dtype=np.float64)
-    positive = norms[norms > 0]
+def plot_activation_norms(
+    edges: np.ndarray,
+    counts: np.ndarray,
+    steering_norm: float,
+    path: str | Path,
+    *,
+    median: float,
+    percent_shorter: float,
+) -> Path:
+    """Histogram of activation norms (bin ``edges``, ``counts``) on a log axis, ``||v||`` marked.
+
+    The ``median`` norm is marked too; ``percent_shorter`` (0-100) of the activations are shorter
+    than v. :func:`sae_steer_checks.diagnostics.figures.norm_histogram` gives the histogram of a sample.
+    """
+    bins = np.asarray(edges, dtype=np.float64)
+    weights = np.asarray(counts, dtype=np.float64)
     fig, ax = _figure()
-    lo, hi = (float(positive.min()), float(positive.max())) if positive.size else (1.0, 1.0)
-    # Bins follow the activations' own spread; the axis stretches to take in the vector too.
-    bins = np.geomspace(lo, hi * (1 + 1e-9), 40) if hi > lo else np.array([lo * 0.95, lo * 1.05])
-    ax.hist(positive, bins=list(bins), color=_GREY, edgecolor="white", label="activation norms")
+    lo, hi = float(bins[0]), float(bins[-1])
+    ax.hist(bins[:-1], bins=list(bins), weights=weights, color=_GREY, edgecolor="white",
+            label="activation norms")  # fmt: skip
     ax.set_xscale("log")
-    median = float(np.median(norms))
-    pct = 100.0 * float(np.mean(norms < steering_norm))
     ax.axvline(median, color="black", linestyle="--", linewidth=1,
                label=f"median activation norm = {median:.4g}")  # fmt: skip
     if steering_norm > 0:
         ax.axvline(steering_norm, color=_VECTOR, linewidth=2.5,
                    label=f"steering vector: ‖v‖ = {steering_norm:.4g}")  # fmt: skip
-        ax.annotate(f"‖v‖: {pct:.1f}% of\nactivations are shorter", (steering_norm, 0.5),
+        ax.annotate(f"‖v‖: {percent_shorter:.1f}% of\nactivations are shorter", (steering_norm, 0.5),
                     xycoords=("data", "axes fraction"), xytext=(6, 0), textcoords="offset points",
                     fontsize=8, color=_VECTOR)  # fmt: skip
         ax.set_xlim(min(lo, steering_norm) / 1.6, max(hi, steering_norm) * 1.6)
@@ -176,16 +268,23 @@ def plot_activation_norms(norms: np.ndarray, steering_norm: float, path: str | P
 
 
 def plot_top_features(
-    code_vector: np.ndarray, code_zero: np.ndarray, path: str | Path, *, k: int = 5
+    features: Sequence[int],
+    code_vector: np.ndarray,
+    code_zero: np.ndarray,
+    path: str | Path,
+    *,
+    top_vector: Sequence[int],
+    top_zero: Sequence[int],
 ) -> Path:
-    """Paired bars of the top-``k`` features of SAE(v) and of SAE(0), both ``[d_sae]``."""
+    """Paired bars of SAE(v) and SAE(0) at ``features`` (``code_vector``/``code_zero``, one value each).
+
+    ``features`` are SAE(v)'s top features ``top_vector`` and then SAE(0)'s top ``top_zero`` not
+    already shown (as :func:`sae_steer_checks.diagnostics.figures.top_features_figure` gives them).
+    """
     f_v = np.asarray(code_vector, dtype=np.float64)
     f_0 = np.asarray(code_zero, dtype=np.float64)
-    top_v = [int(i) for i in np.argsort(-f_v, kind="stable")[:k] if f_v[i] > 0]
-    top_0 = [int(i) for i in np.argsort(-f_0, kind="stable")[:k] if f_0[i] > 0]
-    features = top_v + [i for i in top_0 if i not in top_v]
     fig, ax = _figure(height=max(2.6, 0.45 * len(features) + 1.4))
-    if not features:
+    if not len(features):
         ax.text(0.5, 0.5, "Neither SAE(v) nor SAE(0) fires any feature", ha="center",
                 va="center", transform=ax.transAxes)  # fmt: skip
         ax.set_axis_off()
@@ -193,15 +292,15 @@ def plot_top_features(
     y = np.arange(len(features))
     for offset, code, color, label in ((-0.2, f_v, _VECTOR, "SAE(v)"),
                                        (0.2, f_0, _ZERO, "SAE(0): the zero vector")):  # fmt: skip
-        bars = ax.barh(y + offset, code[features], height=0.4, color=color, label=label)
+        bars = ax.barh(y + offset, code, height=0.4, color=color, label=label)
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
-    shared = set(top_v) & set(top_0)
+    shared = set(top_vector) & set(top_zero)
     labels = [f"{i}" + (" (in both)" if i in shared else "") for i in features]
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel("feature activation")
     ax.set_ylabel("feature")
-    ax.set_title(f"{len(shared)} of SAE(v)'s top {len(top_v)} features also top SAE(0)")
+    ax.set_title(f"{len(shared)} of SAE(v)'s top {len(top_vector)} features also top SAE(0)")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -211,53 +310,65 @@ def plot_leaning(
     mean_neg: np.ndarray,
     path: str | Path,
     *,
+    features: Sequence[int] | None = None,
     significant: Sequence[int] = (),
     dropped: Sequence[int] = (),
+    n_dropped: int | None = None,
+    n_active: int | None = None,
+    n_negative: int | None = None,
     interval: tuple[float, float] | None = None,
     null: tuple[float, float, float] | None = None,
 ) -> Path:
     """Scatter of mean activation on positive (x) vs negative (y) prompts, per active feature.
 
-    Features above the diagonal lean negative (red), below it positive (blue); significant leans
-    are drawn solid, the rest faint; ``dropped`` features (0 in SAE(v)) are circled and labelled.
-    ``interval`` (low, high) of the negative share and its label-flip ``null`` (mean, q05, q95)
-    are drawn in an inset strip, so the share can be read against what label noise gives.
+    ``mean_pos``/``mean_neg`` hold one value per feature of ``features`` (default: feature i at
+    position i); ``significant`` and ``dropped`` name features by id. Features above the diagonal
+    lean negative (red), below it positive (blue); significant leans are drawn solid, the rest
+    faint; ``dropped`` features (0 in SAE(v)) are circled and labelled, ``n_dropped`` of them in all.
+    ``n_active``/``n_negative`` count every active feature when only some are drawn (default: the
+    drawn ones). ``interval`` (low, high) of the negative share and its label-flip ``null`` (mean,
+    q05, q95) are drawn in an inset strip, so the share can be read against what label noise gives.
     """
     pos = np.asarray(mean_pos, dtype=np.float64)
     neg = np.asarray(mean_neg, dtype=np.float64)
+    ids = list(range(pos.size)) if features is None else [int(i) for i in features]
+    at = {f: k for k, f in enumerate(ids)}
     active = np.flatnonzero((pos > 0) | (neg > 0))
     sig = np.zeros(pos.shape, dtype=bool)
-    sig[[i for i in significant if 0 <= i < pos.size]] = True
+    sig[[at[i] for i in significant if i in at]] = True
     fig, ax = _figure(height=5.6, width=5.6)
     top = float(max(pos.max(initial=0.0), neg.max(initial=0.0), 1e-9)) * 1.08
     ax.plot([0, top], [0, top], color="black", linewidth=0.8, linestyle=":")
     leans_neg = neg > pos
-    n_neg = int(leans_neg[active].sum())
+    total = active.size if n_active is None else n_active
+    n_neg = int(leans_neg[active].sum()) if n_negative is None else n_negative
     for mask, color, label in (
         (leans_neg, _NEG, f"more active on negative prompts ({n_neg})"),
-        (~leans_neg, _POS, f"more active on positive prompts ({active.size - n_neg})"),
+        (~leans_neg, _POS, f"more active on positive prompts ({total - n_neg})"),
     ):
         faint = active[mask[active] & ~sig[active]]
         solid = active[mask[active] & sig[active]]
         ax.scatter(pos[faint], neg[faint], s=12, color=color, alpha=0.3, linewidths=0)
         ax.scatter(pos[solid], neg[solid], s=28, color=color, label=label)
-    if dropped:
-        # ``dropped`` comes most negative first; circling all of a long list buries the plot
-        d = np.array([i for i in dropped if 0 <= i < pos.size][:_MAX_CIRCLED], dtype=int)
-        shown = f" ({d.size} of {len(dropped)} circled)" if len(dropped) > d.size else ""
+    circled = [i for i in dropped if i in at]
+    if circled:
+        d = np.array([at[i] for i in circled], dtype=int)
+        n_all = len(dropped) if n_dropped is None else n_dropped
+        shown = f" ({d.size} of {n_all} circled)" if n_all > d.size else ""
         ax.scatter(pos[d], neg[d], s=140, facecolors="none", edgecolors="black", linewidths=1.2,
                    label=f"significantly negative-leaning, 0 in SAE(v){shown}")  # fmt: skip
-        for i in d:
-            ax.annotate(str(i), (pos[i], neg[i]), xytext=(6, 4), textcoords="offset points",
+        for i, k in zip(circled, d, strict=True):
+            ax.annotate(str(i), (pos[k], neg[k]), xytext=(6, 4), textcoords="offset points",
                         fontsize=8)  # fmt: skip
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("mean activation on positive prompts")
     ax.set_ylabel("mean activation on negative prompts")
-    share = n_neg / active.size if active.size else float("nan")
+    share = n_neg / total if total else float("nan")
+    drawn = f"; {active.size} most active and significant drawn" if active.size < total else ""
     ax.set_title(
-        f"{share:.0%} of {active.size} active features lean negative\n"
-        "(solid: significant lean; faint: not significant)",
+        f"{share:.0%} of {total} active features lean negative\n"
+        f"(solid: significant lean; faint: not significant{drawn})",
         fontsize=10,
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
@@ -293,21 +404,28 @@ def _share_strip(
 
 
 def plot_decoder_cosines(
-    cosines: np.ndarray,
+    edges: np.ndarray,
+    counts: np.ndarray,
     threshold: float,
     flagged: Sequence[tuple[int, int, float]],
     path: str | Path,
     *,
+    n_flagged: int | None = None,
     n_total: int | None = None,
 ) -> Path:
-    """Histogram (log counts) of decoder cosines ``[n_pairs]``, threshold and flagged pairs marked.
+    """Histogram (log counts) of decoder cosines (bin ``edges``, ``counts``), flagged pairs marked.
 
-    ``n_total`` is the number of flagged pairs in the whole SAE, named in the title when given.
+    ``flagged`` are the listed ``(feature, partner, cosine)`` pairs, ``n_flagged`` all flagged pairs
+    among the relevant features (default: the listed ones) and ``n_total`` the flagged pairs in the
+    whole SAE, named in the title when given. :func:`sae_steer_checks.diagnostics.figures.cosine_figure`
+    gives the histogram of a decoder's rows.
     """
-    values = np.asarray(cosines, dtype=np.float64)
+    bins = np.asarray(edges, dtype=np.float64)
+    weights = np.asarray(counts, dtype=np.float64)
+    n_flagged = len(flagged) if n_flagged is None else n_flagged
     fig, ax = _figure()
-    ax.hist(values, bins=list(np.linspace(-1, 1, 81)), color=_GREY, edgecolor="white",
-            label=f"pairs of relevant features ({values.size})")  # fmt: skip
+    ax.hist(bins[:-1], bins=list(bins), weights=weights, color=_GREY, edgecolor="white",
+            label=f"pairs of relevant features ({int(weights.sum())})")  # fmt: skip
     ax.set_yscale("log")
     ax.axvspan(-1, threshold, color=_VECTOR, alpha=0.08)
     ax.axvline(threshold, color=_VECTOR, linestyle="--", linewidth=1,
@@ -317,14 +435,14 @@ def plot_decoder_cosines(
         ax.plot(cos, np.full(cos.size, 0.02), "^", color=_VECTOR, markersize=9,
                 transform=ax.get_xaxis_transform(), label="flagged pairs", clip_on=False)  # fmt: skip
         lines = [f"{i} – {j}: {c:.3f}" for i, j, c in flagged[:8]]
-        if len(flagged) > 8:
-            lines.append(f"... {len(flagged) - 8} more")
+        if n_flagged > 8:
+            lines.append(f"... {n_flagged - 8} more")
         ax.text(0.02, 0.97, "flagged pairs\n" + "\n".join(lines), transform=ax.transAxes,
                 va="top", fontsize=8, color=_VECTOR, family="monospace")  # fmt: skip
     ax.set_xlim(-1, 1)
     ax.set_xlabel("cosine between decoder directions")
     ax.set_ylabel("pairs (log scale)")
-    title = f"{len(flagged)} pair(s) of relevant features below {threshold:g}"
+    title = f"{n_flagged} pair(s) of relevant features below {threshold:g}"
     if n_total is not None:
         title += f" ({n_total} in the whole SAE)"
     ax.set_title(title, fontsize=10)
@@ -334,26 +452,33 @@ def plot_decoder_cosines(
 
 def plot_decomposition(
     curve: np.ndarray,
-    null_curves: Mapping[str, np.ndarray],
+    null_mean: Mapping[str, np.ndarray],
     path: str | Path,
     *,
+    null_q95: Mapping[str, np.ndarray] | None = None,
+    n_null: Mapping[str, int] | None = None,
     sae_cosine: float | None = None,
     k_default: int | None = None,
 ) -> Path:
     """Signed-fit cosine of v against support size k ``[k_max]`` beside each null family's curves.
 
-    ``null_curves`` maps a family to its null vectors' curves ``[n_null, k_max]``: each is drawn as
-    its mean with a band up to its q95. SAE(v)'s cosine is a horizontal line, ``k_default`` marked.
+    ``null_mean`` maps a family to its null vectors' mean cosine ``[k_max]``, drawn as a line with a
+    band up to ``null_q95`` (same keys); ``n_null`` gives each family's draws for the legend.
+    SAE(v)'s cosine is a horizontal line, ``k_default`` marked.
     """
     c = np.asarray(curve, dtype=np.float64).reshape(-1)
     k = np.arange(1, c.size + 1)
     fig, ax = _figure()
     palette = ("#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
-    for (family, draws), color in zip(sorted(null_curves.items()), palette * 4, strict=False):
-        d = np.asarray(draws, dtype=np.float64).reshape(-1, c.size)
-        mean, q95 = d.mean(axis=0), np.quantile(d, 0.95, axis=0)
-        ax.plot(k, mean, color=color, linewidth=1, label=f"{family} null: mean, band to q95 (n={len(d)})")
-        ax.fill_between(k, mean, q95, color=color, alpha=0.2, linewidth=0)
+    q95s, counts = dict(null_q95 or {}), dict(n_null or {})
+    for (family, mean), color in zip(sorted(null_mean.items()), palette * 4, strict=False):
+        m = np.asarray(mean, dtype=np.float64).reshape(-1)
+        n = f" (n={counts[family]})" if family in counts else ""
+        band = ", band to q95" if family in q95s else ""
+        ax.plot(k, m, color=color, linewidth=1, label=f"{family} null: mean{band}{n}")
+        if family in q95s:
+            ax.fill_between(k, m, np.asarray(q95s[family], dtype=np.float64).reshape(-1), color=color,
+                            alpha=0.2, linewidth=0)  # fmt: skip
     ax.plot(k, c, color=_CURVES["signed"][1], linewidth=2.2, label="signed fit of v")
     if sae_cosine is not None and np.isfinite(sae_cosine):
         ax.axhline(sae_cosine, color=_VECTOR, linestyle="--", linewidth=1.2,
@@ -409,82 +534,23 @@ def plot_retention(
     return _save(fig, path)
 
 
-def plot_data_from_result(
-    result: CheckResult,
-    sample: Tensor | None = None,
-    decoder: Tensor | None = None,
-    *,
-    max_relevant: int = 3000,
-) -> PlotData:
-    """Gather the figures' numbers from a :class:`~sae_steer_checks.diagnostics.run.CheckResult`.
+def _num(x: Any) -> float:
+    # report.json stores NaN and infinities as null
+    return float("nan") if x is None else float(x)
 
-    ``sample`` is the activation sample the norm check used ``[n, d_in]`` (default: the norms the
-    result kept, ``result.sample_norms``); ``decoder`` the SAE's ``W_dec [d_sae, d_in]`` (default
-    ``result.decoder``). Without either, the histogram of activation norms or of decoder cosines is
-    skipped. The relevant features are those active on either prompt set, in SAE(v)
-    or in SAE(0), plus the features of flagged and spurious pairs; at most ``max_relevant`` of
-    them (the most active) enter the cosine histogram.
-    """
-    import torch
 
-    lean, own = result.leaning, result.bias.own
-    f_v, f_0 = own.acts_vector.detach().cpu(), own.acts_zero.detach().cpu()
-    m_pos, m_neg = lean.mean_pos.detach().cpu(), lean.mean_neg.detach().cpu()
-    weight = torch.maximum(torch.maximum(m_pos, m_neg), torch.maximum(f_v, f_0)).to(torch.float32)
-    relevant = torch.nonzero(weight > 0).flatten()
-    if relevant.numel() > max_relevant:
-        relevant = relevant[torch.argsort(weight[relevant], descending=True)[:max_relevant]]
-    pairs = result.pairs.pairs
-    extra = [i for i, j, _ in pairs] + [j for _, j, _ in pairs]
-    extra += [s.feature for s in result.spurious.spurious] + [
-        s.explained_by for s in result.spurious.spurious
-    ]
-    ids = sorted(set(relevant.tolist()) | set(extra))
-    decoder = result.decoder if decoder is None else decoder
-    cos = None
-    if decoder is not None:
-        rows = torch.nn.functional.normalize(decoder.detach().to(torch.float32).cpu()[ids], dim=1)
-        upper = torch.triu_indices(len(ids), len(ids), offset=1)
-        cos = (rows @ rows.T)[upper[0], upper[1]].numpy()
-    if sample is not None:
-        norms = sample.detach().to(torch.float64).norm(dim=-1).cpu().numpy()
-    else:
-        norms = None if result.sample_norms is None else result.sample_norms.cpu().numpy()
-    chosen = set(ids)
-    flagged = {(min(i, j), max(i, j)): c for i, j, c in pairs if i in chosen and j in chosen}
-    for s in result.spurious.spurious:
-        pair = (min(s.explained_by, s.feature), max(s.explained_by, s.feature))
-        flagged.setdefault(pair, s.cosine)
-    retention, nulls = result.retention, result.nulls
-    interval = lean.fraction_interval
-    fnull = lean.fraction_null
-    return PlotData(
-        steering_norm=result.norm.steering_norm,
-        activation_norms=norms,
-        code_vector=f_v.numpy(),
-        code_zero=f_0.numpy(),
-        top_k=result.bias.top_k,
-        mean_pos=m_pos.numpy(),
-        mean_neg=m_neg.numpy(),
-        significant=tuple(int(i) for i in torch.nonzero(lean.significant).flatten().tolist()),
-        dropped=tuple(lean.dropped_by_encoder),
-        cosines=cos,
-        threshold=result.pairs.threshold,
-        flagged=tuple(sorted(((i, j, c) for (i, j), c in flagged.items()), key=lambda t: t[2])),
-        n_flagged_total=len(result.pairs),
-        multipliers=() if retention is None else retention.multipliers,
-        curves={} if retention is None else {k: s.scores for k, s in retention.slopes.items()},
-        leaning_interval=None if interval is None else (interval.ci_low, interval.ci_high),
-        leaning_null=None if fnull is None else (fnull.null_mean, fnull.null_q05, fnull.null_q95),
-        decomposition_curve=None if nulls is None else nulls.curve.detach().cpu().double().numpy(),
-        decomposition_null_curves={} if nulls is None else {
-            f: c.detach().cpu().double().numpy() for f, c in nulls.null_curves.items()},
-        sae_cosine=None if nulls is None else nulls.cosines.get("sae"),
-        k_default=None if nulls is None else nulls.k,
-        score_se={} if retention is None else {
-            k: s.score_se for k, s in retention.slopes.items() if s.score_se is not None},
-        null_slopes=() if retention is None or retention.null is None else tuple(retention.null.slopes),
-    )  # fmt: skip
+def _array(values: Sequence[Any]) -> np.ndarray:
+    return np.array([_num(x) for x in values], dtype=np.float64)
+
+
+def _pair(values: Sequence[Any]) -> tuple[float, float]:
+    low, high = values
+    return _num(low), _num(high)
+
+
+def _triple(values: Sequence[Any]) -> tuple[float, float, float]:
+    a, b, c = values
+    return _num(a), _num(b), _num(c)
 
 
 def _figure(*, width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:

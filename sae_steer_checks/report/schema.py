@@ -22,6 +22,7 @@ __all__ = [
     "DecompositionSection",
     "FeatureValue",
     "FigureEntry",
+    "FiguresSection",
     "IntervalEntry",
     "LeaningSection",
     "NormSection",
@@ -335,6 +336,93 @@ class VerdictEntry(TypedDict):
     rule: RuleEntry | None
 
 
+class NormsFigure(TypedDict):
+    """``figures.norms``: histogram of the positive activation norms, beside ``||v||``."""
+
+    steering_norm: float
+    edges: list[float]
+    counts: list[int]
+    median: float
+    percent_shorter: float
+
+
+class TopFeaturesFigure(TypedDict):
+    """``figures.top_features``: SAE(v)'s and SAE(0)'s top features, both codes' values at them."""
+
+    k: int
+    top_vector: list[int]
+    top_zero: list[int]
+    features: list[int]
+    vector: list[float]
+    zero: list[float]
+
+
+class LeaningFigure(TypedDict):
+    """``figures.leaning``: mean activations of the plotted features; counts over all active ones."""
+
+    features: list[int]
+    mean_pos: list[float]
+    mean_neg: list[float]
+    significant: list[int]
+    circled: list[int]
+    n_dropped: int
+    n_active: int
+    n_negative: int
+    interval: list[float | None] | None
+    null: list[float | None] | None
+
+
+class CosinePairFigure(TypedDict):
+    """A flagged decoder pair of the cosine figure."""
+
+    feature: int
+    partner: int
+    cosine: float
+
+
+class CosinesFigure(TypedDict):
+    """``figures.cosines``: histogram of decoder cosines among the relevant features, flagged pairs."""
+
+    edges: list[float]
+    counts: list[int]
+    threshold: float
+    n_features: int
+    flagged: list[CosinePairFigure]
+    n_flagged: int
+    n_flagged_total: int | None
+
+
+class DecompositionFigure(TypedDict):
+    """``figures.decomposition``: the signed fit's cosine-vs-k curve, each null family's mean and q95."""
+
+    curve: list[float | None]
+    null_mean: dict[str, list[float | None]]
+    null_q95: dict[str, list[float | None]]
+    n_null: dict[str, int]
+    sae_cosine: float | None
+    k: int
+
+
+class RetentionFigure(TypedDict):
+    """``figures.retention``: behaviour score per multiplier, its standard errors, the random slopes."""
+
+    multipliers: list[float]
+    scores: dict[str, list[float | None]]
+    score_se: dict[str, list[float | None]]
+    null_slopes: list[float | None]
+
+
+class FiguresSection(TypedDict):
+    """``figures``: every number the plots draw, so a report can be redrawn from report.json alone."""
+
+    norms: NormsFigure
+    top_features: TopFeaturesFigure
+    leaning: LeaningFigure
+    cosines: CosinesFigure | None
+    decomposition: DecompositionFigure | None
+    retention: RetentionFigure | None
+
+
 class Report(TypedDict):
     """The whole ``report.json``."""
 
@@ -348,6 +436,8 @@ class Report(TypedDict):
     decomposition_nulls: DecompositionNullsSection | None
     retention: RetentionSection | None
     verdicts: list[VerdictEntry]
+    figures: NotRequired[FiguresSection | None]
+    """The plotted numbers; absent from reports written before the section existed."""
 
 
 # Sections whose unknown keys are accepted (callers record what they like in the provenance).

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from sae_steer_checks.report.markdown import PLOTS_SKIPPED, render_markdown
-from sae_steer_checks.report.plots import PLOT_FILES, PlotData
+from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.report.schema import validate_report
 from sae_steer_checks.report.verdicts import collect_verdicts
 from sae_steer_checks.report.write import build_report, write_report
@@ -277,27 +276,13 @@ def test_render_and_build_do_not_change_their_input() -> None:
     assert report == built
 
 
-def _plot_data() -> PlotData:
-    rng = np.random.default_rng(0)
-    code = np.zeros(32)
-    code[[1, 2]] = [5.0, 3.0]
-    return PlotData(
-        steering_norm=2.0,
-        activation_norms=rng.uniform(50, 60, 100),
-        code_vector=code,
-        code_zero=code * 0.9,
-        multipliers=(-1.0, 0.0, 1.0),
-        curves={"original": [-1.0, 0.0, 1.0]},
-    )
-
-
 def test_write_report_writes_json_markdown_and_resolvable_images(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    report = write_report(example_report(), out, plot_data=_plot_data())
+    report = write_report(example_report(), out)  # the plots come from its figures section
     assert json.loads((out / "report.json").read_text()) == report
     assert report == build_report(example_report())
     images = sorted(p.name for p in out.glob("*.png"))
-    assert images == sorted([PLOT_FILES["norms"], PLOT_FILES["bias"], PLOT_FILES["retention"]])
+    assert images == sorted(PLOT_FILES.values())
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
     assert sorted(links) == images
     assert all((out / link).is_file() for link in links)
@@ -308,7 +293,7 @@ def test_without_matplotlib_json_and_markdown_still_written(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     out = tmp_path / "out"
-    write_report(example_report(), out, plot_data=_plot_data())
+    write_report(example_report(), out)
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
     assert PLOTS_SKIPPED in (out / "report.md").read_text()
 
