@@ -1,10 +1,11 @@
 """The ``sae-steer-checks`` command's handlers: run the checks and write the report a researcher reads.
 
 Commands: ``run`` (model + dataset + SAE -> report), ``diagnose`` (saved tensors + SAE -> report),
-``extract`` (model + dataset -> tensors ready for ``diagnose``), ``train-sae`` and ``demo`` (the
-embedded default). Exit code 0 on success, 2 on bad input with a one-line error naming the input.
-Heavy libraries are imported inside the commands so that ``--help`` answers at once; the options
-live in :mod:`sae_steer_checks.cli.parser`.
+``extract`` (model + dataset -> tensors ready for ``diagnose``), ``train-sae``, ``demo`` (the
+embedded default) and ``render`` (report.json -> report.md and plots, drawn again). Exit code 0
+on success, 2 on bad input with a one-line error naming the input. Heavy libraries are imported
+inside the commands so that ``--help`` answers at once; the options live in
+:mod:`sae_steer_checks.cli.parser`.
 """
 
 from __future__ import annotations
@@ -258,12 +259,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from sae_steer_checks.report.render import render_report
+
+    target = args.dir if args.out is None else args.out
+    names = render_report(args.dir, args.out, force=args.force)
+    _say(args, f"Wrote {', '.join(names)} to {target} from {Path(args.dir) / 'report.json'}")
+    return 0
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "diagnose": _diagnose,
     "extract": _extract,
     "train-sae": _train_sae,
     "demo": _demo,
+    "render": _render,
 }
 
 

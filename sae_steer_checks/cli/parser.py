@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(
         _command(sub, common, "demo", "run the whole check on the embedded default and write the report")
     )
+    _add_render(_command(sub, common, "render", _RENDER_HELP))
     return parser
 
 
 _RUN_HELP = "extract a CAA vector from a model and a dataset, then run every check and write the report"
 _EXTRACT_HELP = "extract a CAA vector and its activations into safetensors files ready for 'diagnose'"
+_RENDER_HELP = "redraw a report's report.md and PNG plots from its report.json alone"
 _TRAIN_HELP = "train an SAE on a model's residual stream over offline text and save it in sae-lens format"
 _MULTIPLIERS_HELP = (
     "steering multipliers for the behaviour sweep (default: five, chosen so that |m|*||v|| reaches "
@@ -202,6 +204,16 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planted", action="store_true", help=planted_help)
     _out_args(p)
     _device_args(p, dtype=None)
+
+
+def _add_render(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", metavar="DIR", help="report folder holding report.json")
+    p.add_argument(
+        "--out",
+        metavar="OTHER",
+        help="write report.json (copied), report.md and the plots into this folder instead of DIR",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
 
 
 def _command(sub: Any, common: argparse.ArgumentParser, name: str, text: str) -> argparse.ArgumentParser:

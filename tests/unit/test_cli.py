@@ -32,7 +32,7 @@ STABLE_KEYS = {
     "retention",
     "verdicts",
 }
-COMMANDS = ("run", "diagnose", "extract", "train-sae", "demo")
+COMMANDS = ("run", "diagnose", "extract", "train-sae", "demo", "render")
 
 
 def _check_report_folder(out: Path) -> dict[str, Any]:
@@ -140,6 +140,41 @@ def test_demo_is_quiet_and_refuses_to_overwrite(demo_out: Path, capsys: pytest.C
     assert main(["demo", "--planted", "--out", str(demo_out), "-q"]) == 2
     _one_line_error(capsys, f"--out {demo_out}", "not empty; pass --force")
     assert (demo_out / "report.json").read_bytes() == before
+
+
+def test_render_redraws_a_report_from_its_json_alone(
+    demo_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copyfile(demo_out / "report.json", alone / "report.json")
+    assert main(["render", str(alone)]) == 0
+    assert f"to {alone}" in capsys.readouterr().out
+    _check_report_folder(alone)
+    for name in ["report.md", *PLOT_FILES.values()]:
+        assert (alone / name).read_bytes() == (demo_out / name).read_bytes(), name
+    other = tmp_path / "other"
+    assert main(["render", str(alone), "--out", str(other), "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    assert sorted(p.name for p in other.iterdir()) == sorted(p.name for p in alone.iterdir())
+    assert main(["render", str(alone), "--out", str(other), "-q"]) == 2
+    _one_line_error(capsys, f"--out {other}", "not empty; pass --force")
+    assert main(["render", str(alone), "--out", str(other), "--force", "-q"]) == 0
+
+
+def test_render_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(tmp_path / "nowhere")]) == 2
+    _one_line_error(capsys, "render: error:", "nowhere", "not a folder")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "report.json").write_text("{}")
+    assert main(["render", str(tmp_path)]) == 2
+    _one_line_error(capsys, "report.json: not found", "subfolders sub")
+    assert main(["render", str(tmp_path / "sub")]) == 2
+    _one_line_error(capsys, "report.json: not a valid report", "missing")
+    (tmp_path / "sub" / "report.json").write_text("{")
+    assert main(["render", str(tmp_path / "sub")]) == 2
+    _one_line_error(capsys, "report.json: not valid JSON")
+    assert (tmp_path / "sub" / "report.json").read_text() == "{"
 
 
 @pytest.fixture(scope="module")
