@@ -26,11 +26,11 @@ from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEC
 from sae_lens.saes.sae import TrainingSAE
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.activation_scaler import ActivationWhitening
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_steer_checks.data.corpus import CorpusSplit, split_corpus
-from sae_steer_checks.lm.hooks import residual_activations
+from sae_steer_checks.lm.activations import collect_activations
 from sae_steer_checks.lm.models import load_model, validate_layer
 
 __all__ = [
@@ -143,34 +143,6 @@ class TrainResult:
     """Training tokens (BOS positions excluded)."""
     seconds: dict[str, float]
     """Wall time of each stage: load, collect, fit, evaluate."""
-
-
-@torch.no_grad()
-def collect_activations(
-    model: nn.Module,
-    windows: Tensor,
-    layer: int,
-    *,
-    batch_size: int = 16,
-    skip_first: bool = True,
-    progress: bool = False,
-) -> Tensor:
-    """Residual stream after block ``layer`` on token ``windows`` ``[n, window]``, float32.
-
-    Returns ``[n * (window - 1), d_model]`` (or ``n * window`` rows with ``skip_first=False``),
-    windows in order. Forwards stop after block ``layer``; for speed pass the inner decoder in
-    bfloat16 (``loaded.model.model``), the values are stored as float32 all the same.
-    """
-    if windows.ndim != 2 or windows.dtype != torch.long:
-        raise ValueError(f"windows must be a [n, window] long tensor, got {list(windows.shape)}")
-    validate_layer(model, layer)
-    start = 1 if skip_first else 0
-    chunks: list[Tensor] = []
-    batches = range(0, windows.shape[0], batch_size)
-    for i in tqdm(batches, desc=f"activations at layer {layer}", disable=not progress):
-        acts = residual_activations(model, windows[i : i + batch_size], None, layer)
-        chunks.append(acts[:, start:].reshape(-1, acts.shape[-1]))
-    return torch.cat(chunks)
 
 
 @torch.no_grad()
@@ -328,6 +300,8 @@ def train_sae(
     tic = time.perf_counter()
     loaded = load_model(model, device=device, dtype=model_dtype)
     validate_layer(loaded.model, config.layer)
+    if loaded.tokenizer is None:
+        raise FileNotFoundError(f"model: no tokenizer found beside the weights of {model}")
     split = split_corpus(
         loaded.tokenizer,
         config.corpora,

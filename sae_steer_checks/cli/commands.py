@@ -14,10 +14,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sae_steer_checks._validate import InputError, one_line
 from sae_steer_checks.cli.parser import PROG, TrainDefault, build_parser
+
+if TYPE_CHECKING:
+    import torch
+
+    from sae_steer_checks.lm.models import LoadedModel
+    from sae_steer_checks.train import TrainConfig
 
 __all__ = ["build_parser", "main", "train_config"]
 
@@ -48,11 +54,12 @@ def _diagnose(args: argparse.Namespace) -> int:
     from sae_steer_checks._provenance import file_sha256
     from sae_steer_checks.cli.files import load_activations, load_item_ids, load_vector
     from sae_steer_checks.cli.inputs import CheckInputs
-    from sae_steer_checks.sae.loading import load_sae
+    from sae_steer_checks.sae.loading import load_sae, load_sae_metadata
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
-    sae, sae_prov = load_sae(args.sae, device=str(device), dtype=dtype)
+    sae = load_sae(args.sae, device=device, dtype=dtype, name="--sae")
+    sae_prov = load_sae_metadata(args.sae, name="--sae")
     d_in = int(sae.W_dec.shape[1])
     vector = load_vector(args.vector, width=d_in)
     pos = load_activations(args.pos, name="--pos", width=d_in)
@@ -89,12 +96,14 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from sae_steer_checks.cli import inputs
-    from sae_steer_checks.sae.loading import load_sae
+    from sae_steer_checks.sae.loading import load_sae, load_sae_metadata
+    from sae_steer_checks.steering.multipliers import default_multipliers
 
     _check_out(args)
     device, dtype = _device(args.device), _dtype(args.dtype)
     dataset = inputs.load_dataset(args.dataset, args.max_pairs)
-    sae, sae_prov = load_sae(args.sae, device=str(device), dtype=dtype)
+    sae = load_sae(args.sae, device=device, dtype=dtype, name="--sae")
+    sae_prov = load_sae_metadata(args.sae, name="--sae")
     loaded = _model(args, device, dtype)
     if int(sae.W_dec.shape[1]) != loaded.d_model:
         raise InputError(
@@ -111,10 +120,11 @@ def _run(args: argparse.Namespace) -> int:
         loaded, held_out, args.layer, spec=args.dataset, prompt_format=fmt, progress=not args.quiet
     )
     _say(args, "Reading ordinary text activations for the norm check ...")
-    activations, source = inputs.text_activations(
+    text = inputs.read_text_activations(
         loaded, args.layer, args.text, seed=args.seed, progress=not args.quiet
     )
-    multipliers = args.multipliers or inputs.default_multipliers(caa.vector, activations, activations)
+    activations = text.activations
+    multipliers = args.multipliers or default_multipliers(caa.vector, activations)
     prov = {
         "command": "run",
         "model": loaded.name,
@@ -126,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         "behaviour": behaviour,
         "prompt_format": prompt_format,
         "unit": inputs.unit_description(caa),
-        "activation_source": source,
+        "activation_source": text.describe(),
         "device": str(device),
         "dtype": args.dtype,
         "seed": args.seed,
@@ -188,7 +198,7 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_config(args: argparse.Namespace) -> Any:
+def train_config(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of parsed ``train-sae`` arguments; options not given keep the field's default."""
     from sae_steer_checks.train import TrainConfig
 
@@ -321,7 +331,7 @@ def _check_and_report(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _model(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
+def _model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers.utils import logging as hf_logging
 
     from sae_steer_checks.cli.inputs import load_checked_model
@@ -350,19 +360,24 @@ def _check_out(args: argparse.Namespace) -> None:
     validate_out_dir(args.out, force=args.force)
 
 
-def _device(name: str) -> Any:
+def _device(name: str | None) -> torch.device:
+    """The torch device named by ``--device``; not given, CUDA when it is available, else the CPU."""
     import torch
 
+    from sae_steer_checks.lm.models import default_device
+
+    if name is None:
+        return default_device()
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    except RuntimeError as error:
+        raise InputError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1)") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return device
 
 
-def _dtype(name: str) -> Any:
+def _dtype(name: str) -> torch.dtype:
     import torch
 
     return getattr(torch, name)

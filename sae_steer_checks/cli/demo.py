@@ -17,10 +17,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from sae_steer_checks.cli.inputs import CheckInputs
 
 __all__ = ["DEMO_CHECKS", "DemoCheck", "demo_inputs", "write_summary"]
 
@@ -37,16 +40,8 @@ class DemoCheck:
 
     name: str
     """Sub-folder of the report and short name of the behaviour."""
-    inputs: Any
+    inputs: CheckInputs
     """``inputs.CheckInputs`` of this check."""
-
-
-def sae_layer(sae: Any) -> int:
-    """The decoder-block index the SAE was trained at, from its ``cfg.json`` metadata."""
-    layer = sae.cfg.metadata.get("layer")
-    if not isinstance(layer, int):
-        raise ValueError("the bundled SAE's cfg.json metadata lacks an integer 'layer'")
-    return layer
 
 
 def demo_inputs(
@@ -64,29 +59,35 @@ def demo_inputs(
     ``max_pairs`` caps the items of each dataset (None: all).
     """
     from sae_steer_checks.cli import inputs
-    from sae_steer_checks.data.corpus import split_corpus
+    from sae_steer_checks.lm.activations import DEFAULT_CORPORA, text_activations
     from sae_steer_checks.lm.models import load_model
-    from sae_steer_checks.sae.loading import bundled_sae_dir, load_sae_folder
-    from sae_steer_checks.train import collect_activations
+    from sae_steer_checks.sae.loading import bundled_sae_dir, load_sae, sae_layer
+    from sae_steer_checks.steering.multipliers import default_multipliers
 
     sae_dir = bundled_sae_dir()
-    sae = load_sae_folder(sae_dir, device=device)
+    sae = load_sae(sae_dir, device=device)
     layer = sae_layer(sae)
     say(f"Loading Gemma 3 270M (SAE at layer {layer}) ...")
     loaded = load_model("gemma3-270m", device=device, dtype=torch.float32)
+    if loaded.tokenizer is None:
+        raise FileNotFoundError("the packaged Gemma 3 270M has no tokenizer beside its weights")
     say("Reading held-out text activations ...")
+    # the documents held out from the bundled SAE's training, split as its recipe split them
     recipe = dict(sae.cfg.metadata.get("recipe") or {})
-    split = split_corpus(
+    text = text_activations(
+        loaded.model,
         loaded.tokenizer,
-        tuple(recipe.get("corpora", ("lee", "pydoc"))),
+        layer,
+        tuple(recipe.get("corpora", DEFAULT_CORPORA)),
+        n_windows=n_text_windows,
         window=int(recipe.get("window", 128)),
         heldout_fraction=float(recipe.get("heldout_fraction", 0.1)),
-        seed=int(recipe.get("seed", 0)),
+        split_seed=int(recipe.get("seed", 0)),
+        seed=seed,
+        progress=progress,
     )
-    windows = split.heldout[
-        torch.randperm(split.heldout.shape[0], generator=torch.Generator().manual_seed(seed))
-    ]
-    activations = collect_activations(loaded.model, windows[:n_text_windows], layer, progress=progress)
+    activations = text.activations
+    sae_source = {"source": "bundled", "path": str(sae_dir), "metadata": _json_ready(sae.cfg.metadata)}
 
     checks: list[DemoCheck] = []
     for name, dataset_name, with_retention in DEMO_CHECKS:
@@ -101,21 +102,17 @@ def demo_inputs(
             score_fn, behaviour = inputs.score_function(
                 loaded, held_out, layer, spec=dataset.spec, progress=progress
             )
-            multipliers = inputs.default_multipliers(caa.vector, activations, activations)
+            multipliers = default_multipliers(caa.vector, activations)
         provenance = {
             "command": "demo",
             "check": name,
             "model": loaded.name,
             "layer": layer,
-            "sae_source": {
-                "source": "bundled",
-                "path": str(sae_dir),
-                "metadata": _json_ready(sae.cfg.metadata),
-            },
+            "sae_source": sae_source,
             **dataset.provenance(),
             "extraction": caa.to_dict(),
             "behaviour": behaviour,
-            "activation_source": f"{activations.shape[0]} held-out text tokens ({', '.join(split.corpora)})",
+            "activation_source": text.describe(),
             "device": str(device),
             "dtype": "float32",
             "seed": seed,

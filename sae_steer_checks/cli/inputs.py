@@ -1,8 +1,10 @@
 """Assembling a full check's inputs: from a model and a dataset, or from the planted world.
 
-Every problem a user can cause (a missing file, a dataset not in the A/B format, a layer out of
-range, a model path that does not exist) raises :class:`~sae_steer_checks.cli.files.InputError` with a
-one-line message naming the command-line input (``--dataset``, ``--model``, ``--layer``).
+The work is the library's (``data.load_dataset`` and ``split_dataset``, ``lm.text_activations``,
+``steering.extract_caa`` and ``behaviour_task``); this module turns what a user can get wrong (a
+missing file, a dataset not in the A/B format, a layer out of range, a model path that does not exist)
+into :class:`~sae_steer_checks._validate.InputError` with a one-line message naming the command-line
+input (``--dataset``, ``--model``, ``--layer``, ``--text``), the library's error kept as its cause.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -20,17 +22,25 @@ from sae_steer_checks._provenance import file_sha256, versions
 from sae_steer_checks._validate import InputError, one_line
 from sae_steer_checks.data.prompts import PromptFormat
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from sae_steer_checks.data.schema import ABItem, FreeformDataset
+    from sae_steer_checks.lm.activations import TextActivations
+    from sae_steer_checks.lm.models import LoadedModel
+    from sae_steer_checks.sae.protocol import SAELike
+    from sae_steer_checks.steering.caa import CAAResult
+
 __all__ = [
     "CheckInputs",
     "DatasetSpec",
-    "default_multipliers",
     "extract_vector",
     "load_checked_model",
     "load_dataset",
     "planted_inputs",
+    "read_text_activations",
     "resolved_prompt_format",
     "score_function",
-    "text_activations",
     "unit_description",
     "versions",
 ]
@@ -40,7 +50,7 @@ __all__ = [
 class CheckInputs:
     """Everything one full check needs, whichever source it came from."""
 
-    sae: Any
+    sae: SAELike
     """The SAE (a ``sae_lens.SAE`` or any ``SAELike``)."""
     vector: Tensor
     """Steering vector ``[d_in]``."""
@@ -68,9 +78,9 @@ class DatasetSpec:
     """As given on the command line (a path or ``builtin:NAME``)."""
     path: Path
     """The JSON file read."""
-    ab_items: tuple[Any, ...] = ()
+    ab_items: tuple[ABItem, ...] = ()
     """A/B items (``data.ABItem``), empty for a free-form set."""
-    freeform: Any = None
+    freeform: FreeformDataset | None = None
     """The ``data.FreeformDataset``, or None for an A/B set."""
 
     def provenance(self) -> dict[str, Any]:
@@ -84,35 +94,31 @@ class DatasetSpec:
             "n_items": n,
         }
 
-    def all_data(self) -> Any:
+    def all_data(self) -> list[ABItem] | FreeformDataset:
         """Every item, in the form ``caa.extract_caa`` takes."""
         return list(self.ab_items) if self.freeform is None else self.freeform
 
-    def split(self, seed: int) -> tuple[Any, Any]:
-        """``(extraction data, held-out scoring data)``, a quarter held out, shuffled by ``seed``."""
-        from sae_steer_checks.data.schema import split_items
+    def split(self, seed: int) -> tuple[list[ABItem], list[ABItem]] | tuple[FreeformDataset, FreeformDataset]:
+        """``(extraction data, held-out scoring data)``: ``data.split_dataset``, a quarter held out."""
+        from sae_steer_checks.data.schema import split_dataset
 
         if self.freeform is None:
-            return split_items(list(self.ab_items), 0.25, seed=seed)
-        train, test = split_items(list(self.freeform.items), 0.25, seed=seed)
-        return (
-            dataclasses.replace(self.freeform, items=tuple(train)),
-            dataclasses.replace(self.freeform, items=tuple(test)),
-        )
+            return split_dataset(list(self.ab_items), seed=seed)
+        return split_dataset(self.freeform, seed=seed)
 
 
 def load_dataset(spec: str, max_pairs: int | None = None) -> DatasetSpec:
     """Load ``spec`` (a JSON path or ``builtin:NAME``), keeping at most the first ``max_pairs`` items.
 
-    A JSON list is read as CAA A/B items, a JSON object as a free-form set.
+    A JSON list is read as CAA A/B items, a JSON object as a free-form set (``data.load_dataset``).
     """
     from sae_steer_checks.data.schema import (
         BUNDLED_AB,
         BUNDLED_FREEFORM,
+        FreeformDataset,
         bundled_path,
-        load_ab_items,
-        load_freeform,
     )
+    from sae_steer_checks.data.schema import load_dataset as load_contrasts
 
     where = f"--dataset {spec}"
     if max_pairs is not None and max_pairs < 2:
@@ -122,24 +128,20 @@ def load_dataset(spec: str, max_pairs: int | None = None) -> DatasetSpec:
         bundled = BUNDLED_AB + BUNDLED_FREEFORM
         if name not in bundled:
             raise InputError(f"{where}: no bundled set '{name}' (bundled: {', '.join(bundled)})")
-        path, freeform = bundled_path(name), name in BUNDLED_FREEFORM
+        path = bundled_path(name)
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise InputError(f"{where}: file not found")
-        try:
-            freeform = path.read_text(encoding="utf-8").lstrip()[:1] == "{"
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"{where}: cannot read as UTF-8 text ({one_line(error)})") from None
     try:
-        if freeform:
-            data = load_freeform(path)
-            items = data.items[:max_pairs] if max_pairs else data.items
-            return DatasetSpec(spec, path, freeform=dataclasses.replace(data, items=tuple(items)))
-        ab = load_ab_items(path)
+        data = load_contrasts(path, max_items=max_pairs)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{where}: cannot read as UTF-8 text ({one_line(error)})") from error
     except (ValueError, OSError) as error:
-        raise InputError(f"{where}: {one_line(error)}") from None
-    return DatasetSpec(spec, path, ab_items=tuple(ab[:max_pairs] if max_pairs else ab))
+        raise InputError(f"{where}: {one_line(error)}") from error
+    if isinstance(data, FreeformDataset):
+        return DatasetSpec(spec, path, freeform=data)
+    return DatasetSpec(spec, path, ab_items=tuple(data))
 
 
 def load_checked_model(
@@ -147,43 +149,55 @@ def load_checked_model(
     layer: int,
     *,
     gguf_file: str | None,
-    device: Any,
+    device: str | torch.device,
     dtype: torch.dtype,
     device_map: str | None = None,
-) -> Any:
+) -> LoadedModel:
     """``models.load_model`` with a tokenizer required and ``layer`` checked; a ``LoadedModel``."""
     from sae_steer_checks.lm.models import load_model, validate_layer
 
     try:
         loaded = load_model(name, gguf_file=gguf_file, device=device, dtype=dtype, device_map=device_map)
     except (OSError, ValueError, TypeError, ImportError) as error:
-        raise InputError(f"--model {name}: {one_line(error)}") from None
+        raise InputError(f"--model {name}: {one_line(error)}") from error
     if loaded.tokenizer is None:
         raise InputError(f"--model {name}: no tokenizer found beside the weights")
     try:
         validate_layer(loaded.model, layer)
     except (ValueError, TypeError) as error:
-        raise InputError(f"--layer {layer}: {one_line(error)}") from None
+        raise InputError(f"--layer {layer}: {one_line(error)}") from error
     return loaded
 
 
+def _tokenizer(loaded: LoadedModel) -> PreTrainedTokenizerBase:
+    if loaded.tokenizer is None:  # load_checked_model refuses such a model
+        raise InputError(f"--model {loaded.name}: no tokenizer found beside the weights")
+    return loaded.tokenizer
+
+
 def extract_vector(
-    loaded: Any, data: Any, layer: int, *, spec: str, progress: bool, prompt_format: PromptFormat = "auto"
-) -> Any:
+    loaded: LoadedModel,
+    data: Sequence[ABItem] | FreeformDataset,
+    layer: int,
+    *,
+    spec: str,
+    progress: bool,
+    prompt_format: PromptFormat = "auto",
+) -> CAAResult:
     """CAA extraction (``caa.extract_caa``, balanced by default); a ``CAAResult``."""
     from sae_steer_checks.steering.caa import extract_caa
 
     try:
         return extract_caa(
-            loaded.model, loaded.tokenizer, data, layer, progress=progress, prompt_format=prompt_format
+            loaded.model, _tokenizer(loaded), data, layer, progress=progress, prompt_format=prompt_format
         )
     except ValueError as error:  # e.g. a question without exactly one (A) and one (B) line
-        raise InputError(f"--dataset {spec}: {one_line(error)}") from None
+        raise InputError(f"--dataset {spec}: {one_line(error)}") from error
 
 
 def score_function(
-    loaded: Any,
-    held_out: Any,
+    loaded: LoadedModel,
+    held_out: Sequence[ABItem] | FreeformDataset,
     layer: int,
     *,
     spec: str,
@@ -194,39 +208,54 @@ def score_function(
 
     Returns ``(score_fn, info)`` where ``info`` describes the score for the provenance.
     """
-    from sae_steer_checks.data.schema import FreeformDataset
     from sae_steer_checks.steering.scoring import make_score_fn
-    from sae_steer_checks.steering.tasks import ab_task, freeform_task
+    from sae_steer_checks.steering.tasks import behaviour_task
 
     try:
-        if isinstance(held_out, FreeformDataset):
-            task = freeform_task(loaded.tokenizer, held_out)
-        else:
-            task = ab_task(loaded.tokenizer, held_out, swap=True, prompt_format=prompt_format)
+        task = behaviour_task(_tokenizer(loaded), held_out, prompt_format=prompt_format)
     except ValueError as error:
-        raise InputError(f"--dataset {spec}: {one_line(error)}") from None
+        raise InputError(f"--dataset {spec}: {one_line(error)}") from error
     score = "logit difference" if task.kind == "ab" else "log-odds of positive over negative"
     info = {"kind": task.kind, "n_scored": len(task), "n_items": task.n_items, "score": score}
     return make_score_fn(loaded.model, task, layer, per_item=True, progress=progress), info
 
 
-def default_multipliers(vector: Tensor, pos: Tensor, neg: Tensor) -> tuple[float, ...]:
-    """Five multipliers with ``|m| * ||v||`` up to half the median norm of ``pos`` and ``neg``.
+def read_text_activations(
+    loaded: LoadedModel,
+    layer: int,
+    texts: Sequence[str] | None,
+    *,
+    n_windows: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> TextActivations:
+    """``lm.text_activations`` for the norm check, from ``--text`` (None: held-out bundled offline text).
 
-    Multipliers relative to the activation norm, because a vector at 0.5% of it does nothing at
-    the plain -1..1 of CAA.
+    The user's own text is all read; of the bundled corpora only the documents held out from SAE
+    training. Returns a ``TextActivations`` (``.activations``, ``.describe()``).
     """
-    from sae_steer_checks.steering.steerability import relative_multipliers
+    from sae_steer_checks.lm.activations import DEFAULT_CORPORA, text_activations
 
-    median = float(torch.cat([pos, neg]).norm(dim=1).median())
-    v_norm = float(vector.norm())
-    if v_norm == 0 or median == 0:
-        return (-1.0, 0.0, 1.0)
-    return relative_multipliers(v_norm, median, (-0.5, -0.25, 0.0, 0.25, 0.5))
+    corpora = tuple(texts) if texts else DEFAULT_CORPORA
+    try:
+        return text_activations(
+            loaded.model,
+            _tokenizer(loaded),
+            layer,
+            corpora,
+            heldout_only=not texts,
+            n_windows=n_windows,
+            seed=seed,
+            progress=progress,
+        )
+    except ImportError as error:  # gensim (the lee corpus) is in the corpus extra
+        raise InputError(f"--text: {one_line(error)}; or pass --text with your own text") from error
+    except (ValueError, OSError) as error:
+        raise InputError(f"--text {' '.join(corpora)}: {one_line(error)}") from error
 
 
 def planted_inputs(
-    *, seed: int = 0, n_pairs: int = 256, n_activations: int = 2048, device: Any = "cpu"
+    *, seed: int = 0, n_pairs: int = 256, n_activations: int = 2048, device: str | torch.device = "cpu"
 ) -> CheckInputs:
     """The planted-feature world: a sae-lens JumpReLU SAE and activations with known answers.
 
@@ -261,55 +290,21 @@ def planted_inputs(
     )
 
 
-def text_activations(
-    loaded: Any,
-    layer: int,
-    texts: Sequence[str] | None,
-    *,
-    n_windows: int = 32,
-    window: int = 128,
-    seed: int = 0,
-    progress: bool = False,
-) -> tuple[Tensor, str]:
-    """Residual activations at ``layer`` on ordinary text, for the norm check; ``(activations, source)``.
-
-    ``texts`` are the user's files or folders (``--text``); None means the bundled offline corpora's
-    held-out documents. ``n_windows`` windows of ``window`` tokens are read (BOS positions dropped).
-    """
-    from sae_steer_checks.data.corpus import split_corpus
-    from sae_steer_checks.train import collect_activations
-
-    corpora = tuple(texts) if texts else ("lee", "pydoc")
-    try:
-        split = split_corpus(loaded.tokenizer, corpora, window=window, heldout_fraction=0.1, seed=seed)
-    except (ValueError, OSError) as error:
-        raise InputError(f"--text {' '.join(corpora)}: {one_line(error)}") from None
-    except ImportError as error:  # gensim (the lee corpus) is in the gemma extra
-        raise InputError(f"--text: {one_line(error)}; or pass --text with your own text") from None
-    # the user's own text is all read; of the bundled corpora only documents held out from SAE training
-    pool = torch.cat([split.train, split.heldout]) if texts else split.heldout
-    order = torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(seed))
-    acts = collect_activations(loaded.model, pool[order[:n_windows]], layer, progress=progress)
-    return (
-        acts,
-        f"{acts.shape[0]} tokens of {'your text' if texts else 'held-out offline text'} "
-        f"({', '.join(corpora)})",
-    )
-
-
-def resolved_prompt_format(loaded: Any, prompt_format: PromptFormat, dataset: DatasetSpec) -> str | None:
+def resolved_prompt_format(
+    loaded: LoadedModel, prompt_format: PromptFormat, dataset: DatasetSpec
+) -> str | None:
     """The concrete prompt format (``plain``/``chat``) A/B prompts used; None for free-form data."""
     from sae_steer_checks.data.prompts import resolve_prompt_format
 
     if dataset.freeform is not None:
         return None
     try:
-        return resolve_prompt_format(loaded.tokenizer, prompt_format)
+        return resolve_prompt_format(_tokenizer(loaded), prompt_format)
     except ValueError as error:  # chat asked of a tokenizer without a chat template
-        raise InputError(f"--prompt-format {prompt_format}: {one_line(error)}") from None
+        raise InputError(f"--prompt-format {prompt_format}: {one_line(error)}") from error
 
 
-def unit_description(caa: Any) -> str:
+def unit_description(caa: CAAResult) -> str:
     """What one unit of the tests and intervals is for a ``CAAResult``, in words for the provenance."""
     if caa.n_items < int(caa.positive.shape[0]):
         return "A/B item (an item and its choice-swapped copy share an id)"

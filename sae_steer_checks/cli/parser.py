@@ -264,7 +264,11 @@ def _out_args(p: argparse.ArgumentParser, what: str = _REPORT_FILES) -> None:
 
 
 def _device_args(p: argparse.ArgumentParser, *, dtype: str | None = "float32") -> None:
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda (default: cuda when available, else cpu)",
+    )
     if dtype is not None:
         p.add_argument(
             "--dtype",

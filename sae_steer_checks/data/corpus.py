@@ -18,12 +18,15 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-__all__ = ["CORPORA", "CorpusSplit", "load_documents", "split_corpus"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["CORPORA", "CorpusSplit", "corpus_windows", "load_documents", "split_corpus"]
 
 
 def _lee_documents() -> list[str]:
@@ -122,7 +125,7 @@ class CorpusSplit:
 
 
 def split_corpus(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     corpora: Sequence[str] = ("lee", "pydoc"),
     *,
     window: int = 128,
@@ -181,11 +184,30 @@ def split_corpus(
     )
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def corpus_windows(
+    tokenizer: PreTrainedTokenizerBase, corpora: Sequence[str], *, window: int = 128
+) -> Tensor:
+    """Every document of ``corpora`` in ``window``-token windows ``[n, window]`` (long), no split.
+
+    Windows are cut as :func:`split_corpus` cuts each of its sets (documents joined with blank lines,
+    ``window - 1`` tokens after a BOS, the incomplete tail dropped), corpus by corpus, in order.
+    """
+    corpora = tuple(corpora)
+    if not corpora or len(set(corpora)) != len(corpora):
+        raise ValueError(f"corpora must name distinct corpora, got {corpora!r}")
+    if not 2 <= window <= 8192:
+        raise ValueError(f"window must be in 2..8192, got {window}")
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        raise ValueError("tokenizer must define bos_token_id")
+    return torch.cat([_windows(tokenizer, load_documents(name), window, bos) for name in corpora])
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _windows(tokenizer: Any, documents: list[str], window: int, bos: int) -> Tensor:
+def _windows(tokenizer: PreTrainedTokenizerBase, documents: list[str], window: int, bos: int) -> Tensor:
     ids = torch.tensor(_encode(tokenizer, "\n\n".join(documents)), dtype=torch.long)
     n = ids.numel() // (window - 1)
     body = ids[: n * (window - 1)].reshape(n, window - 1)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset, FreeformItem, swap_choices
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "PROMPT_FORMATS",
@@ -41,12 +44,12 @@ PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 _TUNED = re.compile(r"(?:^|[-_./])(?:it|sft|rlhf|dpo)(?:$|[-_./])|instruct|chat", re.IGNORECASE)
 
 
-def uses_chat_template(tokenizer: Any) -> bool:
+def uses_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether ``tokenizer`` carries a chat template."""
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def is_instruction_tuned(tokenizer: Any) -> bool:
+def is_instruction_tuned(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether ``tokenizer`` belongs to an instruction-tuned model, for ``prompt_format="auto"``.
 
     True when it has a chat template and its ``name_or_path`` (the hub id or local folder it was
@@ -59,7 +62,10 @@ def is_instruction_tuned(tokenizer: Any) -> bool:
 
 
 def resolve_prompt_format(
-    tokenizer: Any, prompt_format: PromptFormat = "auto", *, chat_template: bool | None = None
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_format: PromptFormat = "auto",
+    *,
+    chat_template: bool | None = None,
 ) -> Literal["plain", "chat"]:
     """The concrete format (``"plain"`` or ``"chat"``) for ``tokenizer``.
 
@@ -78,7 +84,7 @@ def resolve_prompt_format(
 
 
 def ab_prompt(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     question: str,
     letter: str = "",
     *,
@@ -126,7 +132,7 @@ def expand_ab_items(items: Sequence[ABItem], *, swap: bool = False) -> tuple[lis
 
 def ab_pairs(
     items: Sequence[ABItem],
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     swap: bool = False,
     prompt_format: PromptFormat = "auto",
@@ -153,7 +159,7 @@ def freeform_pairs(dataset: FreeformDataset | Sequence[FreeformItem]) -> list[Co
     return [ContrastivePair(i.prompt + i.positive, i.prompt + i.negative) for i in items]
 
 
-def tokenize(tokenizer: Any, text: str) -> list[int]:
+def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Token ids of ``text``, adding special tokens unless the text already starts with BOS.
 
     Chat templates write the BOS token into the text; tokenising it again with special tokens would

@@ -16,18 +16,21 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 __all__ = [
     "BUNDLED_AB",
     "BUNDLED_FREEFORM",
+    "HELDOUT_FRACTION",
     "ABItem",
     "ContrastivePair",
     "FreeformDataset",
     "FreeformItem",
     "bundled_path",
     "load_ab_items",
+    "load_dataset",
     "load_freeform",
+    "split_dataset",
     "split_items",
     "swap_choices",
 ]
@@ -39,6 +42,8 @@ T = TypeVar("T")
 BUNDLED_AB = ("corrigibility", "survival_instinct")
 #: Free-form behaviours shipped with the package.
 BUNDLED_FREEFORM = ("sentiment",)
+#: Share of the items :func:`split_dataset` holds out for scoring behaviour (the rest extract the vector).
+HELDOUT_FRACTION = 0.25
 
 _ANSWER = re.compile(r"^\s*\(?\s*([AB])\s*\)?\s*$")
 _CHOICE = re.compile(r"^(\s*)\(([AB])\)(.*)$", re.MULTILINE)
@@ -184,7 +189,10 @@ def load_ab_items(source: str | os.PathLike[str]) -> list[ABItem]:
     Returns the items in file order. Raises ``ValueError`` naming the file and the item index for
     malformed items, ``FileNotFoundError`` for a missing path.
     """
-    data, label = _read_json(source)
+    return _ab_items(*_read_json(source))
+
+
+def _ab_items(data: Any, label: str) -> list[ABItem]:
     if not isinstance(data, list) or not data:
         raise ValueError(f"{label}: expected a non-empty JSON list of A/B items")
     return [_ab_item(raw, f"{label} item {index}") for index, raw in enumerate(data)]
@@ -196,7 +204,10 @@ def load_freeform(source: str | os.PathLike[str]) -> FreeformDataset:
     The JSON object holds ``name``, ``positive_targets``, ``negative_targets`` and ``items``
     (objects with ``prompt``, ``positive``, ``negative``); errors name the file and item index.
     """
-    data, label = _read_json(source)
+    return _freeform(*_read_json(source))
+
+
+def _freeform(data: Any, label: str) -> FreeformDataset:
     if not isinstance(data, dict):
         raise ValueError(f"{label}: expected a JSON object with 'items' and target lists")
     for key in ("items", "positive_targets", "negative_targets"):
@@ -222,6 +233,33 @@ def load_freeform(source: str | os.PathLike[str]) -> FreeformDataset:
         )
     except (ValueError, TypeError) as err:
         raise ValueError(f"{label}: {err}") from err
+
+
+def load_dataset(
+    source: str | os.PathLike[str], *, max_items: int | None = None
+) -> list[ABItem] | FreeformDataset:
+    """Load a contrast dataset of either format: A/B items or a free-form set.
+
+    ``source`` is ``"builtin:NAME"`` or a bundled ``NAME`` (``BUNDLED_AB + BUNDLED_FREEFORM``), a JSON
+    file path or an http(s) URL. A JSON list is read as CAA A/B items (returned as a ``list[ABItem]``),
+    a JSON object as a ``FreeformDataset``. ``max_items`` keeps the first items only. Raises
+    ``ValueError`` naming the file and item for malformed data, ``FileNotFoundError`` for a missing path.
+    """
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be >= 1 or None, got {max_items}")
+    text_source = os.fspath(source)
+    if text_source.startswith("builtin:"):
+        text_source = text_source.removeprefix("builtin:")
+        bundled = BUNDLED_AB + BUNDLED_FREEFORM
+        if text_source not in bundled:
+            raise ValueError(f"source: no bundled set {text_source!r} (bundled: {', '.join(bundled)})")
+    data, label = _read_json(text_source)
+    if isinstance(data, dict):
+        dataset = _freeform(data, label)
+        return dataset if max_items is None else replace(dataset, items=dataset.items[:max_items])
+    if isinstance(data, list):
+        return _ab_items(data, label)[:max_items]
+    raise ValueError(f"{label}: expected a JSON list of A/B items or an object of a free-form set")
 
 
 def swap_choices(item: ABItem) -> ABItem:
@@ -258,3 +296,28 @@ def split_items(items: Sequence[T], test_fraction: float = 0.25, *, seed: int = 
     test = [items[i] for i in order[:n_test]]
     train = [items[i] for i in order[n_test:]]
     return train, test
+
+
+@overload
+def split_dataset(
+    data: FreeformDataset, heldout_fraction: float = ..., *, seed: int = ...
+) -> tuple[FreeformDataset, FreeformDataset]: ...
+@overload
+def split_dataset(
+    data: Sequence[T], heldout_fraction: float = ..., *, seed: int = ...
+) -> tuple[list[T], list[T]]: ...
+def split_dataset(
+    data: FreeformDataset | Sequence[T], heldout_fraction: float = HELDOUT_FRACTION, *, seed: int = 0
+) -> tuple[FreeformDataset, FreeformDataset] | tuple[list[T], list[T]]:
+    """Split a dataset into ``(extraction data, held-out scoring data)``, shuffled by ``seed``.
+
+    A/B items (any sequence) give two lists, a ``FreeformDataset`` two ``FreeformDataset`` objects with
+    the same targets; ``heldout_fraction`` of the items (at least one, at most all but one) are held
+    out, as :func:`split_items` draws them. Behaviour is scored on items the vector was not read from.
+    """
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    if isinstance(data, FreeformDataset):
+        train, held_out = split_items(list(data.items), heldout_fraction, seed=seed)
+        return replace(data, items=tuple(train)), replace(data, items=tuple(held_out))
+    return split_items(list(data), heldout_fraction, seed=seed)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "PACKAGED_MODELS",
     "LoadedModel",
     "UnsupportedArchitectureError",
     "decoder_layers",
+    "default_device",
     "load_model",
     "model_d_model",
     "validate_layer",
@@ -54,7 +58,7 @@ class LoadedModel:
 
     model: nn.Module
     """The ``transformers`` model in eval mode, parameters frozen."""
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase | None
     """Its tokenizer (a ``transformers`` tokenizer), or ``None`` when the checkpoint has none."""
     name: str
     """The name or path it was loaded from."""
@@ -80,6 +84,11 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         """Floating dtype of the model's parameters."""
         return next(self.model.parameters()).dtype
+
+
+def default_device() -> torch.device:
+    """The device to run on when none is named: CUDA (the current device) when available, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -202,7 +211,7 @@ def load_model(
     return _wrap(model, tokenizer, os.fspath(name_or_path))
 
 
-def _wrap(model: nn.Module, tokenizer: Any, name: str) -> LoadedModel:
+def _wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, name: str) -> LoadedModel:
     model.eval()
     model.requires_grad_(False)
     n_layers = len(decoder_layers(model))

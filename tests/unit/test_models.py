@@ -12,6 +12,7 @@ from sae_steer_checks.lm.models import (
     LoadedModel,
     UnsupportedArchitectureError,
     decoder_layers,
+    default_device,
     load_model,
     model_d_model,
     validate_layer,
@@ -84,3 +85,10 @@ def test_load_model_offline_never_downloads(monkeypatch: pytest.MonkeyPatch) -> 
 def test_load_model_refuses_integer_dtype() -> None:
     with pytest.raises(ValueError, match="dtype"):
         load_model("gemma3-270m", dtype=torch.int8)
+
+
+def test_default_device_is_cuda_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == torch.device("cpu")

@@ -11,7 +11,6 @@ from sae_lens import JumpReLUSAE, TopKSAE
 from torch import Tensor
 
 from sae_steer_checks.data.corpus import CORPORA, split_corpus
-from sae_steer_checks.lm.hooks import residual_activations
 from sae_steer_checks.sae.loading import load_sae_folder
 from sae_steer_checks.train import TrainConfig, collect_activations, evaluate_sae, fit_sae, train_sae
 from tests.helpers.tiny_lm import tiny_model, tiny_tokenizer
@@ -123,17 +122,6 @@ def test_bad_config_is_named(kwargs: dict, match: str) -> None:
 def test_fit_refuses_too_few_rows() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         fit_sae(torch.zeros(10, D_IN), TrainConfig(batch_size=256))
-
-
-def test_collect_activations_drops_bos_and_matches_hooks() -> None:
-    model = tiny_model("gemma3", n_layers=3)
-    windows = torch.randint(4, 64, (5, 9), generator=torch.Generator().manual_seed(0))
-    acts = collect_activations(model, windows, 1, batch_size=2)
-    assert acts.shape == (5 * 8, 32)
-    assert acts.dtype == torch.float32
-    expected = residual_activations(model, windows, None, 1)[:, 1:].reshape(-1, 32)
-    assert torch.equal(acts, expected)
-    assert collect_activations(model, windows, 1, skip_first=False).shape == (5 * 9, 32)
 
 
 _DOCS = [" ".join(f"w{i} {j}" for j in range(40)) + "." for i in range(12)]
