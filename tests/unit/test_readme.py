@@ -20,3 +20,25 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert isinstance(report, dict)
     assert len(report["verdicts"]) == 6
     assert (tmp_path / "readme-report" / "report.json").is_file()
+
+
+def test_readme_real_model_calls_run_on_a_tiny_model() -> None:
+    import sae_steer_checks
+    from sae_steer_checks import CAAResult, load_dataset, split_dataset
+    from tests.helpers.tiny_lm import tiny_model, word_tokenizer
+
+    text = README.read_text(encoding="utf-8")
+    prose = text[text.index("On a real model") : text.index("### Where things live")]
+    calls = re.findall(r"`((?:extract_caa|make_score_fn)\(.*?\))`", prose)
+    assert len(calls) == 2, calls
+    # a held-out split with items matching on either letter, as ab_task without the swap needs
+    items, held_out = split_dataset(load_dataset("builtin:corrigibility", max_items=8), seed=1)
+    tokenizer = word_tokenizer(i.question for i in items + held_out)
+    namespace = {name: getattr(sae_steer_checks, name) for name in sae_steer_checks.__all__}
+    model = tiny_model("llama", len(tokenizer), n_layers=3)
+    namespace |= {"model": model, "tokenizer": tokenizer, "items": items, "held_out": held_out, "layer": 1}
+    caa, score_fn = (eval(call, namespace) for call in calls)
+    assert isinstance(caa, CAAResult)
+    assert caa.positive.shape == caa.negative.shape == (2 * len(items), 32)
+    assert caa.item_tensor().shape == (2 * len(items),)
+    assert score_fn(caa.vector).shape == (len(held_out),)
