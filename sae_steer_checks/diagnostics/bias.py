@@ -6,30 +6,32 @@ them is one way to read numbers like 89.06 vs an encoder bias of 86.20. The "del
 ``mean_x SAE(x + v) - SAE(x)``, keeps v in distribution by adding it to real activations; it lists
 the features v lowers as well as those it raises, since a negative projection (mechanism 2) shows up
 as a decrease.
+
+Verdict (:attr:`BiasCheck.status`): the claim is about the vector at hand, so it reads the exact share
+of SAE(v)'s mass already in SAE(0): ``problem`` when it lies above ``share_threshold`` (one half) and
+above the 95th percentile of the same share for ordinary activations (in-distribution inputs, where
+the encoder bias does not decide the code), ``fine`` otherwise, ``inconclusive`` without ordinary
+activations. The basic bootstrap over items and label-shuffled vectors of v's norm are reported beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
-from sae_steer_checks.sae.protocol import (
-    SAELike,
-    applies_b_dec_to_input,
-    as_float32,
-    encode_activations,
-    encode_in_sae_space,
-    validate_sae,
-    vector_to_sae_space,
-)
+from sae_steer_checks.diagnostics.resample import SaeDraws, VectorDraws, encode_draws
+from sae_steer_checks.diagnostics.space import EncodedSample, SaeSpace, encode_sample, sae_space
+from sae_steer_checks.sae.protocol import SAELike, encode_activations, validate_sae
 from sae_steer_checks.stats.resampling import basic_interval
 
 __all__ = ["BiasCheck", "ConventionComparison", "bias_check", "bottom_features", "jaccard", "top_features"]
+
+Verdict = Literal["problem", "fine", "inconclusive"]
 
 
 def top_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
@@ -154,33 +156,36 @@ class BiasCheck:
         out["mass_reference"] = None if ref is None else ref.to_dict()
         out["share_threshold"] = self.share_threshold
         out["interval_method"] = "basic bootstrap over items"
+        out["mass_bound"] = self.mass_bound
+        out["verdict"] = self.status
+        out["reason"] = self.reason
         return out
 
-    def with_draws(
-        self, sae: SAELike, bootstrap: Tensor, shuffled: Tensor, *, batch_size: int = 4096
-    ) -> BiasCheck:
-        """This check with ``mass_in_zero``'s interval and null from vector draws in SAE input space.
+    @property
+    def mass_bound(self) -> float:
+        """What SAE(v)'s share must exceed for ``problem``: ``share_threshold`` or the reference's q95."""
+        ref = self.mass_reference
+        return max(self.share_threshold, ref.q95) if ref is not None else self.share_threshold
 
-        Args:
-            sae: The SAE the check ran on.
-            bootstrap: Bootstrap draws of v ``[n_boot, d_in]`` (items resampled).
-            shuffled: Label-shuffled vectors of v's norm ``[n_null, d_in]``.
-            batch_size: Rows encoded at once.
+    @property
+    def status(self) -> Verdict:
+        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
+        return self._judge()[0]
 
-        Returns:
-            A copy with ``mass_interval`` and ``mass_null`` set.
-        """
-        f_0 = self.own.acts_zero
+    @property
+    def reason(self) -> str:
+        """Why :attr:`status` says what it says, in words that match the rule."""
+        return self._judge()[1]
 
-        def mass(vectors: Tensor) -> Tensor:
-            subtract = self.own.subtract_b_dec
-            f = encode_in_sae_space(sae, vectors, subtract_b_dec=subtract, batch_size=batch_size)
-            return _mass_in(f, f_0)
-
-        boot = mass(bootstrap).to(torch.float64)
-        low, high = basic_interval(self.own.mass_in_zero, boot, lower=0.0, upper=1.0)
-        null = stats.summarize_null(self.own.mass_in_zero, mass(shuffled).to(torch.float64))
-        return replace(self, mass_interval=(low, high), mass_null=null)
+    def _judge(self) -> tuple[Verdict, str]:
+        share = f"{100 * self.share_threshold:g}%"
+        if self.mass_reference is None:
+            return "inconclusive", "no in-distribution reference without ordinary activations"
+        if self.own.mass_in_zero > self.mass_bound:
+            return "problem", f"SAE(v)'s share exceeds {share} and the ordinary activations' 95th percentile"
+        return "fine", (
+            f"SAE(v)'s share stays at or below {share} or within the ordinary activations' 95th percentile"
+        )
 
 
 def _mass_in(f: Tensor, f_0: Tensor) -> Tensor:
@@ -194,13 +199,8 @@ def _pairs(top: tuple[tuple[int, float], ...]) -> list[dict[str, Any]]:
     return [{"feature": i, "value": v} for i, v in top]
 
 
-def _compare(sae: SAELike, v_sae: Tensor, subtract: bool, k: int, batch_size: int) -> ConventionComparison:
-    both = encode_in_sae_space(
-        sae,
-        torch.stack([v_sae, torch.zeros_like(v_sae)]),
-        subtract_b_dec=subtract,
-        batch_size=batch_size,
-    )
+def _compare(space: SaeSpace, v_sae: Tensor, subtract: bool, k: int) -> ConventionComparison:
+    both = space.encode(torch.stack([v_sae, torch.zeros_like(v_sae)]), subtract_b_dec=subtract)
     f_v, f_0 = both[0], both[1]
     top_v, top_0 = top_features(f_v, k), top_features(f_0, k)
     total = float(f_v.sum())
@@ -219,53 +219,71 @@ def _compare(sae: SAELike, v_sae: Tensor, subtract: bool, k: int, batch_size: in
     )
 
 
+def _delta_view(
+    sample: EncodedSample, v: Tensor, own: ConventionComparison, k: int
+) -> tuple[Tensor, tuple[tuple[int, float], ...], tuple[tuple[int, float], ...], stats.NullSummary]:
+    """``mean_x SAE(x + v) - SAE(x)``, its top and bottom features, and the ordinary activations' shares."""
+    total = torch.zeros(sample.space.d_sae, dtype=torch.float64)
+    masses = []
+    f_0 = own.acts_zero.to(torch.float32)
+    for rows, plain in sample.chunks():
+        diff = encode_activations(sample.space.sae, rows + v).to(torch.float32).cpu() - plain
+        total += diff.to(torch.float64).sum(dim=0)
+        masses.append(_mass_in(plain, f_0))
+    delta_mean = (total / sample.rows.shape[0]).to(torch.float32)
+    reference = stats.summarize_null(own.mass_in_zero, torch.cat(masses).to(torch.float64))
+    return delta_mean, top_features(delta_mean, k), bottom_features(delta_mean, k), reference
+
+
 def bias_check(
-    sae: SAELike,
+    sae: SAELike | SaeSpace,
     vector: Tensor,
-    activations: Tensor | None = None,
+    activations: Tensor | EncodedSample | None = None,
     *,
+    draws: VectorDraws | SaeDraws | None = None,
     top_k: int = 5,
     batch_size: int = 4096,
     share_threshold: float = 0.5,
 ) -> BiasCheck:
-    """Compare SAE(v) with SAE(0) under both decoder-bias conventions, plus the delta view.
+    """Compare SAE(v) with SAE(0) under both decoder-bias conventions, plus the delta view, and judge it.
 
     Args:
-        sae: any :class:`SAELike`; computed in float32.
+        sae: any :class:`SAELike` (computed in float32), or the run's :class:`SaeSpace`.
         vector: steering vector ``[d_in]`` in model space (mapped through the SAE's input
             normalisation, if any, with the scale typical ``activations`` receive).
-        activations: optional real activations ``[n, d_in]`` for the delta view.
+        activations: ordinary activations ``[n, d_in]`` (or the run's :class:`EncodedSample`) for the
+            delta view and the verdict's in-distribution reference.
+        draws: bootstrap and label-shuffled draws of the vector (``resample.vector_draws``, or already
+            encoded), for the share's interval and null.
         top_k: number of top features (and of largest decreases) to list.
-        batch_size: rows encoded at once.
+        batch_size: rows encoded at once (when ``sae`` is not a :class:`SaeSpace` already).
         share_threshold: the verdict's least share of SAE(v)'s mass in SAE(0).
 
     Returns:
-        A :class:`BiasCheck`.
+        A finished :class:`BiasCheck`.
     """
-    d_in, _ = validate_sae(sae)
+    d_in, _ = validate_sae(sae.sae if isinstance(sae, SaeSpace) else sae)
     top_k = validate_positive_int(top_k, "top_k")
     v = validate_vector(vector, d_in, "vector")
-    x = None if activations is None else validate_batch(activations, d_in, "activations")
-    sae = as_float32(sae)
-    v_sae = vector_to_sae_space(sae, v, x)
-    own_convention = applies_b_dec_to_input(sae)
-    own = _compare(sae, v_sae, own_convention, top_k, batch_size)
-    other = _compare(sae, v_sae, not own_convention, top_k, batch_size)
+    if isinstance(activations, Tensor):
+        activations = validate_batch(activations, d_in, "activations")
+    rows = activations.rows if isinstance(activations, EncodedSample) else activations
+    space = sae_space(sae, rows, batch_size=batch_size)
+    v_sae = space.to_sae(v)
+    own = _compare(space, v_sae, space.subtract_b_dec, top_k)
+    other = _compare(space, v_sae, not space.subtract_b_dec, top_k)
     delta_mean = delta_top = delta_bottom = reference = None
-    if x is not None:
-        total = torch.zeros(sae.W_dec.shape[0], dtype=torch.float64)
-        masses = []
-        f_0 = own.acts_zero.to(torch.float32)
-        for start in range(0, x.shape[0], batch_size):
-            chunk = x[start : start + batch_size]
-            plain = encode_activations(sae, chunk).to(torch.float32).cpu()
-            diff = encode_activations(sae, chunk + v).to(torch.float32).cpu() - plain
-            total += diff.to(torch.float64).sum(dim=0)
-            masses.append(_mass_in(plain, f_0))
-        delta_mean = (total / x.shape[0]).to(torch.float32)
-        delta_top = top_features(delta_mean, top_k)
-        delta_bottom = bottom_features(delta_mean, top_k)
-        reference = stats.summarize_null(own.mass_in_zero, torch.cat(masses).to(torch.float64))
+    if activations is not None:
+        delta_mean, delta_top, delta_bottom, reference = _delta_view(
+            encode_sample(space, activations), v, own, top_k
+        )
+    interval = null = None
+    if draws is not None:
+        encoded = encode_draws(space, draws)
+        boot = _mass_in(encoded.bootstrap_codes, own.acts_zero).to(torch.float64)
+        interval = basic_interval(own.mass_in_zero, boot, lower=0.0, upper=1.0)
+        shuffled = _mass_in(encoded.shuffled_codes, own.acts_zero).to(torch.float64)
+        null = stats.summarize_null(own.mass_in_zero, shuffled)
     return BiasCheck(
         top_k=top_k,
         own=own,
@@ -273,6 +291,8 @@ def bias_check(
         delta_mean=delta_mean,
         delta_top=delta_top,
         delta_bottom=delta_bottom,
+        mass_interval=interval,
+        mass_null=null,
         mass_reference=reference,
         share_threshold=float(share_threshold),
     )

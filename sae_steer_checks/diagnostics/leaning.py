@@ -58,7 +58,7 @@ minimum effect with 0 in SAE(v), whatever its p-value. The flagged count has
   the flipped means, and 0 in SAE(v) for the flipped steering vector when ``null_vector_codes`` gives
   its codes (:func:`leaning_check` builds them; without them the observed SAE(v) = 0 mask stands in).
 
-**Verdict** (:meth:`LeaningCheck.verdict`): ``problem`` when at least one flagged feature passes
+**Verdict** (:attr:`LeaningCheck.status`): ``problem`` when at least one flagged feature passes
 Holm's test and the number that pass exceeds the null's 95th percentile: under the complete null
 Holm rejects anything with probability at most ``alpha``, so noise alone says ``problem`` at most
 at that rate. ``fine`` only when there is no candidate at all (no feature that leans negative past
@@ -82,14 +82,8 @@ from torch import Tensor
 
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_fraction
-from sae_steer_checks.sae.protocol import (
-    SAELike,
-    as_float32,
-    encode_activations,
-    encode_in_sae_space,
-    validate_sae,
-    vector_to_sae_space,
-)
+from sae_steer_checks.diagnostics.space import SaeSpace, sae_space
+from sae_steer_checks.sae.protocol import SAELike, as_float32, encode_activations, validate_sae
 
 __all__ = [
     "FdrMethod",
@@ -245,15 +239,32 @@ class LeaningCheck:
         """What the interval's lower end must exceed for ``problem``: the null's 95th percentile (>= 0)."""
         return max(0.0, self.flagged_null.q95) if self.flagged_null is not None else 0.0
 
-    def verdict(self) -> Verdict:
+    @property
+    def status(self) -> Verdict:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        if self.confirmed and len(self.confirmed) > self.flagged_bound:
-            return "problem"
+        return self._judge()[0]
+
+    @property
+    def reason(self) -> str:
+        """Why :attr:`status` says what it says, in words that match the rule."""
+        return self._judge()[1]
+
+    def _judge(self) -> tuple[Verdict, str]:
+        confirmed = len(self.confirmed)
+        if self.confirmed and confirmed > self.flagged_bound:
+            return "problem", (
+                f"{confirmed} flagged feature(s) pass Holm, more than the label-flip null's 95th percentile"
+            )
         # a candidate leans negative past the minimum effect and is dropped by SAE(v): not finding it
         # significant is no evidence that it is not lost
-        if self.flagged or self.candidates:
-            return "inconclusive"
-        return "fine"
+        if self.flagged:
+            return "inconclusive", "too few flagged features pass Holm and the label-flip null"
+        if self.candidates:
+            return "inconclusive", (
+                "features that lean negative past the minimum effect get 0 in SAE(v), but none leans "
+                "significantly"
+            )
+        return "fine", "SAE(v) drops no feature that leans negative past the minimum effect"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the stable keys of the report's ``negative_leaning`` section."""
@@ -298,7 +309,8 @@ class LeaningCheck:
             "confirmed": list(self.confirmed),
             "flagged_null": None,
             "flagged_bound": self.flagged_bound,
-            "verdict": self.verdict(),
+            "verdict": self.status,
+            "reason": self.reason,
         }
         if self.flagged_null is not None:
             out["flagged_null"] = self.flagged_null.to_dict()
@@ -926,7 +938,7 @@ def leaning_from_acts(
 
 
 def flipped_vector_codes(
-    sae: SAELike,
+    sae: SAELike | SaeSpace,
     item_diffs: Tensor,
     sample: Tensor | None = None,
     *,
@@ -940,7 +952,7 @@ def flipped_vector_codes(
     decoder-bias convention (:func:`encode_in_sae_space`), as SAE(v) is.
 
     Args:
-        sae: The SAE.
+        sae: The SAE, or the run's :class:`SaeSpace` (then ``sample`` and ``batch_size`` are not read).
         item_diffs: Per-item differences ``pos - neg`` in model space ``[n_items, d_in]`` (rows in
             the order of the sorted item ids).
         sample: Activations that set the input normalisation's scale (if the SAE has one).
@@ -949,11 +961,12 @@ def flipped_vector_codes(
     Returns:
         A function from sign vectors ``[B, n_items]`` to SAE codes ``[B, d_sae]`` (float32, CPU).
     """
+    space = sae_space(sae, sample, batch_size=batch_size)
     diffs = item_diffs.detach().to(torch.float64).cpu()
 
     def codes(signs: Tensor) -> Tensor:
         vectors = (signs.to(torch.float64).cpu() @ diffs / diffs.shape[0]).to(torch.float32)
-        return encode_in_sae_space(sae, vector_to_sae_space(sae, vectors, sample), batch_size=batch_size)
+        return space.encode(space.to_sae(vectors))
 
     return codes
 

@@ -7,14 +7,19 @@ The claim is about the vector at hand, whose norm is known exactly, and about th
 vector it estimates (the mean difference over all items). ``||v||`` of a mean of noisy differences is
 biased upward (``E ||v||^2 = ||mu||^2 + tr(Sigma) / n``), so the population norm is estimated by the
 unbiased U-statistic ``sum_{i != j} d_i . d_j / (n (n - 1))`` of ``||mu||^2`` with a jackknife normal
-interval, whose ends are square-rooted (clipped at 0). The verdict needs both below its bound.
+interval, whose ends are square-rooted (clipped at 0).
+
+Verdict (:attr:`NormCheck.status`), read on the interval that holds both ``||v||`` and the interval of
+``||mu||``: ``problem`` when it lies wholly below the bound (the activation norm at ``bound_percentile``,
+the 1st by default), ``fine`` when it lies wholly at or above it, else ``inconclusive``, as it is
+without paired items (no interval for ``||mu||``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from scipy import stats as scipy_stats
@@ -26,6 +31,8 @@ from sae_steer_checks.stats.resampling import squared_norm_u
 __all__ = ["DEFAULT_QUANTILES", "NormCheck", "norm_check"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+INTERVAL_METHOD = "U-statistic of ||mu||^2, jackknife normal interval, square-rooted"
+Verdict = Literal["problem", "fine", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,37 @@ class NormCheck:
         if self.n_activations < 1:
             raise ValueError(f"n_activations must be >= 1, got {self.n_activations}")
 
+    @property
+    def verdict_interval(self) -> tuple[float, float] | None:
+        """The interval the verdict reads, holding ``||v||`` and the interval of ``||mu||`` (or None)."""
+        if self.interval is None:
+            return None
+        return min(self.interval[0], self.steering_norm), max(self.interval[1], self.steering_norm)
+
+    @property
+    def status(self) -> Verdict:
+        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
+        return self._judge()[0]
+
+    @property
+    def reason(self) -> str:
+        """Why :attr:`status` says what it says, in words that match the rule."""
+        return self._judge()[1]
+
+    def _judge(self) -> tuple[Verdict, str]:
+        level = f"percentile {self.bound_percentile:g} of activation norms"
+        iv = self.verdict_interval
+        if iv is None:
+            return "inconclusive", "without paired items the population vector's norm has no interval"
+        if iv[1] < self.bound:
+            return "problem", f"the vector's norm and the population norm's interval lie below {level}"
+        if iv[0] >= self.bound:
+            return "fine", f"the vector's norm and the population norm's interval lie at or above {level}"
+        return "inconclusive", f"the norms straddle {level}"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (quantile levels as strings)."""
+        iv = self.verdict_interval
         return {
             "steering_norm": self.steering_norm,
             "activation_norm_median": self.activation_norm_median,
@@ -77,24 +113,11 @@ class NormCheck:
             "population_norm": self.population_norm,
             "bound_percentile": self.bound_percentile,
             "bound": self.bound,
-            "interval_method": "U-statistic of ||mu||^2, jackknife normal interval, square-rooted",
+            "interval_method": INTERVAL_METHOD,
+            "verdict_interval": None if iv is None else list(iv),
+            "verdict": self.status,
+            "reason": self.reason,
         }
-
-    def with_items(self, diffs: Tensor, activation_norms: Tensor, *, level: float = 0.95) -> NormCheck:
-        """This check with the population norm and its interval from per-item differences ``[n, d]``.
-
-        ``activation_norms [m]`` are the norms the percentile is taken among (mid-rank, as above).
-        """
-        u, se = squared_norm_u(diffs)
-        z = float(scipy_stats.norm.ppf(0.5 + level / 2))
-        low, high = (math.sqrt(max(x, 0.0)) for x in (u - z * se, u + z * se))
-        pct = tuple(_mid_rank(activation_norms.to(torch.float64), x) for x in (low, high))
-        return replace(
-            self,
-            interval=(low, high),
-            percentile_interval=(pct[0], pct[1]),
-            population_norm=math.sqrt(max(u, 0.0)),
-        )
 
 
 def _mid_rank(norms: Tensor, value: float) -> float:
@@ -108,19 +131,25 @@ def norm_check(
     vector: Tensor,
     activations: Tensor,
     *,
+    items: Tensor | None = None,
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
     bound_percentile: float = 1.0,
+    level: float = 0.95,
 ) -> NormCheck:
-    """Compare ``||vector||`` with the norms of ``activations``.
+    """Compare ``||vector||`` with the norms of ``activations``, and judge it.
 
     Args:
         vector: steering vector ``[d_model]``.
         activations: activations at the same layer ``[n, d_model]`` (or ``[batch, seq, d_model]``).
+        items: per-item pair differences ``[n_items, d_model]`` (``resample.item_differences``) of
+            which ``vector`` estimates the mean: the population norm and its interval need at least
+            3 items (with fewer, or None, there is no interval and the verdict is inconclusive).
         quantiles: quantile levels in ``[0, 1]`` to report.
         bound_percentile: percentile (0-100) of activation norms that is the verdict's bound.
+        level: confidence level of the population norm's interval.
 
     Returns:
-        A :class:`NormCheck`; the percentile is the mid-rank of the vector's norm among the
+        A finished :class:`NormCheck`; the percentile is the mid-rank of the vector's norm among the
         activation norms, so scaling both by the same ``c > 0`` leaves ratio and percentile fixed.
     """
     if not isinstance(activations, Tensor):
@@ -139,6 +168,16 @@ def norm_check(
     median = float(norms.quantile(0.5))
     percentile = _mid_rank(norms, v_norm)
     q_values = norms.quantile(torch.tensor(list(quantiles), dtype=torch.float64)) if quantiles else []
+    interval = percentiles = population = None
+    if items is not None:
+        if items.ndim != 2 or items.shape[1] != d_model:
+            raise ValueError(f"items must have shape [n_items, {d_model}], got {list(items.shape)}")
+        if items.shape[0] >= 3:
+            u, se = squared_norm_u(items)
+            z = float(scipy_stats.norm.ppf(0.5 + level / 2))
+            low, high = (math.sqrt(max(x, 0.0)) for x in (u - z * se, u + z * se))
+            interval, population = (low, high), math.sqrt(max(u, 0.0))
+            percentiles = (_mid_rank(norms, low), _mid_rank(norms, high))
     return NormCheck(
         steering_norm=v_norm,
         activation_norm_median=median,
@@ -146,6 +185,9 @@ def norm_check(
         ratio=v_norm / median if median > 0 else 0.0,
         percentile=percentile,
         n_activations=int(norms.numel()),
+        interval=interval,
+        percentile_interval=percentiles,
+        population_norm=population,
         bound_percentile=float(bound_percentile),
         bound=float(norms.quantile(bound_percentile / 100)),
     )

@@ -39,7 +39,7 @@ support OMP and the encoder pick changes with it), and on hard planted worlds wi
 interval holds ``gap(mu)`` in only about three worlds in four (README's calibration table), so it is
 reported, not used by the verdict.
 
-Verdict (:meth:`DecompositionNulls.verdict`): ``inconclusive`` unless both gates pass: the signed fit
+Verdict (:attr:`DecompositionNulls.status`): ``inconclusive`` unless both gates pass: the signed fit
 of v beats the isotropic null at k, p-value ``(1 + #{null >= v}) / (1 + n_null) <= alpha``, and (when
 pairs were given) the signal test has p-value ``<= alpha``; then ``problem`` when the gap exceeds
 ``min_gap``, else ``fine``, or ``inconclusive`` when k was capped below SAE(v)'s own sparsity (a
@@ -61,14 +61,8 @@ from torch import Tensor
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
 from sae_steer_checks.diagnostics.decompose import omp
-from sae_steer_checks.sae.protocol import (
-    SAELike,
-    as_float32,
-    decode_features,
-    encode_in_sae_space,
-    validate_sae,
-    vector_to_sae_space,
-)
+from sae_steer_checks.diagnostics.space import SaeSpace, sae_space
+from sae_steer_checks.sae.protocol import SAELike, decode_features, validate_sae
 
 __all__ = [
     "ACCOUNTS",
@@ -173,16 +167,28 @@ class DecompositionNulls:
             "level": self.level,
         }
 
-    def verdict(self) -> Verdict:
+    @property
+    def status(self) -> Verdict:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
+        return self._judge()[0]
+
+    @property
+    def reason(self) -> str:
+        """Why :attr:`status` says what it says, in words that match the rule."""
+        return self._judge()[1]
+
+    def _judge(self) -> tuple[Verdict, str]:
         fig = self.verdict_figures()
-        if not (fig["beats_null"] and fig["is_signal"]):
-            return "inconclusive"
+        if not fig["is_signal"]:
+            return "inconclusive", "v is no longer than label-flipped noise"
+        if not fig["beats_null"]:
+            return "inconclusive", f"the signed fit does not beat {GATE_FAMILY} directions at k"
         if fig["gap"] > self.min_gap:
-            return "problem"
+            return "problem", "the signed fit beats SAE(v) by more than min_gap"
         # k was capped below SAE(v)'s own sparsity: a longer signed code might still beat SAE(v)
-        capped = self.sae_l0 is not None and self.sae_l0 > self.k
-        return "inconclusive" if capped else "fine"
+        if self.sae_l0 is not None and self.sae_l0 > self.k:
+            return "inconclusive", "SAE(v) is within min_gap of the signed fit, but k was capped"
+        return "fine", "SAE(v) is within min_gap of the signed fit"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: per account the cosine and each family's null; the curves; the verdict."""
@@ -229,7 +235,8 @@ class DecompositionNulls:
             "n_boot": 0 if self.gap_draws is None else int(self.gap_draws.numel()),
             "min_gap": self.min_gap,
             "alpha": self.alpha,
-            "verdict": self.verdict(),
+            "verdict": self.status,
+            "reason": self.reason,
             **{f"verdict_{key}": value for key, value in self.verdict_figures().items()},
         }
 
@@ -258,7 +265,7 @@ def _item_differences(
 
 
 def null_vectors(
-    sae: SAELike,
+    sae: SAELike | SaeSpace,
     norm: float,
     *,
     activations: Tensor | None = None,
@@ -271,7 +278,8 @@ def null_vectors(
     """Null vectors of norm ``norm`` in the SAE's input space, by family.
 
     Args:
-        sae: The SAE (its run-time normalisation maps model-space draws into its input space).
+        sae: The SAE, or the run's :class:`SaeSpace` (its run-time normalisation maps model-space
+            draws into its input space).
         norm: Norm of every null vector.
         activations: Model-space activations ``[n, d_in]`` for the ``covariance`` family.
         pos: Positive activations ``[n_pairs, d_in]`` for the ``shuffled`` family (with ``neg``).
@@ -284,12 +292,13 @@ def null_vectors(
         ``{"isotropic": [n_null, d_in], "covariance": ..., "shuffled": ...}`` (families whose inputs
         were given), float32.
     """
-    d_in, _ = validate_sae(sae)
-    n_null = validate_positive_int(n_null, "n_null")
-    gen = stats.as_generator(generator)
     sample = activations
     if sample is None and pos is not None and neg is not None:
         sample = torch.cat([pos, neg])
+    space = sae_space(sae, sample)
+    d_in = space.d_in
+    n_null = validate_positive_int(n_null, "n_null")
+    gen = stats.as_generator(generator)
     out = {"isotropic": torch.randn(n_null, d_in, generator=gen, dtype=torch.float64)}
     if activations is not None:
         a = validate_batch(activations, d_in, "activations")
@@ -297,10 +306,7 @@ def null_vectors(
     diffs = _item_differences(pos, neg, item_ids, d_in)
     if diffs is not None:
         out["shuffled"] = stats.label_flips(n_null, diffs.shape[0], gen) @ diffs / diffs.shape[0]
-    return {
-        f: _to_norm(vector_to_sae_space(sae, x.to(torch.float32), sample).to(torch.float64), norm).float()
-        for f, x in out.items()
-    }
+    return {f: _to_norm(space.to_sae(x.float()).to(torch.float64), norm).float() for f, x in out.items()}
 
 
 def _cosines(u: Tensor, rec: Tensor) -> Tensor:
@@ -346,7 +352,7 @@ def _check_resolution(n: int, alpha: float, name: str) -> None:
 
 
 def decomposition_nulls(
-    sae: SAELike,
+    sae: SAELike | SaeSpace,
     v: Tensor,
     *,
     activations: Tensor | None = None,
@@ -371,7 +377,7 @@ def decomposition_nulls(
     one batched OMP run (see the module docstring for the rule).
 
     Args:
-        sae: Any :class:`SAELike` (computed in float32).
+        sae: Any :class:`SAELike` (computed in float32), or the run's :class:`SaeSpace`.
         v: The steering vector already in the SAE's input space ``[d_in]`` (run.py's ``v_sae``).
         activations: Model-space activations ``[n, d_in]``: adds the ``covariance`` family (reported).
         pos: Positive activations ``[n_pairs, d_in]`` (with ``neg``): adds the ``shuffled`` family
@@ -390,15 +396,15 @@ def decomposition_nulls(
         n_flips: Sign flips of the signal test; ``1 / (1 + n_flips) <= alpha`` is required.
         generator: Generator or integer seed.
         device: Where OMP runs (default: the decoder's device).
-        batch_size: Rows encoded at once.
+        batch_size: Rows encoded at once (when ``sae`` is not a :class:`SaeSpace` already).
 
     Returns:
-        A :class:`DecompositionNulls`.
+        A finished :class:`DecompositionNulls`.
 
     Raises:
         ValueError: on a bad argument, or ``n_null`` / ``n_flips`` too small to reach ``alpha``.
     """
-    d_in, d_sae = validate_sae(sae)
+    d_in, d_sae = validate_sae(sae.sae if isinstance(sae, SaeSpace) else sae)
     vec = validate_vector(v, d_in, "v").to(torch.float32).cpu()
     k_max = min(validate_positive_int(k_max, "k_max"), d_sae)
     n_null = validate_positive_int(n_null, "n_null")
@@ -412,11 +418,14 @@ def decomposition_nulls(
     if k_sae is not None:
         k_sae = min(validate_positive_int(k_sae, "k_sae"), k_max)
     _check_resolution(n_null, alpha, "n_null")
-    sae = as_float32(sae)
+    sample = activations
+    if sample is None and pos is not None and neg is not None:
+        sample = torch.cat([pos, neg])
+    space = sae_space(sae, sample, batch_size=batch_size)
     norm = float(vec.to(torch.float64).norm())
     gen = stats.as_generator(generator)
     nulls = null_vectors(
-        sae,
+        space,
         norm,
         activations=activations,
         pos=pos,
@@ -429,10 +438,7 @@ def decomposition_nulls(
     diffs = _item_differences(pos, neg, item_ids, d_in)
     if diffs is not None:
         _check_resolution(n_flips, alpha, "n_flips")
-        sample = activations
-        if sample is None and pos is not None and neg is not None:
-            sample = torch.cat([pos, neg])
-        in_sae = vector_to_sae_space(sae, diffs.to(torch.float32), sample).to(torch.float64)
+        in_sae = space.to_sae(diffs.to(torch.float32)).to(torch.float64)
         signal_p = _signal_p_value(in_sae, n_flips, gen)
     families = list(nulls)
     boot = (
@@ -441,15 +447,15 @@ def decomposition_nulls(
         else validate_batch(bootstrap, d_in, "bootstrap").to(torch.float32).cpu()
     )
     U = torch.cat([vec[None], *(nulls[f] for f in families), boot])
-    dev = sae.W_dec.device
-    codes = encode_in_sae_space(sae, U.to(dev), batch_size=batch_size)
-    zero = encode_in_sae_space(sae, torch.zeros(1, d_in, device=dev), batch_size=batch_size)
+    dev = space.sae.W_dec.device
+    codes = space.encode(U.to(dev))
+    zero = space.encode(torch.zeros(1, d_in, device=dev))
     accounts = {
-        "sae": _cosines(U, decode_features(sae, codes).cpu()),
-        "sae_minus_zero": _cosines(U, decode_features(sae, codes - zero).cpu()),
+        "sae": _cosines(U, decode_features(space.sae, codes).cpu()),
+        "sae_minus_zero": _cosines(U, decode_features(space.sae, codes - zero).cpu()),
     }
     l0 = (codes > 0).sum(1).cpu()
-    fit = omp(sae.W_dec, U, k_max, device=device, return_path=True)
+    fit = omp(space.sae.W_dec, U, k_max, device=device, return_path=True)
     curves = fit.path_cosines(U)
     sizes = [1] + [n_null] * len(families) + [boot.shape[0]]
     split = {name: torch.split(values, sizes) for name, values in accounts.items()}

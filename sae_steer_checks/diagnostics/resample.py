@@ -4,7 +4,8 @@ A CAA vector is a mean over items of pair differences, so its sampling noise is 
 a bootstrap over items gives draws ``v* = v + (mean* - mean)`` (the shift keeps a vector that is not
 exactly the plain mean, e.g. a letter-balanced one, centred where it is), and flipping the sign of
 whole items gives label-shuffled vectors, what CAA returns when the labels carry no information.
-Rows sharing an item id (an A/B item and its choice-swapped copy) are averaged first.
+Rows sharing an item id (an A/B item and its choice-swapped copy) are averaged first. The draws are
+mapped into the SAE's input space and encoded once (:func:`encode_draws`) for every check that reads them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
+from sae_steer_checks.diagnostics.space import SaeSpace
 
-__all__ = ["VectorDraws", "item_differences", "vector_draws"]
+__all__ = ["SaeDraws", "VectorDraws", "encode_draws", "item_differences", "vector_draws"]
 
 
 @dataclass(frozen=True)
@@ -87,4 +89,34 @@ def vector_draws(
     shuffled = shuffled * (target / shuffled.norm(dim=1, keepdim=True).clamp_min(1e-30))
     return VectorDraws(
         bootstrap=boot.to(torch.float32), shuffled=shuffled.to(torch.float32), n_items=n, weights=weights
+    )
+
+
+@dataclass(frozen=True)
+class SaeDraws:
+    """:class:`VectorDraws` in the SAE's input space, with their codes under the SAE's own convention."""
+
+    bootstrap: Tensor
+    """``[n_boot, d_in]`` bootstrap draws of v in the SAE's input space."""
+    bootstrap_codes: Tensor
+    """``[n_boot, d_sae]`` their SAE codes (float32, CPU)."""
+    shuffled: Tensor
+    """``[n_shuffled, d_in]`` label-shuffled vectors of v's norm in the SAE's input space."""
+    shuffled_codes: Tensor
+    """``[n_shuffled, d_sae]`` their SAE codes (float32, CPU)."""
+    weights: Tensor
+    """``[n_boot, n_items]`` weight of each item in each bootstrap draw (see :class:`VectorDraws`)."""
+
+
+def encode_draws(space: SaeSpace, draws: VectorDraws | SaeDraws) -> SaeDraws:
+    """``draws`` mapped into ``space`` and encoded (an :class:`SaeDraws` is returned as it is)."""
+    if isinstance(draws, SaeDraws):
+        return draws
+    bootstrap, shuffled = space.to_sae(draws.bootstrap), space.to_sae(draws.shuffled)
+    return SaeDraws(
+        bootstrap=bootstrap,
+        bootstrap_codes=space.encode(bootstrap),
+        shuffled=shuffled,
+        shuffled_codes=space.encode(shuffled),
+        weights=draws.weights,
     )

@@ -21,22 +21,24 @@ the code of any vector that points against the anchor, behaviour or not. The cla
 of the vector at hand, so the verdict reads the exact figure; the bootstrap interval (each draw
 re-estimating which features lean negative, the anchors' eligibility, from its resampled items;
 basic, clipped to [0, 1]) says how far it moves with other items and is reported beside it. The
-verdict (:meth:`SpuriousCheck.verdict`) says ``problem`` when the share exceeds ``min_share`` and the
+verdict (:attr:`SpuriousCheck.status`) says ``problem`` when the share exceeds ``min_share`` and the
 reference's 95th percentile; ``fine`` when it stays at or below ``min_share``, or within the
 reference's 95th percentile (ordinary activations show as much); ``inconclusive`` only when spurious
-partners exist and there is no reference. :meth:`SpuriousCheck.reason` says which.
+partners exist and there is no reference. :attr:`SpuriousCheck.reason` says which.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
+from sae_steer_checks.diagnostics.resample import SaeDraws
+from sae_steer_checks.diagnostics.space import EncodedSample
 from sae_steer_checks.stats.resampling import basic_interval
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "SpuriousProjection",
     "anchor_pairs",
     "largest_shares",
+    "reference_shares",
     "spurious_check",
 ]
 
@@ -132,12 +135,14 @@ class SpuriousCheck:
         q95 = self.share_reference.q95 if self.share_reference is not None else 0.0
         return max(self.min_share, q95)
 
-    def verdict(self) -> Verdict:
+    @property
+    def status(self) -> Verdict:
         """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
         return self._judge()[0]
 
+    @property
     def reason(self) -> str:
-        """Why :meth:`verdict` says what it says, in words that match the rule."""
+        """Why :attr:`status` says what it says, in words that match the rule."""
         return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
@@ -155,52 +160,6 @@ class SpuriousCheck:
             "carries no more of the change than it does for inputs the SAE was trained on"
         )
 
-    def with_draws(
-        self,
-        W_dec: Tensor,
-        W_enc: Tensor,
-        firing_rate: Tensor,
-        bootstrap: tuple[Tensor, Tensor],
-        shuffled: tuple[Tensor, Tensor],
-        reference: Tensor | None = None,
-        *,
-        negative: Tensor | None = None,
-        negative_draws: Tensor | None = None,
-    ) -> SpuriousCheck:
-        """This check with ``max_share``'s interval and null from vector draws in SAE input space.
-
-        Args:
-            W_dec: Decoder ``[d_sae, d_in]``.
-            W_enc: Encoder ``[d_in, d_sae]``.
-            firing_rate: Share of prompts on which each feature fires ``[d_sae]``.
-            bootstrap: Bootstrap draws of v and their SAE codes, ``([B, d_in], [B, d_sae])``.
-            shuffled: Label-shuffled vectors of v's norm and their codes, ``([N, d_in], [N, d_sae])``.
-            reference: :func:`largest_shares` of ordinary activations ``[n]`` (None: no reference).
-            negative: Bool mask of negative-leaning features (as given to :func:`spurious_check`).
-            negative_draws: That mask re-estimated on each bootstrap draw's items ``[B, d_sae]``
-                (None: ``negative`` for every draw).
-        """
-        found = anchor_pairs(W_dec, firing_rate, threshold=self.threshold, rare_rate=self.rare_rate)
-
-        def shares(draws: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
-            return largest_shares(
-                W_dec,
-                W_enc,
-                draws[0],
-                draws[1],
-                firing_rate,
-                negative=mask,
-                threshold=self.threshold,
-                rare_rate=self.rare_rate,
-                pairs=found,
-            )
-
-        boot = shares(bootstrap, negative if negative_draws is None else negative_draws)
-        low, high = basic_interval(self.max_share, boot, lower=0.0, upper=1.0)
-        null = stats.summarize_null(self.max_share, shares(shuffled, negative))
-        ref = None if reference is None else stats.summarize_null(self.max_share, reference)
-        return replace(self, share_interval=(low, high), share_null=null, share_reference=ref)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         null, ref = self.share_null, self.share_reference
@@ -212,8 +171,8 @@ class SpuriousCheck:
             "share_bound": self.share_bound,
             "share_definition": "anchor part / (|anchor part| + |rest|) of the pre-activation change",
             "interval_method": "basic bootstrap over items (negative-leaning anchors re-estimated per draw)",
-            "verdict": self.verdict(),
-            "reason": self.reason(),
+            "verdict": self.status,
+            "reason": self.reason,
             "spurious": [s.to_dict() for s in self.spurious],
             "below_share": [s.to_dict() for s in self.below_share],
             "min_share": self.min_share,
@@ -245,8 +204,11 @@ def spurious_check(
     threshold: float = -0.5,
     rare_rate: float = 0.05,
     min_share: float = 0.5,
+    draws: SaeDraws | None = None,
+    code_diffs: Tensor | None = None,
+    ordinary: EncodedSample | None = None,
 ) -> SpuriousCheck:
-    """Explain every positive SAE(v) coefficient on a rare feature, and list sign conflicts.
+    """Explain every positive SAE(v) coefficient on a rare feature, list sign conflicts, and judge it.
 
     A rare feature i with ``SAE(v)_i > 0`` and ``v @ W_enc[:, i] > 0`` has *candidate anchors*: every
     j with ``cos(d_i, d_j) < threshold`` that is negative-leaning (``negative[j]``, any feature if
@@ -268,9 +230,15 @@ def spurious_check(
         threshold: Decoder cosine below which a pair is anti-aligned.
         rare_rate: Features firing on at most this share of prompts are rare.
         min_share: Share in [0, 1] that makes a partner spurious (0: every anchored partner).
+        draws: Bootstrap draws of v and label-shuffled vectors of its norm in the SAE's input space,
+            with their codes (``resample.encode_draws``): the key figure's interval and null.
+        code_diffs: Per-item differences of the prompts' codes ``[n_items, d_sae]``, so that each
+            bootstrap draw re-estimates from its own items which features lean negative (None:
+            ``negative`` for every draw).
+        ordinary: Ordinary activations with their codes: the key figure's in-distribution reference.
 
     Returns:
-        A :class:`SpuriousCheck`; every list is sorted by feature id, conflicts by projection.
+        A finished :class:`SpuriousCheck`; every list is sorted by feature id, conflicts by projection.
     """
     if not (0.0 <= min_share <= 1.0):
         raise ValueError(f"min_share must be in [0, 1], got {min_share}")
@@ -316,8 +284,28 @@ def spurious_check(
         for i in conflict[order].tolist()
     )
     anchored = [p.share for p in (*spurious, *weak)]
+    max_share = max([0.0, *anchored])
+    pairs = anchor_pairs(W_dec, firing_rate, threshold=threshold, rare_rate=rare_rate)
+    rule: dict[str, Any] = {"threshold": threshold, "rare_rate": rare_rate, "pairs": pairs}
+    interval = null = reference = None
+    if draws is not None:
+        mask = negative
+        if code_diffs is not None:
+            # which features lean negative, re-estimated on each draw's resampled items
+            mask = ((draws.weights @ code_diffs) < 0) & (firing_rate.cpu() > 0)[None, :]
+        boot = largest_shares(
+            W_dec, W_enc, draws.bootstrap, draws.bootstrap_codes, firing_rate, negative=mask, **rule
+        )
+        interval = basic_interval(max_share, boot, lower=0.0, upper=1.0)
+        shuffled = largest_shares(
+            W_dec, W_enc, draws.shuffled, draws.shuffled_codes, firing_rate, negative=negative, **rule
+        )
+        null = stats.summarize_null(max_share, shuffled)
+    if ordinary is not None:
+        shares = reference_shares(ordinary, W_dec, firing_rate, negative=negative, **rule)
+        reference = stats.summarize_null(max_share, shares)
     return SpuriousCheck(
-        max_share=max([0.0, *anchored]),
+        max_share=max_share,
         threshold=float(threshold),
         rare_rate=float(rare_rate),
         spurious=tuple(spurious),
@@ -326,6 +314,9 @@ def spurious_check(
         sign_conflicts=conflicts,
         min_share=float(min_share),
         below_share=tuple(weak),
+        share_interval=interval,
+        share_null=null,
+        share_reference=reference,
     )
 
 
@@ -394,3 +385,28 @@ def largest_shares(
         valid &= mask[js][None, :] if mask.ndim == 1 else mask[:, js]
     share = share.where(valid, torch.full_like(share, -torch.inf)).amax(dim=1)
     return share.clamp_min(0.0).to(torch.float64)
+
+
+def reference_shares(
+    ordinary: EncodedSample,
+    W_dec: Tensor,
+    firing_rate: Tensor,
+    *,
+    negative: Tensor | None = None,
+    threshold: float = -0.5,
+    rare_rate: float = 0.05,
+    pairs: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """:func:`largest_shares` of each ordinary activation against SAE(0), as for v: ``[n]`` float64.
+
+    Each activation is mapped into the SAE's input space as v is, with the code the SAE gives it.
+    """
+    if pairs is None:
+        pairs = anchor_pairs(W_dec, firing_rate, threshold=threshold, rare_rate=rare_rate)
+    W_enc = ordinary.space.W_enc
+    rule: dict[str, Any] = {"threshold": threshold, "rare_rate": rare_rate, "pairs": pairs}
+    shares = [
+        largest_shares(W_dec, W_enc, rows, codes, firing_rate, negative=negative, **rule)
+        for rows, codes in ordinary.chunks(in_sae_space=True)
+    ]
+    return torch.cat(shares)

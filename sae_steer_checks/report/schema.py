@@ -43,7 +43,9 @@ __all__ = [
 #: the leaning count's interval and null, the spurious share's interval and null, the bias's
 #: in-distribution reference and the signed-fit gap's interval; 4 the population norm, the bounds
 #: echoed in their sections, the leaning test's family, the one-sided retention test and the
-#: decomposition compared at SAE(v)'s own sparsity.
+#: decomposition compared at SAE(v)'s own sparsity. Keys added within a version: every check's section
+#: carries the status its check decided (``verdict``, or ``status`` for retention) and a ``reason``;
+#: ``norm.verdict_interval`` and ``bias.mass_bound`` are the interval and the bound those verdicts read.
 SCHEMA_VERSION = 4
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
@@ -72,6 +74,9 @@ class NormSection(TypedDict):
     interval_method: str
     bound_percentile: float
     bound: float
+    verdict_interval: list[float] | None
+    verdict: Status
+    reason: str
 
 
 class ConventionSection(TypedDict):
@@ -101,6 +106,9 @@ class BiasSection(ConventionSection):
     mass_reference: dict[str, float] | None
     share_threshold: float
     interval_method: str
+    mass_bound: float
+    verdict: Status
+    reason: str
 
 
 class LeaningSection(TypedDict):
@@ -135,6 +143,7 @@ class LeaningSection(TypedDict):
     n_tested: int
     n_untested_candidates: int
     verdict: Status
+    reason: str
 
 
 class PairEntry(TypedDict):
@@ -221,6 +230,7 @@ class DecompositionNullsSection(TypedDict):
     min_gap: float
     alpha: float
     verdict: Status
+    reason: str
     verdict_beats_null: bool
     verdict_p_values: dict[str, float]
     verdict_gap: float

@@ -1,8 +1,9 @@
 """Verdict lines: one plain-words judgement per mechanism, read from the JSON report dict.
 
-Each verdict names its key figure, so a reader can check it against ``report.json``. Every bound a
-verdict uses is read from its section (set by ``CheckConfig`` and echoed in ``provenance.config``) and
-written into the verdict's ``rule``, so a verdict can be traced.
+Every check decides its own status (``diagnostics``) and writes it into its section with the figure,
+the interval and the bound it read; this module only puts those into words. Each verdict names its
+key figure, so a reader can check it against ``report.json``, and its ``rule`` carries the bound
+(set by ``CheckConfig`` and echoed in ``provenance.config``), so a verdict can be traced.
 """
 
 from __future__ import annotations
@@ -176,8 +177,9 @@ def collect_verdicts(report: Mapping[str, Any]) -> list[Verdict]:
 
 
 def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
-    # problem: the given vector's norm and the whole 95% interval of the population CAA vector's norm
-    # lie below the bound (the activation norm at the configured percentile, the 1st by default).
+    # status from the diagnostic (see diagnostics.norms): problem when the given vector's norm and the
+    # whole interval of the population CAA vector's norm lie below the bound (the activation norm at
+    # the configured percentile, the 1st by default).
     name = "Out of distribution"
     pct, ratio, n = norm["percentile"], norm["ratio"], norm["n_activations"]
     where = (
@@ -194,45 +196,34 @@ def _norm_verdict(norm: Mapping[str, Any]) -> Verdict:
     null = NullSummary(f"norms of {n} ordinary activations", median, q95, pct, n)
     level = norm["bound_percentile"]
     rule = Rule("below", norm["bound"], f"percentile {fmt_num(level)} of activation norms")
-    iv = norm["interval"]
-    if iv is None:
-        return Verdict(
-            name,
-            "inconclusive",
-            sentence + "; without paired activations there is no interval for the population vector's norm.",
-            figure,
-            None,
-            null,
-            rule,
-        )
-    # The given vector and the population CAA vector it estimates must both be below the bound.
-    v_norm = norm["steering_norm"]
-    interval = Interval(
-        min(iv[0], v_norm), max(iv[1], v_norm), 0.95, "U-statistic of ||mu||^2 (jackknife), with ||v||"
-    )
+    status: Status = norm["verdict"]
+    iv, held = norm["interval"], norm["verdict_interval"]
+    if iv is None or held is None:
+        sentence += "; without paired activations there is no interval for the population vector's norm."
+        return Verdict(name, status, sentence, figure, None, null, rule)
+    # the interval holds the given vector's norm and the population CAA vector's it estimates
+    interval = Interval(held[0], held[1], 0.95, "U-statistic of ||mu||^2 (jackknife), with ||v||")
     sentence += (
         f" (population CAA vector's norm {fmt_num(norm['population_norm'])}, 95% interval "
         f"{fmt_num(iv[0])}-{fmt_num(iv[1])})"
     )
-    if clears(interval, rule):
-        status: Status = "problem"
+    if status == "problem":
         sentence += (
             f"; both lie below {fmt_num(100 - level)}% of activations: the SAE sees the vector out of "
             "distribution."
         )
-    elif interval.low >= rule.bound:
-        status = "fine"
+    elif status == "fine":
         sentence += "; it lies within the activation-norm distribution."
     else:
-        status = "inconclusive"
         sentence += f"; the norms straddle percentile {fmt_num(level)} of activation norms."
     return Verdict(name, status, sentence, figure, interval, null, rule)
 
 
 def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
-    # problem: SAE(v)'s mass already in SAE(0) lies above share_threshold (one half) and above the 95th
-    # percentile of the same share for ordinary activations (in-distribution inputs). The claim is
-    # about the vector at hand: its share is exact; the resampling interval is reported beside it.
+    # status from the diagnostic (see diagnostics.bias): problem when SAE(v)'s mass already in SAE(0)
+    # lies above share_threshold (one half) and above the 95th percentile of the same share for
+    # ordinary activations. The claim is about the vector at hand: its share is exact; the resampling
+    # interval is reported beside it.
     name = "Encoder bias"
     top_v = feature_ids(bias["top_features_vector"])
     shared = len(set(top_v) & set(feature_ids(bias["top_features_zero"])))
@@ -247,23 +238,16 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
     iv, ref, shuffled = bias["mass_interval"], bias["mass_reference"], bias["mass_null"]
     null = _ordinary_reference(ref)
     threshold = bias["share_threshold"]
-    bound = max(threshold, ref["q95"]) if ref is not None else threshold
     what = (
         f"{fmt_pct(threshold)} and the ordinary activations' 95th percentile"
         if ref is not None
         else fmt_pct(threshold)
     )
-    rule = Rule("above", bound, what)
+    rule = Rule("above", bias["mass_bound"], what)
+    status: Status = bias["verdict"]
     if null is None:
-        return Verdict(
-            name,
-            "inconclusive",
-            sentence + "; no in-distribution reference without ordinary activations.",
-            figure,
-            None,
-            null,
-            rule,
-        )
+        sentence += "; no in-distribution reference without ordinary activations."
+        return Verdict(name, status, sentence, figure, None, null, rule)
     interval = _exact(mass)
     sentence += (
         f" (ordinary activations: {fmt_pct(null.mean)} on average, 95th percentile {fmt_pct(null.q95)}"
@@ -273,11 +257,9 @@ def _bias_verdict(bias: Mapping[str, Any]) -> Verdict:
     if shuffled is not None:
         sentence += f"; label-shuffled vectors of v's norm: {fmt_pct(shuffled['mean'])}"
     sentence += ")"
-    if clears(interval, rule):
-        status: Status = "problem"
+    if status == "problem":
         sentence += "; SAE(v) mostly shows the encoder bias, not v."
     else:
-        status = "fine"
         sentence += "; SAE(v) leans on the encoder bias no more than an ordinary activation's code does."
     return Verdict(name, status, sentence, figure, interval, null, rule)
 

@@ -102,7 +102,7 @@ def _world_verdict(seed: int, n_behaviour: int) -> DecompositionNulls:
 
 def test_null_worlds_say_problem_at_most_at_the_nominal_rate() -> None:
     results = [_world_verdict(seed, 0) for seed in range(N_NULL_WORLDS)]
-    rate = sum(r.verdict() == "problem" for r in results) / N_NULL_WORLDS
+    rate = sum(r.status == "problem" for r in results) / N_NULL_WORLDS
     assert rate <= ALPHA + _bound(ALPHA, N_NULL_WORLDS)
     # Label noise is decoder-sparse: its signed fit beats isotropic directions in most null worlds, so
     # that gate alone could not calibrate the verdict; the signal test does.
@@ -111,4 +111,4 @@ def test_null_worlds_say_problem_at_most_at_the_nominal_rate() -> None:
 
 def test_effect_worlds_say_problem_with_power_at_least_0_8() -> None:
     results = [_world_verdict(seed, 8) for seed in range(N_EFFECT_WORLDS)]
-    assert sum(r.verdict() == "problem" for r in results) / N_EFFECT_WORLDS >= 0.8
+    assert sum(r.status == "problem" for r in results) / N_EFFECT_WORLDS >= 0.8

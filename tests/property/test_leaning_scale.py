@@ -78,7 +78,7 @@ def test_the_same_worlds_without_the_feature_rarely_say_problem() -> None:
     verdicts = []
     for seed in range(N_NULL_WORLDS):
         pos, neg, vector_acts = _world(20, 16_384, seed=100 + seed, planted=False)
-        verdicts.append(leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=seed).verdict())
+        verdicts.append(leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=seed).status)
     rate = verdicts.count("problem") / N_NULL_WORLDS
     assert rate <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / N_NULL_WORLDS)
     # With 20 items, candidates that differ in fewer items cannot be tested: never "fine".

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics.bias import bias_check, bottom_features, jaccard, top_features
+from sae_steer_checks.diagnostics.bias import BiasCheck, bias_check, bottom_features, jaccard, top_features
+from sae_steer_checks.diagnostics.resample import encode_draws, vector_draws
+from sae_steer_checks.diagnostics.space import encode_sample, sae_space
+from sae_steer_checks.stats import NullSummary as Draws
 from tests.helpers.hand_saes import make_sae, orthonormal_rows
 from tests.helpers.reference_impl import jaccard_loop
 
@@ -111,3 +116,49 @@ def test_ordinary_activations_give_the_in_distribution_reference() -> None:
     assert result.mass_reference.percentile == 100.0  # v's share (~0.97) is above every one
     assert result.to_dict()["mass_reference"]["n"] == 3
     assert bias_check(sae, v).mass_reference is None
+
+
+def bias_with(mass: float, *, reference_q95: float | None) -> BiasCheck:
+    """A finished check whose SAE(v) has ``mass`` of its mass in SAE(0), beside a reference of that q95."""
+    sae, W = _gemma_like()
+    check = bias_check(sae, 0.1 * W[0] + 3.0 * W[4])
+    reference = None if reference_q95 is None else Draws(0.3, 0.1, 0.1, reference_q95, 100, 99.0)
+    return replace(check, own=replace(check.own, mass_in_zero=mass), mass_reference=reference)
+
+
+@pytest.mark.parametrize(
+    ("mass", "q95", "status"),
+    [(0.7, 0.55, "problem"), (0.3, 0.55, "fine"), (0.52, 0.55, "fine"), (0.9, 0.95, "fine"),
+     (0.9, 0.2, "problem"), (0.9, None, "inconclusive")],
+)  # fmt: skip
+def test_the_verdict_reads_the_given_vectors_share_against_half_and_the_reference(
+    mass: float, q95: float | None, status: str
+) -> None:
+    # (0.9, 0.95): no problem where ordinary activations lean on the bias as much
+    check = bias_with(mass, reference_q95=q95)
+    assert check.status == status
+    assert check.mass_bound == max(0.5, q95 or 0.0)
+    entry = check.to_dict()
+    assert (entry["verdict"], entry["reason"]) == (status, check.reason)
+    assert entry["mass_bound"] == check.mass_bound
+
+
+def test_one_call_gives_the_interval_the_null_and_the_reference() -> None:
+    sae, W = _gemma_like()
+    acts = torch.stack([200.0 * W[2] + 150.0 * W[3], 180.0 * W[4] + 220.0 * W[5], 300.0 * W[2]])
+    v = 0.1 * W[0] + 3.0 * W[4]
+    gen = torch.Generator().manual_seed(0)
+    diffs = v + 0.5 * torch.randn(12, 8, generator=gen, dtype=torch.float64)
+    draws = vector_draws(v, diffs, n_boot=30, n_shuffled=19, generator=1)
+    check = bias_check(sae, v, acts, draws=draws)
+    assert check.mass_interval is not None
+    assert check.mass_null is not None
+    assert check.mass_null.n == 19
+    assert check.mass_reference is not None
+    assert check.mass_reference.n == 3
+    assert 0.0 <= check.mass_interval[0] <= check.mass_interval[1] <= 1.0
+    # the same draws encoded once by the caller give the same check
+    space = sae_space(sae, acts)
+    again = bias_check(space, v, encode_sample(space, acts), draws=encode_draws(space, draws))
+    assert again.to_dict() == check.to_dict()
+    assert check.status == "problem"  # SAE(v) is mostly SAE(0), unlike the ordinary activations' codes

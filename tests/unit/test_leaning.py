@@ -354,7 +354,7 @@ def test_sign_flip_default_reports_interval_null_and_min_effect() -> None:
     assert bool(result.large_effect[0])
     assert summary["min_effect"] == 0.1
     assert result.flagged == (0,)
-    assert result.verdict() == "problem"
+    assert result.status == "problem"
 
 
 def test_choice_swapped_copies_count_as_one_item() -> None:
@@ -393,7 +393,7 @@ def test_no_candidate_is_fine_and_bad_options_are_rejected() -> None:
     result = leaning_from_acts(same, same.clone())
     # no feature leans negative: nothing the SAE could drop
     assert result.candidates == ()
-    assert result.verdict() == "fine"
+    assert result.status == "fine"
     assert result.to_dict()["n_significant"] == 0
     with pytest.raises(ValueError, match="test must be"):
         leaning_from_acts(same, same, test="wilcoxon")  # type: ignore[arg-type]
@@ -435,7 +435,7 @@ def test_flagged_count_has_a_holm_lower_bound_and_a_label_flip_null() -> None:
     )
     assert quiet.to_dict()["flagged_null"] is None
     assert quiet.confirmed == ()
-    assert quiet.verdict() != "problem"
+    assert quiet.status != "problem"
     with pytest.raises(ValueError, match="n_null_tests"):
         leaning_from_acts(pos, neg, n_null_tests=-1)
 
@@ -467,7 +467,7 @@ def test_verdict_is_never_fine_when_candidates_cannot_be_tested() -> None:
     assert narrow.to_dict()["n_tested"] == 20
     assert float(narrow.p_values[0]) == 2.0**-11
     assert narrow.confirmed == (0,)
-    assert narrow.verdict() == "problem"
+    assert narrow.status == "problem"
 
 
 def test_verdict_is_fine_only_without_candidates() -> None:
@@ -480,14 +480,14 @@ def test_verdict_is_fine_only_without_candidates() -> None:
     assert result.candidates  # noise leaves some negative leans past the minimum effect
     assert result.untested_candidates == ()
     # candidates that do not reach significance are not shown to be kept: no power, no "fine"
-    assert result.verdict() == "inconclusive"
+    assert result.status == "inconclusive"
     # SAE(v) keeps every negative-leaning feature: no candidate, and the answer is "fine"
     kept = leaning_from_acts(pos, neg, vector_acts=torch.ones(30), generator=0)
     assert kept.candidates == ()
-    assert kept.verdict() == "fine"
+    assert kept.status == "fine"
     # The same data with a candidate that no outcome could flag (2 non-zero items) is inconclusive.
     pos[:, 2] = neg[:, 2]
     neg[:2, 2] += 5.0
     untestable = leaning_from_acts(pos, neg, vector_acts=vector_acts, generator=0)
     assert untestable.untested_candidates == (2,)
-    assert untestable.verdict() == "inconclusive"
+    assert untestable.status == "inconclusive"

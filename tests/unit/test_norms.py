@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics.norms import norm_check
+from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
+from sae_steer_checks.stats.resampling import squared_norm_u
 from tests.helpers.reference_impl import percentile_loop
 
 
@@ -56,3 +59,43 @@ def test_low_precision_input_is_computed_in_float32() -> None:
 def test_bad_input_names_the_argument(vector: torch.Tensor, acts: torch.Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         norm_check(vector, acts)
+
+
+def test_items_give_the_population_norm_and_its_interval() -> None:
+    gen = torch.Generator().manual_seed(4)
+    acts = 10.0 * torch.randn(300, 6, generator=gen)
+    mu = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    items = mu + torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    result = norm_check(items.mean(0), acts, items=items)
+    u, se = squared_norm_u(items)
+    assert result.population_norm == pytest.approx(math.sqrt(u))
+    assert result.interval is not None
+    assert result.interval[0] == pytest.approx(math.sqrt(max(u - 1.959963984540054 * se, 0.0)))
+    assert result.interval[0] < 3.0 < result.interval[1]
+    assert result.percentile_interval is not None
+    # two items are too few for the U-statistic's jackknife: no interval, no verdict
+    assert norm_check(items.mean(0), acts, items=items[:2]).interval is None
+    assert norm_check(items.mean(0), acts, items=items[:2]).status == "inconclusive"
+    with pytest.raises(ValueError, match="items must have shape"):
+        norm_check(items.mean(0), acts, items=items[:, :5])
+
+
+@pytest.mark.parametrize(
+    ("norm", "interval", "status"),
+    [(12.5, (10.0, 12.0), "problem"), (12.5, (100.0, 119.0), "problem"),
+     (12.5, (100.0, 130.0), "inconclusive"), (150.0, (120.0, 300.0), "fine"),
+     (130.0, (10.0, 119.0), "inconclusive"), (120.0, (120.0, 130.0), "fine"), (12.5, None, "inconclusive")],
+)  # fmt: skip
+def test_the_verdict_needs_the_vector_and_the_population_norm_below_the_bound(
+    norm: float, interval: tuple[float, float] | None, status: str
+) -> None:
+    check = NormCheck(
+        steering_norm=norm, activation_norm_median=150.0, n_activations=10, interval=interval, bound=120.0
+    )
+    assert check.status == status
+    if interval is None:
+        assert check.verdict_interval is None
+    else:
+        assert check.verdict_interval == (min(norm, interval[0]), max(norm, interval[1]))
+    entry = check.to_dict()
+    assert (entry["verdict"], entry["reason"]) == (status, check.reason)

@@ -96,14 +96,14 @@ DRAWS = [0.5 + 0.001 * i for i in range(39)]
 
 
 def test_verdict_gates_on_the_isotropic_null_and_the_signal_then_reads_the_gap() -> None:
-    assert _nulls(0.9, 0.2, DRAWS).verdict() == "problem"
-    assert _nulls(0.9, 0.85, DRAWS).verdict() == "fine"  # gap 0.05 at or below min_gap 0.1
-    assert _nulls(0.52, 0.1, DRAWS).verdict() == "inconclusive"  # inside the isotropic null
+    assert _nulls(0.9, 0.2, DRAWS).status == "problem"
+    assert _nulls(0.9, 0.85, DRAWS).status == "fine"  # gap 0.05 at or below min_gap 0.1
+    assert _nulls(0.52, 0.1, DRAWS).status == "inconclusive"  # inside the isotropic null
     # The shuffled family is reported beside the gate, never a gate itself.
-    assert _nulls(0.9, 0.2, DRAWS, high_reported=True).verdict() == "problem"
+    assert _nulls(0.9, 0.2, DRAWS, high_reported=True).status == "problem"
     # A v that label-shuffled noise matches in length is no signal: its gap says nothing.
-    assert _nulls(0.9, 0.2, DRAWS, signal_p_value=0.3).verdict() == "inconclusive"
-    assert _nulls(0.9, 0.2, DRAWS, signal_p_value=0.001).verdict() == "problem"
+    assert _nulls(0.9, 0.2, DRAWS, signal_p_value=0.3).status == "inconclusive"
+    assert _nulls(0.9, 0.2, DRAWS, signal_p_value=0.001).status == "problem"
     figures = _nulls(0.9, 0.2, DRAWS, high_reported=True).verdict_figures()
     assert figures["p_values"] == {"isotropic": pytest.approx(1 / 40), "shuffled": 1.0}
     assert figures["gate_family"] == "isotropic"
@@ -124,11 +124,11 @@ def test_the_gap_interval_is_the_basic_one_and_decides_the_verdict() -> None:
     low, high = result.verdict_figures()["gap_interval"]
     assert low == pytest.approx(2 * 0.5 - 0.6475)
     assert high == pytest.approx(2 * 0.5 - 0.5525)
-    assert result.verdict() == "problem"
+    assert result.status == "problem"
     straddling = [0.1 + 0.001 * i for i in range(101)]  # gap 0.1: interval 0.0525 .. 0.1475
-    assert _nulls(0.5, 0.4, DRAWS, gap_draws=straddling).verdict() == "inconclusive"
+    assert _nulls(0.5, 0.4, DRAWS, gap_draws=straddling).status == "inconclusive"
     below = [0.05 + 0.0001 * i for i in range(101)]
-    assert _nulls(0.56, 0.5, DRAWS, gap_draws=below).verdict() == "fine"
+    assert _nulls(0.56, 0.5, DRAWS, gap_draws=below).status == "fine"
 
 
 def _planted(
@@ -162,7 +162,7 @@ def test_a_signed_mix_of_many_decoder_rows_is_a_problem_at_sae_v_s_own_sparsity(
     assert figures["gate_p_value"] == pytest.approx(1 / 40)
     assert figures["signal_p_value"] == pytest.approx(1 / 1000)
     assert figures["gap_interval"][0] > 0.5
-    assert result.verdict() == "problem"
+    assert result.status == "problem"
     summary = result.to_dict()
     assert summary["accounts"]["signed"]["k"] == l0
     assert summary["verdict_k"] == l0
@@ -191,7 +191,7 @@ def test_a_positive_mix_of_a_few_rows_that_sae_v_reconstructs_is_fine(n_bias: in
     figures = result.verdict_figures()
     assert figures["beats_null"]
     assert figures["gap_interval"][1] <= 0.1
-    assert result.verdict() == "fine"
+    assert result.status == "fine"
 
 
 def test_bootstrap_copies_the_given_k_and_the_k_max_cap() -> None:

@@ -82,6 +82,9 @@ def _study_figures() -> dict[str, Any]:
             "bound_percentile": 1.0,
             "bound": 120.0,
             "population_norm": 11.0,
+            "interval": [10.0, 12.0],
+            "verdict_interval": [10.0, 12.5],
+            "verdict": "problem",
         },
         "bias": {
             "top_k": 5,
@@ -218,8 +221,10 @@ def test_every_mechanism_gets_one_plain_verdict_line() -> None:
 
 def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report = example_report()
-    report["norm"].update(steering_norm=135.0, interval=[130.0, 140.0])  # above the 1st percentile, 120
-    report["bias"].update(mass_in_zero=0.2, mass_interval=[0.1, 0.3])
+    # above the 1st percentile of activation norms, 120
+    report["norm"].update(steering_norm=135.0, interval=[130.0, 140.0], verdict_interval=[130.0, 140.0])
+    report["norm"]["verdict"] = "fine"
+    report["bias"].update(mass_in_zero=0.2, mass_interval=[0.1, 0.3], verdict="fine")
     report["negative_leaning"]["verdict"] = "fine"
     report["aligned_pairs"].update(spurious=[], verdict="fine")
     report["decomposition_nulls"]["verdict"] = "fine"

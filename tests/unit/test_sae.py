@@ -123,9 +123,9 @@ def test_run_checks_gives_the_same_report_for_the_plain_and_the_sae_lens_sae(wor
     pos, neg = world.sample_contrastive(80, torch.Generator().manual_seed(1))
     acts = world.sample_activations(120, torch.Generator().manual_seed(2))
     vector = (pos - neg).mean(dim=0)
-    config = CheckConfig(signed_k=8, block_size=64)
-    lens = run_checks(world.sae, vector, pos, neg, acts, config=config).to_report()
-    plain = run_checks(plain_copy(world.sae), vector, pos, neg, acts, config=config).to_report()
+    config = CheckConfig(signed_k=8)
+    lens = run_checks(world.sae, vector, pos, neg, acts, config=config, block_size=64).to_report()
+    plain = run_checks(plain_copy(world.sae), vector, pos, neg, acts, config=config, block_size=64).to_report()
     assert _without_sae_description(plain) == _without_sae_description(lens)
     assert plain["provenance"]["sae"]["class"] == "PlainSAE"
     assert (

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics.spurious import largest_shares, spurious_check
-from tests.helpers.hand_saes import orthonormal_rows
+from sae_steer_checks.diagnostics.resample import SaeDraws
+from sae_steer_checks.diagnostics.space import EncodedSample, encode_sample, sae_space
+from sae_steer_checks.diagnostics.spurious import SpuriousCheck, largest_shares, spurious_check
+from sae_steer_checks.stats.resampling import basic_interval
+from tests.helpers.hand_saes import make_sae, orthonormal_rows
 
 
 def _setup(rho: float = 0.82) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +21,7 @@ def _setup(rho: float = 0.82) -> tuple[torch.Tensor, torch.Tensor]:
     return W, B
 
 
-def _run(v: torch.Tensor, W: torch.Tensor, **kwargs: float) -> object:
+def _run(v: torch.Tensor, W: torch.Tensor, **kwargs: Any) -> SpuriousCheck:
     f_v = torch.relu(v @ W.T)
     rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
     negative = torch.tensor([True, False, False, False])
@@ -28,26 +32,26 @@ def test_share_is_the_anchor_directions_part_of_the_pre_activation_change() -> N
     W, B = _setup()
     v = -3.0 * W[0] + 0.5 * B[1]
     result = _run(v, W)
-    (s,) = result.spurious  # type: ignore[attr-defined]
+    (s,) = result.spurious
     # pre_1 = v . d_1 = 0.82 * 3 + 0.5 * sqrt(1 - 0.82^2); the anchor's part is 0.82 * 3.
     pre = 0.82 * 3.0 + 0.5 * math.sqrt(1 - 0.82**2)
     assert s.share == pytest.approx(0.82 * 3.0 / pre, abs=1e-5)
     assert (s.feature, s.explained_by) == (1, 0)
-    assert result.to_dict()["spurious"][0]["share"] == pytest.approx(s.share)  # type: ignore[attr-defined]
-    assert result.to_dict()["min_share"] == 0.5  # type: ignore[attr-defined]
+    assert result.to_dict()["spurious"][0]["share"] == pytest.approx(s.share)
+    assert result.to_dict()["min_share"] == 0.5
 
 
 def test_a_partner_pushed_mostly_by_its_own_direction_is_not_spurious() -> None:
     W, B = _setup()
     v = -0.5 * W[0] + 4.0 * B[1]  # the partner fires mostly because v points along its own part
     result = _run(v, W)
-    assert result.spurious == ()  # type: ignore[attr-defined]
-    (weak,) = result.below_share  # type: ignore[attr-defined]
+    assert result.spurious == ()
+    (weak,) = result.below_share
     assert weak.feature == 1
     assert weak.share < 0.5
-    assert result.unexplained == (1,)  # type: ignore[attr-defined]
+    assert result.unexplained == (1,)
     # A lower bar lets it through.
-    assert [s.feature for s in _run(v, W, min_share=0.05).spurious] == [1]  # type: ignore[attr-defined]
+    assert [s.feature for s in _run(v, W, min_share=0.05).spurious] == [1]
 
 
 def test_min_share_must_be_a_share() -> None:
@@ -80,35 +84,43 @@ def test_largest_shares_is_the_checks_key_figure_vector_by_vector() -> None:
     assert max(one_by_one) > 0.5  # the comparison covers anchored partners, not only zeros
 
 
+def _draws(boot: torch.Tensor, W: torch.Tensor, weights: torch.Tensor | None = None) -> SaeDraws:
+    """The same vectors as bootstrap draws and as shuffled ones, with ReLU codes of the tied encoder."""
+    codes = torch.relu(boot @ W.T)
+    w = torch.full((boot.shape[0], 3), 1 / 3, dtype=torch.float64) if weights is None else weights
+    return SaeDraws(bootstrap=boot, bootstrap_codes=codes, shuffled=boot, shuffled_codes=codes, weights=w)
+
+
+def _ordinary(W: torch.Tensor, rows: torch.Tensor) -> EncodedSample:
+    """Ordinary activations encoded by a ReLU SAE whose decoder is ``W`` (tied encoder, no biases)."""
+    sae = make_sae(W, torch.zeros(W.shape[0]), architecture="relu")
+    return encode_sample(sae_space(sae, rows), rows)
+
+
 def test_pairs_verdict_reads_its_interval_against_the_reference() -> None:
     W, B = _setup()
-    result = _run(-3.0 * W[0] + 0.5 * B[1], W)
-    assert result.verdict() == "inconclusive"  # type: ignore[attr-defined]  # spurious, but no reference
+    v = -3.0 * W[0] + 0.5 * B[1]
+    assert _run(v, W).status == "inconclusive"  # spurious, but no reference
     boot = torch.stack([-3.0 * W[0] + s * B[1] for s in (0.3, 0.5, 0.7)])
-    codes = torch.relu(boot @ W.T)
-    negative = torch.tensor([True, False, False, False])
-    rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
-    drawn = result.with_draws(  # type: ignore[attr-defined]
-        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64), negative=negative
-    )
+    # ordinary activations whose codes fire nothing: their share is 0
+    drawn = _run(v, W, draws=_draws(boot, W), ordinary=_ordinary(W, torch.zeros(10, 8)))
     assert drawn.share_interval[0] > 0.5
-    assert drawn.verdict() == "problem"
+    assert drawn.status == "problem"
     assert drawn.to_dict()["share_bound"] == 0.5
-    assert "largest share exceeds 50%" in drawn.reason()
+    assert "largest share exceeds 50%" in drawn.reason
     # where ordinary activations get the same share, the pair is part of normal encoding
-    alike = result.with_draws(  # type: ignore[attr-defined]
-        W, W.T, rate, (boot, codes), (boot, codes), torch.ones(10, dtype=torch.float64), negative=negative
-    )
-    assert alike.verdict() == "fine"
-    assert "ordinary activations" in alike.reason()  # fine because ordinary inputs show as much
-    assert "below 50%" not in alike.reason()
+    alike = _run(v, W, draws=_draws(boot, W), ordinary=_ordinary(W, v.expand(10, 8).clone()))
+    assert alike.share_reference.q95 == pytest.approx(alike.max_share)
+    assert alike.status == "fine"
+    assert "ordinary activations" in alike.reason  # they show as much
+    assert "below 50%" not in alike.reason
 
 
 def test_share_stays_a_share_when_the_rest_pulls_the_other_way() -> None:
     """The anchor's part over the total absolute push: at most 1 even when the rest is negative."""
     W, B = _setup()
     v = -3.0 * W[0] - 0.5 * B[1]  # the partner's own part pulls down, the anchor's part pushes up
-    (s,) = _run(v, W).spurious  # type: ignore[attr-defined]
+    (s,) = _run(v, W).spurious
     part, rest = 0.82 * 3.0, -0.5 * math.sqrt(1 - 0.82**2)
     assert s.share == pytest.approx(part / (abs(part) + abs(rest)), abs=1e-5)
     assert 0.5 < s.share < 1.0
@@ -125,21 +137,25 @@ def test_a_vanishing_change_gives_no_share() -> None:
 
 def test_anchors_are_re_estimated_on_each_bootstrap_draw() -> None:
     W, B = _setup()
-    result = _run(-3.0 * W[0] + 0.5 * B[1], W)
+    v = -3.0 * W[0] + 0.5 * B[1]
     boot = torch.stack([-3.0 * W[0] + s * B[1] for s in (0.3, 0.5, 0.7)])
-    codes = torch.relu(boot @ W.T)
     rate = torch.tensor([0.5, 0.0, 0.0, 0.0])
-    negative = torch.tensor([True, False, False, False])
-    fixed = result.with_draws(  # type: ignore[attr-defined]
-        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64), negative=negative
-    )
-    # on the first draw the anchor no longer leans negative: that draw's share is 0
-    mask = negative.repeat(3, 1)
-    mask[0, 0] = False
-    drawn = result.with_draws(  # type: ignore[attr-defined]
-        W, W.T, rate, (boot, codes), (boot, codes), torch.zeros(10, dtype=torch.float64),
-        negative=negative, negative_draws=mask,
-    )  # fmt: skip
+    # draw b resamples only item b; feature 0 leans negative in items 1 and 2, not in item 0
+    weights = torch.eye(3, dtype=torch.float64)
+    code_diffs = torch.zeros(3, 4, dtype=torch.float64)
+    code_diffs[:, 0] = torch.tensor([1.0, -1.0, -1.0])
+    fixed = _run(v, W, draws=_draws(boot, W, weights))
+    drawn = _run(v, W, draws=_draws(boot, W, weights), code_diffs=code_diffs)
     assert drawn.share_interval != fixed.share_interval
+    mask = torch.tensor([True, False, False, False]).repeat(3, 1)
+    mask[0, 0] = False  # on the first draw the anchor no longer leans negative: that draw's share is 0
+    codes = torch.relu(boot @ W.T)
     assert largest_shares(W, W.T, boot, codes, rate, negative=mask).tolist()[0] == 0.0
+    negative = torch.tensor([True, False, False, False])
     assert min(largest_shares(W, W.T, boot, codes, rate, negative=negative).tolist()) > 0.5
+    assert fixed.share_interval == basic_interval(
+        fixed.max_share, largest_shares(W, W.T, boot, codes, rate, negative=negative), lower=0.0, upper=1.0
+    )
+    assert drawn.share_interval == basic_interval(
+        drawn.max_share, largest_shares(W, W.T, boot, codes, rate, negative=mask), lower=0.0, upper=1.0
+    )

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from sae_steer_checks.diagnostics.norms import NormCheck
 from sae_steer_checks.report.schema import validate_report
 from sae_steer_checks.report.verdicts import (
     Figure,
@@ -12,11 +13,11 @@ from sae_steer_checks.report.verdicts import (
     Rule,
     Verdict,
     clears,
+    collect_verdicts,
     feature_ids,
     feature_values,
     fmt_num,
     fmt_pct,
-    collect_verdicts,
     id_list,
 )
 from sae_steer_checks.report.write import build_report
@@ -48,14 +49,23 @@ def test_fmt_pct_and_ids() -> None:
      (12.5, (100.0, 130.0), "inconclusive"), (150.0, (120.0, 300.0), "fine"),
      (130.0, (10.0, 119.0), "inconclusive")],
 )  # fmt: skip
-def test_norm_verdict_needs_the_vector_and_the_population_norm_below_the_1st_percentile(
+def test_norm_verdict_words_the_checks_status_and_the_interval_it_read(
     norm: float, interval: tuple[float, float], status: str
 ) -> None:
     report = example_report()  # the 1st percentile of activation norms is 120
-    report["norm"]["steering_norm"] = norm
-    report["norm"]["interval"] = list(interval)
+    check = NormCheck(
+        steering_norm=norm,
+        activation_norm_median=150.0,
+        quantiles={0.95: 290.0},
+        percentile=0.0,
+        n_activations=200000,
+        interval=interval,
+        population_norm=sum(interval) / 2,
+        bound=120.0,
+    )
+    report["norm"].update(check.to_dict())
     verdict = collect_verdicts(report)[0]
-    assert verdict.status == status
+    assert verdict.status == status == check.status
     assert verdict.figure == Figure("norm.steering_norm", norm)
     assert verdict.interval is not None
     # the interval shown holds both the given vector's norm and the population norm's interval
@@ -67,15 +77,17 @@ def test_norm_verdict_needs_the_vector_and_the_population_norm_below_the_1st_per
 
 
 @pytest.mark.parametrize(("mass", "status"), [(0.7, "problem"), (0.3, "fine"), (0.52, "fine")])
-def test_bias_verdict_reads_the_given_vectors_share_against_half_and_the_reference(
+def test_bias_verdict_words_the_given_vectors_share_against_half_and_the_reference(
     mass: float, status: str
 ) -> None:
+    from tests.unit.test_bias import bias_with
+
+    check = bias_with(mass, reference_q95=0.55)
     report = example_report()
-    report["bias"]["mass_in_zero"] = mass
+    report["bias"].update(check.to_dict())
     report["bias"]["mass_interval"] = [mass - 0.1, mass + 0.1]  # resampling spread: reported, not a gate
-    report["bias"]["mass_reference"] = {"mean": 0.3, "q05": 0.1, "q95": 0.55, "n": 100, "percentile": 99.0}
     verdict = collect_verdicts(report)[1]
-    assert verdict.status == status
+    assert verdict.status == status == check.status
     assert verdict.interval is not None
     assert (verdict.interval.low, verdict.interval.high) == (mass, mass)
     assert verdict.interval.method.startswith("exact")
@@ -83,13 +95,6 @@ def test_bias_verdict_reads_the_given_vectors_share_against_half_and_the_referen
     assert verdict.rule.bound == 0.55
     assert clears(verdict.interval, verdict.rule) == (status == "problem")
     assert f"{mass - 0.1:.1%}" in verdict.sentence
-
-
-def test_bias_is_no_problem_where_ordinary_activations_lean_on_the_bias_as_much() -> None:
-    report = example_report()
-    report["bias"]["mass_in_zero"] = 0.9
-    report["bias"]["mass_reference"] = {"mean": 0.8, "q05": 0.6, "q95": 0.95, "n": 100, "percentile": 40.0}
-    assert collect_verdicts(report)[1].status == "fine"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,7 @@ def test_pairs_verdict_needs_the_given_vectors_share_to_clear_min_share_and_the_
     report = example_report()
     report["aligned_pairs"].update(check.to_dict())
     verdict = collect_verdicts(report)[3]
-    assert verdict.status == status == check.verdict()
+    assert verdict.status == status == check.status
     assert verdict.rule is not None
     assert verdict.rule.bound == max(0.5, null_q95)
     assert clears(verdict.interval, verdict.rule) == (status == "problem")
