@@ -55,10 +55,12 @@ def build_report(
     """
     if isinstance(result, Mapping):
         report: dict[str, Any] = copy.deepcopy(dict(result))
+        if max_listed_pairs is not None:
+            _list_pairs(report, max_listed_pairs)
+    elif max_listed_pairs is not None:
+        report = result.to_report(max_listed_pairs=max_listed_pairs)
     else:
         report = result.to_report()
-    if max_listed_pairs is not None:
-        _list_pairs(report, max_listed_pairs)
     report["provenance"] = {**report.get("provenance", {}), **dict(provenance or {})}
     report["provenance"].setdefault("versions", versions())
     report["schema_version"] = SCHEMA_VERSION
@@ -136,7 +138,8 @@ def report_files(out: str | Path) -> list[str]:
 
 
 def _list_pairs(report: dict[str, Any], limit: int) -> None:
-    # the most negative ``limit`` pairs stay listed; ``n_pairs`` still counts them all
+    # a report dict's pairs, as ``CheckResult.to_report`` lists them: the most negative ``limit``
+    # stay listed, ``n_pairs`` still counts them all
     if limit < 1:
         raise ValueError(f"max_listed_pairs must be >= 1, got {limit}")
     section = report.get("aligned_pairs")

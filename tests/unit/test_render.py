@@ -216,3 +216,15 @@ def test_a_missing_or_bad_report_json_is_one_line(tmp_path: Path, content: str |
     assert "\n" not in str(error.value)
     with pytest.raises(InputError, match="not a folder"):
         render_report(tmp_path / "missing")
+
+
+def test_write_report_lists_at_most_max_listed_pairs(
+    checked: tuple[Any, CheckResult], tmp_path: Path
+) -> None:
+    result = checked[1]
+    assert len(result.pairs) >= 2
+    report = write_report(result, tmp_path / "one", max_listed_pairs=1)
+    section = report["aligned_pairs"]
+    assert (len(section["pairs"]), section["n_pairs"], section["truncated"]) == (1, len(result.pairs), True)
+    again = write_report(result.to_report(), tmp_path / "dict", max_listed_pairs=1)
+    assert again["aligned_pairs"] == section
