@@ -198,9 +198,9 @@ class _Rows:
     Rows of a chunk of ``c`` vectors are ordered row-major: batch row ``b`` with vector ``j`` is row
     ``b * c + j``. ``answer`` steers, per row, its last ``keep`` positions; the positions before the
     batch's last ``n_keep`` are then the same for every vector, so they run once (their keys and values
-    are kept in a cache) and each chunk runs only the last ``n_keep`` positions over that cache.
-    ``all`` steers every position; blocks ``0..layer`` then run once and only the later blocks are
-    replayed per chunk.
+    are kept in a cache), the last ``n_keep`` positions run once through blocks ``0..layer``, and each
+    chunk replays only blocks ``layer + 1..`` on those positions over the cache. ``all`` steers every
+    position; blocks ``0..layer`` then run once and only the later blocks are replayed per chunk.
     """
 
     def __init__(
@@ -224,11 +224,18 @@ class _Rows:
             self.mask = torch.arange(width, device=device)[None, :] >= first[:, None]
         self.hidden: Tensor | None = None
         self.cache: Any = None
-        self.prefix = width - self.n_keep
+        self.prefix = 0
         if reuse_prefix and positions == "all":
             self.hidden = run_to_layer(self.model, layer, use_cache=False, **self.inputs)
-        elif reuse_prefix and self.prefix > 0:
+        elif reuse_prefix and width > self.n_keep:
+            self.prefix = width - self.n_keep
             self.cache = self._prefix_cache()
+            if self.cache is not None:
+                self.hidden = run_to_layer(
+                    self.model, layer, **self._tail(self.inputs, copy.deepcopy(self.cache))
+                )
+            else:
+                self.prefix = 0
 
     def _prefix_cache(self) -> Any:
         head = {k: t[:, : self.prefix] for k, t in self.inputs.items()}
@@ -237,30 +244,34 @@ class _Rows:
         cache = out.get("cache", out.get("past_key_values"))
         return cache if hasattr(cache, "batch_repeat_interleave") else None
 
+    def _tail(self, inputs: dict[str, Tensor], cache: Any) -> dict[str, Any]:
+        """The forward's arguments for the positions after the cached prefix."""
+        tail: dict[str, Any] = {k: t[:, self.prefix :] for k, t in inputs.items() if k != "attention_mask"}
+        tail[_cache_argument(self.model)] = cache
+        return {"attention_mask": inputs["attention_mask"], "use_cache": True, **tail}
+
     def logits(self, chunk: Tensor, columns: Tensor | None) -> Tensor:
         """Logits ``[c, rows, n_keep, vocab or columns]`` with each vector of ``chunk [c, d]`` added."""
         c, b = chunk.shape[0], self.inputs["input_ids"].shape[0]
         deltas = chunk.repeat(b, 1)
         big = {k: t.repeat_interleave(c, dim=0) for k, t in self.inputs.items()}
-        mask = None if self.mask is None else self.mask.repeat_interleave(c, dim=0)
         narrow = _head_columns(self.model, columns) if columns is not None else nullcontext()
-        if self.hidden is not None:
-            steer: Any = replay_from_layer(
-                self.model, self.layer, self.hidden.repeat_interleave(c, dim=0), deltas
-            )
-            with steer, narrow:
+        if self.hidden is None:  # one full forward per chunk
+            mask = None if self.mask is None else self.mask.repeat_interleave(c, dim=0)
+            with _steer_rows(self.model, self.layer, deltas, mask), narrow:
                 logits = _forward_logits(self.model, self.n_keep, **big)
-        elif self.cache is not None:
-            cache = copy.deepcopy(self.cache)
-            cache.batch_repeat_interleave(c)
-            tail = {k: t[:, self.prefix :] for k, t in big.items() if k != "attention_mask"}
-            tail[_cache_argument(self.model)] = cache
-            with _steer_rows(self.model, self.layer, deltas, mask), narrow:
-                logits = _forward_logits(
-                    self.model, self.n_keep, attention_mask=big["attention_mask"], use_cache=True, **tail
-                )
         else:
-            with _steer_rows(self.model, self.layer, deltas, mask), narrow:
+            hidden = self.hidden.repeat_interleave(c, dim=0)
+            if self.mask is None:
+                replaced = hidden + deltas.to(hidden.dtype)[:, None, :]
+            else:
+                mask = self.mask[:, self.prefix :].repeat_interleave(c, dim=0)
+                replaced = hidden + deltas.to(hidden.dtype)[:, None, :] * mask[:, :, None].to(hidden.dtype)
+            if self.cache is not None:
+                cache = copy.deepcopy(self.cache)
+                cache.batch_repeat_interleave(c)
+                big = self._tail(big, cache)
+            with replay_from_layer(self.model, self.layer, replaced), narrow:
                 logits = _forward_logits(self.model, self.n_keep, **big)
         logits = logits.float().reshape(b, c, self.n_keep, -1)
         return logits.transpose(0, 1)
