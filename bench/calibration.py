@@ -7,7 +7,7 @@ have no behaviour feature (labels exchangeable); effect worlds plant 40 behaviou
 leaning negative, present in every item). For each verdict the table gives the false "problem" rate
 on null worlds (bound ``alpha + 3 sqrt(alpha (1 - alpha) / W)``) and the power on effect worlds; for
 each interval the share of worlds where it holds the figure of the population CAA vector mu.
-Retention is calibrated through ``retention()`` on per-item linear behaviour scores with skewed and
+Retention is calibrated through ``retention_check()`` on per-item linear behaviour scores with skewed and
 heavy-tailed slopes (``tests/property/test_calibration_retention.py``).
 
 Usage: ``python bench/calibration.py`` (the full grid; ``--quick`` for the fast tier's sizes) writes

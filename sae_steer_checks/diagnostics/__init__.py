@@ -5,7 +5,7 @@ from sae_steer_checks.diagnostics.decompose import SparseCode, gradient_pursuit,
 from sae_steer_checks.diagnostics.leaning import LeaningCheck, leaning_check
 from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
 from sae_steer_checks.diagnostics.pairs import AlignedPairs, SpuriousCheck, find_aligned_pairs, spurious_check
-from sae_steer_checks.diagnostics.retention import Retention, ScoreFn, retention
+from sae_steer_checks.diagnostics.retention import Retention, ScoreFn, retention_check
 from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "leaning_check",
     "norm_check",
     "omp",
-    "retention",
+    "retention_check",
     "run_checks",
     "spurious_check",
 ]

@@ -39,7 +39,7 @@ from sae_steer_checks.diagnostics.retention import (
     DEFAULT_THRESHOLD,
     Retention,
     ScoreFn,
-    retention,
+    retention_check,
 )
 from sae_steer_checks.diagnostics.spurious import SpuriousCheck, spurious_check
 from sae_steer_checks.sae.protocol import SAELike
@@ -298,7 +298,7 @@ def _retention(score_fn: ScoreFn, s: SharedInputs, accounts: Accounts, config: C
         "sae": s.space.from_sae(recon["sae"]),
         "signed": s.space.from_sae(recon[config.signed_method]),
     }
-    return retention(
+    return retention_check(
         score_fn,
         vectors,
         config.multipliers,

@@ -12,7 +12,7 @@ The first two draw from a skewed (centred lognormal, shape ``SIGMA``; skewness 1
 (Student t, 3 df) law with variance 1. The original ``v`` has slope 1 along ``r``; the reconstruction
 keeps ``kept`` of it and adds ``0.5 o``, so the true retention ratio is exactly ``kept`` while the
 per-item contrasts ``a_i - 0.8 b_i`` are skewed to the right (the hard side for "problem": a small
-sample usually misses the long tail and looks low). Worlds, with ``retention()``'s defaults:
+sample usually misses the long tail and looks low). Worlds, with ``retention_check()``'s defaults:
 
 - boundary (null): the reconstruction keeps exactly the retained threshold (0.8): "problem" may be
   said at most at alpha = 0.05 plus 3 Monte Carlo standard errors;
@@ -35,7 +35,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from sae_steer_checks.diagnostics.retention import Retention, retention
+from sae_steer_checks.diagnostics.retention import Retention, retention_check
 
 ALPHA = 0.05
 W = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 40
@@ -89,7 +89,9 @@ def _world(
     def score(x: Tensor) -> Tensor:
         return readouts @ x.to(torch.float64)
 
-    kept_check = retention(score, {"original": v.float(), "sae": u.float()}, MULTIPLIERS, generator=seed)
+    kept_check = retention_check(
+        score, {"original": v.float(), "sae": u.float()}, MULTIPLIERS, generator=seed
+    )
     return kept_check, readouts @ v
 
 

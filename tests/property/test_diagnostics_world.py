@@ -272,7 +272,9 @@ def test_vectorised_diagnostics_agree_with_loops(config: WorldConfig, method: st
         pair_threshold=-0.45, signed_k=12, signed_method=method, top_k=6,
         multipliers=ms, leaning_test="t", min_share=0.0, n_null=19, k_max=12, n_boot=50,
     )  # fmt: skip
-    result = run_checks(world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=cfg, block_size=32)
+    result = run_checks(
+        world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=cfg, block_size=32
+    )
     sae = world.sae
     W_enc, b_enc = sae.W_enc.double().numpy(), sae.b_enc.double().numpy()
     b_dec, W_dec = sae.b_dec.double().numpy(), sae.W_dec.double().numpy()

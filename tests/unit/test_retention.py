@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from sae_steer_checks.diagnostics.retention import NOT_STEERING, retention, score_vectors
+from sae_steer_checks.diagnostics.retention import NOT_STEERING, retention_check, score_vectors
 from sae_steer_checks.stats import (
     SlopeEstimate,
     beats_null,
@@ -65,9 +65,9 @@ def _vectors(keep: float) -> dict[str, Tensor]:
 def test_per_item_slopes_and_ratio_match_a_naive_loop() -> None:
     score = ItemReadout(_w(), 40, noise=0.3, curve=0.05)
     ms = [-2.0, -1.0, 0.0, 1.0, 3.0]
-    kept = retention(score, _vectors(0.5), ms)
-    # multiplier 0 is shared by every vector: 3 vectors x 5 multipliers in one call, then the null
-    assert score.calls == 2
+    kept = retention_check(score, _vectors(0.5), ms)
+    # one batched call: 3 vectors and the null's random directions x 5 multipliers (0 shared by all)
+    assert score.calls == 1
     assert kept.n_items == 40
     per_item = {}
     for name, v in _vectors(0.5).items():
@@ -89,13 +89,13 @@ def test_per_item_slopes_and_ratio_match_a_naive_loop() -> None:
     assert got.method == "bootstrap_t"
     assert kept.ratio("sae") == pytest.approx(expected.ratio)
     # Fieller stays available: its interval is the old one (at 90%: 5% on each side, as the tests)
-    fieller = retention(score, _vectors(0.5), ms, method="fieller").ratios["sae"]
+    fieller = retention_check(score, _vectors(0.5), ms, method="fieller").ratios["sae"]
     old = ratio_interval(per_item["sae"], per_item["original"], level=0.9)
     assert (fieller.ci_low, fieller.ci_high) == pytest.approx((old.ci_low, old.ci_high))
 
 
 def test_status_follows_the_one_sided_tests() -> None:
-    lost = retention(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25))
+    lost = retention_check(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25))
     assert lost.steers
     assert lost.statuses["sae"][0] == "problem"
     assert lost.ratios["sae"].p_value <= 0.05
@@ -106,7 +106,7 @@ def test_status_follows_the_one_sided_tests() -> None:
     assert "one-sided 5% test rejects a ratio below it" in lost.statuses["signed"][1]
     assert (lost.status, lost.reason) == lost.statuses["sae"]
     # a noisy 0.86: neither one-sided test separates it from 0.8
-    unsure = retention(ItemReadout(_w(), 30, noise=0.3, seed=3), _vectors(0.9), [-1.0, 1.0])
+    unsure = retention_check(ItemReadout(_w(), 30, noise=0.3, seed=3), _vectors(0.9), [-1.0, 1.0])
     assert unsure.steers
     ratio = unsure.ratios["sae"]
     assert ratio.p_value > 0.05
@@ -114,13 +114,15 @@ def test_status_follows_the_one_sided_tests() -> None:
     assert ratio.ci_low < 0.8 <= ratio.ci_high
     assert unsure.status == "inconclusive"
     assert unsure.reason.startswith("neither one-sided 5% test separates the ratio")
-    strict = retention(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25), threshold=0.1)
+    strict = retention_check(ItemReadout(_w(), 60, noise=0.2), _vectors(0.25), threshold=0.1)
     assert strict.status == "fine"
     # a stricter level needs more evidence: the same data, "problem" at 5% but not at 1%
-    near = retention(ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5))
+    near = retention_check(ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5))
     assert 0.01 < near.ratios["sae"].p_value <= 0.05
     assert near.status == "problem"
-    careful = retention(ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5), n_random=100, alpha=0.01)
+    careful = retention_check(
+        ItemReadout(_w(), 12, noise=0.3, seed=2), _vectors(0.5), n_random=100, alpha=0.01
+    )
     assert careful.steers
     assert careful.status == "inconclusive"
     assert "one-sided 1% test" in careful.reason
@@ -130,7 +132,7 @@ def test_a_vector_that_does_not_steer_is_inconclusive() -> None:
     # the behaviour reads a direction orthogonal to the vector: only item noise moves the score
     w = torch.zeros(D, dtype=torch.float64)
     w[5] = 1.0
-    kept = retention(ItemReadout(w, 30, noise=0.2), _vectors(0.25))
+    kept = retention_check(ItemReadout(w, 30, noise=0.2), _vectors(0.25))
     assert not kept.steers
     assert kept.statuses["sae"] == ("inconclusive", NOT_STEERING)
     report = kept.to_dict()
@@ -144,7 +146,7 @@ def test_a_vector_that_does_not_steer_is_inconclusive() -> None:
 
 def test_null_and_report_keys() -> None:
     acts = torch.randn(100, D, generator=torch.Generator().manual_seed(1)) * torch.linspace(0.1, 2.0, D)
-    kept = retention(
+    kept = retention_check(
         ItemReadout(_w(), 30, noise=0.2), _vectors(1.0), activations=acts, method="bootstrap", n_boot=500
     )
     assert kept.null is not None
@@ -194,15 +196,15 @@ def test_the_gate_needs_enough_random_directions_for_alpha() -> None:
     score = ItemReadout(_w(), 20, noise=0.2)
     acts = torch.randn(50, D, generator=torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match=r"n_random=8 gives 16 random directions.*use n_random >= 10"):
-        retention(score, _vectors(0.5), n_random=8, activations=acts)
+        retention_check(score, _vectors(0.5), n_random=8, activations=acts)
     with pytest.raises(ValueError, match=r"n_random=18 gives 18 random directions.*use n_random >= 19"):
-        retention(score, _vectors(0.5), n_random=18)
+        retention_check(score, _vectors(0.5), n_random=18)
     # 19 is enough at 5% (p can reach 1/20); 99 at 1%
-    assert retention(score, _vectors(0.5), n_random=19).steers
+    assert retention_check(score, _vectors(0.5), n_random=19).steers
     with pytest.raises(ValueError, match="n_random >= 99"):
-        retention(score, _vectors(0.5), n_random=40, alpha=0.01)
+        retention_check(score, _vectors(0.5), n_random=40, alpha=0.01)
     with pytest.raises(ValueError, match="alpha"):
-        retention(score, _vectors(0.5), alpha=0.0)
+        retention_check(score, _vectors(0.5), alpha=0.0)
     assert min_random_directions(0.05) == 19
     assert min_random_directions(0.01) == 99
 
@@ -234,7 +236,7 @@ def test_the_gate_is_a_monte_carlo_p_value() -> None:
 def test_streams_are_independent_and_reproducible() -> None:
     score = ItemReadout(_w(), 20, noise=0.2)
     v = _vectors(0.5)
-    one, again = retention(score, v, generator=5), retention(score, v, generator=5)
+    one, again = retention_check(score, v, generator=5), retention_check(score, v, generator=5)
     assert one.null is not None
     assert again.null is not None
     assert one.null.slopes == again.null.slopes
@@ -249,8 +251,8 @@ def test_streams_are_independent_and_reproducible() -> None:
     assert not torch.equal(torch.rand(5, generator=gen_sae), torch.rand(5, generator=gen_signed))
     # a generator object works too, and is consumed
     gen = torch.Generator().manual_seed(5)
-    first = retention(score, v, generator=gen)
-    second = retention(score, v, generator=gen)
+    first = retention_check(score, v, generator=gen)
+    second = retention_check(score, v, generator=gen)
     assert first.null is not None
     assert second.null is not None
     assert first.null.slopes != second.null.slopes
@@ -263,7 +265,7 @@ def fit_slope_of(score: ItemReadout, directions: Tensor) -> Tensor:
 
 def test_float_scores_keep_the_old_ratios_but_give_no_interval() -> None:
     readout = torch.tensor([1.0, 0.0])
-    kept = retention(
+    kept = retention_check(
         lambda u: float(readout @ u),
         {
             "original": torch.tensor([2.0, 1.0]),
@@ -284,22 +286,24 @@ def test_float_scores_keep_the_old_ratios_but_give_no_interval() -> None:
 
 
 def test_zero_original_slope_gives_undefined_ratio() -> None:
-    kept = retention(lambda u: float(u.sum()), {"original": torch.zeros(2), "sae": torch.ones(2)})
+    kept = retention_check(lambda u: float(u.sum()), {"original": torch.zeros(2), "sae": torch.ones(2)})
     assert kept.ratio("sae") is None
-    per_item = retention(ItemReadout(_w(), 10, noise=0.1), {"original": torch.zeros(D), "sae": torch.ones(D)})
+    per_item = retention_check(
+        ItemReadout(_w(), 10, noise=0.1), {"original": torch.zeros(D), "sae": torch.ones(D)}
+    )
     assert not per_item.steers
     assert per_item.status == "inconclusive"
 
 
 def test_bad_multipliers_and_scores() -> None:
     with pytest.raises(ValueError, match="two distinct values"):
-        retention(lambda u: 0.0, {"original": torch.ones(2)}, [1.0, 1.0])
+        retention_check(lambda u: 0.0, {"original": torch.ones(2)}, [1.0, 1.0])
     with pytest.raises(ValueError, match="non-finite score"):
-        retention(lambda u: float("nan"), {"original": torch.ones(2)}, [0.0, 1.0])
+        retention_check(lambda u: float("nan"), {"original": torch.ones(2)}, [0.0, 1.0])
     with pytest.raises(ValueError, match="must include 'original'"):
-        retention(lambda u: 0.0, {"sae": torch.ones(2)})
+        retention_check(lambda u: 0.0, {"sae": torch.ones(2)})
     with pytest.raises(ValueError, match="threshold"):
-        retention(lambda u: 0.0, {"original": torch.ones(2)}, threshold=1.5)
+        retention_check(lambda u: 0.0, {"original": torch.ones(2)}, threshold=1.5)
     with pytest.raises(ValueError, match="one score or one per item"):
         score_vectors(lambda u: torch.zeros(2, 2), torch.ones(3, 2))
 
@@ -308,9 +312,17 @@ def test_item_level_se_is_what_the_slope_reports() -> None:
     # the old fit took its SE from the residuals of the few (multiplier, mean score) points: zero for a
     # linear score however noisy the items; the item-level SE is not
     score = ItemReadout(_w(), 25, noise=0.5)
-    kept = retention(score, _vectors(0.5), [-1.0, 0.0, 1.0, 2.0])
+    kept = retention_check(score, _vectors(0.5), [-1.0, 0.0, 1.0, 2.0])
     slopes = kept.slopes["original"].item_slopes
     assert slopes is not None
     assert kept.slopes["original"].stderr == pytest.approx(item_slopes_summary(slopes).se)
     assert kept.slopes["original"].stderr is not None
     assert kept.slopes["original"].stderr > 0.05
+
+
+def test_the_retention_module_is_not_shadowed_by_a_function() -> None:
+    import sae_steer_checks.diagnostics as diagnostics
+    import sae_steer_checks.diagnostics.retention as module
+
+    assert module.retention_check is retention_check
+    assert diagnostics.retention_check is retention_check

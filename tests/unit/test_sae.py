@@ -125,7 +125,9 @@ def test_run_checks_gives_the_same_report_for_the_plain_and_the_sae_lens_sae(wor
     vector = (pos - neg).mean(dim=0)
     config = CheckConfig(signed_k=8)
     lens = run_checks(world.sae, vector, pos, neg, acts, config=config, block_size=64).to_report()
-    plain = run_checks(plain_copy(world.sae), vector, pos, neg, acts, config=config, block_size=64).to_report()
+    plain = run_checks(
+        plain_copy(world.sae), vector, pos, neg, acts, config=config, block_size=64
+    ).to_report()
     assert _without_sae_description(plain) == _without_sae_description(lens)
     assert plain["provenance"]["sae"]["class"] == "PlainSAE"
     assert (
