@@ -117,7 +117,13 @@ def _run(args: argparse.Namespace) -> int:
         loaded, train, args.layer, spec=args.dataset, progress=not args.quiet, prompt_format=fmt
     )
     score_fn, behaviour = inputs.score_function(
-        loaded, held_out, args.layer, spec=args.dataset, prompt_format=fmt, progress=not args.quiet
+        loaded,
+        held_out,
+        args.layer,
+        spec=args.dataset,
+        prompt_format=fmt,
+        positions=args.steer_positions,
+        progress=not args.quiet,
     )
     _say(args, "Reading ordinary text activations for the norm check ...")
     text = inputs.read_text_activations(
@@ -254,6 +260,7 @@ def _demo(args: argparse.Namespace) -> int:
         checks = demo_inputs(
             seed=args.seed,
             device=_device(args.device),
+            positions=args.steer_positions,
             progress=not args.quiet,
             say=lambda text: _say(args, text),
         )

@@ -24,6 +24,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from sae_steer_checks.cli.inputs import CheckInputs
+    from sae_steer_checks.steering.scoring import SteerPositions
 
 __all__ = ["DEMO_CHECKS", "DemoCheck", "demo_inputs", "write_summary"]
 
@@ -50,13 +51,15 @@ def demo_inputs(
     device: str | torch.device = "cpu",
     n_text_windows: int = 32,
     max_pairs: int | None = None,
+    positions: SteerPositions = "answer",
     progress: bool = True,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[DemoCheck]:
     """Load Gemma 3 270M and the bundled SAE and assemble the demo's checks.
 
     ``n_text_windows`` held-out text windows (127 tokens each) give the ordinary activations;
-    ``max_pairs`` caps the items of each dataset (None: all).
+    ``max_pairs`` caps the items of each dataset (None: all); ``positions`` are the behaviour sweep's
+    steered positions (``answer`` or ``all``, ``steering.scoring.score_grid``).
     """
     from sae_steer_checks.cli import inputs
     from sae_steer_checks.lm.activations import DEFAULT_CORPORA, text_activations
@@ -100,7 +103,7 @@ def demo_inputs(
         behaviour: dict[str, Any] = {"retention": "not run: the model does not express this behaviour"}
         if with_retention:
             score_fn, behaviour = inputs.score_function(
-                loaded, held_out, layer, spec=dataset.spec, progress=progress
+                loaded, held_out, layer, spec=dataset.spec, positions=positions, progress=progress
             )
             multipliers = default_multipliers(caa.vector, activations)
         provenance = {

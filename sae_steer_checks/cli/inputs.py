@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sae_steer_checks.lm.models import LoadedModel
     from sae_steer_checks.sae.protocol import SAELike
     from sae_steer_checks.steering.caa import CAAResult
+    from sae_steer_checks.steering.scoring import SteerPositions
 
 __all__ = [
     "CheckInputs",
@@ -202,13 +203,15 @@ def score_function(
     *,
     spec: str,
     prompt_format: PromptFormat = "auto",
+    positions: SteerPositions = "answer",
     progress: bool = False,
 ) -> tuple[Callable[[Tensor], Any], dict[str, Any]]:
     """The behaviour score on held-out data (A/B logit difference or free-form log-odds).
 
-    Returns ``(score_fn, info)`` where ``info`` describes the score for the provenance.
+    ``positions`` are the steered positions (``steering.scoring.score_grid``). Returns
+    ``(score_fn, info)`` where ``info`` describes the score for the provenance.
     """
-    from sae_steer_checks.steering.scoring import make_score_fn
+    from sae_steer_checks.steering.scoring import STEER_POSITIONS_RULES, make_score_fn
     from sae_steer_checks.steering.tasks import behaviour_task
 
     try:
@@ -216,8 +219,15 @@ def score_function(
     except ValueError as error:
         raise InputError(f"--dataset {spec}: {one_line(error)}") from error
     score = "logit difference" if task.kind == "ab" else "log-odds of positive over negative"
-    info = {"kind": task.kind, "n_scored": len(task), "n_items": task.n_items, "score": score}
-    return make_score_fn(loaded.model, task, layer, per_item=True, progress=progress), info
+    info = {
+        "kind": task.kind,
+        "n_scored": len(task),
+        "n_items": task.n_items,
+        "score": score,
+        "steer_positions": positions,
+        "steer_positions_rule": STEER_POSITIONS_RULES[positions],
+    }
+    return make_score_fn(loaded.model, task, layer, positions=positions, progress=progress), info
 
 
 def read_text_activations(

@@ -110,10 +110,24 @@ _SAE_HELP = (
 )
 
 
+_STEER_POSITIONS_HELP = (
+    "where the behaviour sweep adds a vector: 'answer' (default; CAA's convention: from each held-out "
+    "prompt's last token on, whose output is the scored answer, so the unsteered prefix is computed once) or "
+    "'all' (every position)"
+)
+
+
+def _steer_positions_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--steer-positions", choices=("answer", "all"), default="answer", help=_STEER_POSITIONS_HELP
+    )
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     _sae_arg(p)
     p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
+    _steer_positions_arg(p)
     _text_arg(p)
     _out_args(p)
     _device_args(p)
@@ -202,6 +216,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
         "use the planted-feature world (a synthetic SAE whose answers are known) instead of the default model"
     )
     p.add_argument("--planted", action="store_true", help=planted_help)
+    _steer_positions_arg(p)
     _out_args(p)
     _device_args(p, dtype=None)
 

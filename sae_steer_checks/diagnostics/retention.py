@@ -365,27 +365,36 @@ def retention_check(
     names = list(vectors)
     stacked = torch.stack([vectors[n].detach().float().reshape(-1) for n in names])
     groups = getattr(score_fn, "item_groups", None)
-    scores = _sweep_scores(score_fn, stacked, ms, "/".join(names))
-    n_items = scores.shape[2]
-    slopes = {n: _slope(ms, scores[i], groups, level) for i, n in enumerate(names)}
-    per_item = {n: fit_slope(ms, scores[i].T) for i, n in enumerate(names)}
-    if n_items < 2:
-        undecided = {n: _status(False, None, threshold, alpha) for n in names if n != "original"}
-        return Retention(ms, slopes, None, False, {}, undecided, threshold, n_items, alpha)
     others = [n for n in names if n != "original"]
     rng = _random_streams(
         generator, ["retention.random_directions", *(f"retention.ratio.{n}" for n in others)]
     )
-    original = slopes["original"]
     directions, kinds = random_directions(
         vectors["original"].detach().float().cpu(),
         n_random,
         activations=activations,
         generator=rng["retention.random_directions"],
     )
-    null_scores = _sweep_scores(
-        score_fn, directions.to(vectors["original"].device), ms, f"{directions.shape[0]} random directions"
-    )
+    directions = directions.to(stacked.device)
+    null_label = f"{directions.shape[0]} random directions"
+    null_scores: Tensor | None = None
+    if callable(getattr(score_fn, "score_batch", None)):
+        # one batched sweep for the vectors and their null: the prompts' shared work is done once
+        both = _sweep_scores(
+            score_fn, torch.cat([stacked, directions]), ms, f"{len(names)} vectors and {null_label}"
+        )
+        scores, null_scores = both[: len(names)], both[len(names) :]
+    else:
+        scores = _sweep_scores(score_fn, stacked, ms, "/".join(names))
+    n_items = scores.shape[2]
+    slopes = {n: _slope(ms, scores[i], groups, level) for i, n in enumerate(names)}
+    per_item = {n: fit_slope(ms, scores[i].T) for i, n in enumerate(names)}
+    if n_items < 2:
+        undecided = {n: _status(False, None, threshold, alpha) for n in names if n != "original"}
+        return Retention(ms, slopes, None, False, {}, undecided, threshold, n_items, alpha)
+    original = slopes["original"]
+    if null_scores is None:
+        null_scores = _sweep_scores(score_fn, directions, ms, null_label)
     null_slopes = group_mean(fit_slope(ms, null_scores.transpose(1, 2)), groups)
     null = steering_null(original.slope, null_slopes, kinds)
     steers = beats_null(original.slope, original.estimate, null, alpha=alpha)

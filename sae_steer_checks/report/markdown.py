@@ -72,7 +72,7 @@ def render_markdown(
             _decomposition_table(report["decompositions"], report.get("decomposition_nulls")),
             "decomposition",
         ),
-        ("6. Behaviour retained", _retention_table(report["retention"]), "retention"),
+        ("6. Behaviour retained", _retention_table(report["retention"], prov.get("behaviour")), "retention"),
     ]
     for title, body, plot in sections:
         lines += [f"## {title}", "", *body, ""]
@@ -255,9 +255,13 @@ def _decomposition_table(dec: Mapping[str, Any], nulls: Mapping[str, Any] | None
     return out
 
 
-def _retention_table(ret: Mapping[str, Any] | None) -> list[str]:
+def _retention_table(ret: Mapping[str, Any] | None, behaviour: Any = None) -> list[str]:
     if ret is None:
         return ["Not run: no behaviour score was given."]
+    steered = ""
+    if isinstance(behaviour, Mapping) and behaviour.get("steer_positions"):
+        rule = behaviour.get("steer_positions_rule")
+        steered = f" Steered positions: {behaviour['steer_positions']}" + (f" ({rule})." if rule else ".")
     slopes = ret["slopes"]
     ratios = {"original": 1.0, "sae": ret["ratio_sae"], "signed": ret["ratio_signed"]}
     names = {"original": "Original vector", "sae": "SAE(v)", "signed": "Signed decomposition"}
@@ -273,7 +277,7 @@ def _retention_table(ret: Mapping[str, Any] | None) -> list[str]:
         rows.append((names[k], fmt_num(slopes[k]), ci, fmt_pct(ratios[k]), rci))
     multipliers = ", ".join(fmt_num(m) for m in ret["multipliers"])
     header = ("Steering with", "Slope", "95% interval of slope", "Share of original", "95% interval of share")
-    out = [f"Multipliers: {multipliers}.", "", *_table(header, rows)]
+    out = [f"Multipliers: {multipliers}.{steered}", "", *_table(header, rows)]
     null = ret["null"]
     if null is not None:
         out += [

@@ -36,6 +36,7 @@ from sae_steer_checks.steering.tasks import BehaviourTask
 
 __all__ = [
     "STEER_POSITIONS",
+    "STEER_POSITIONS_RULES",
     "ItemScoreFn",
     "SteerPositions",
     "group_mean",
@@ -164,6 +165,12 @@ def _forward_logits(model: nn.Module, n_keep: int, **inputs: Any) -> Tensor:
 #: positions whose outputs are read; for an A/B prompt only its last position) or ``all`` (every position).
 SteerPositions = Literal["answer", "all"]
 STEER_POSITIONS: tuple[str, ...] = ("answer", "all")
+#: Each convention in words, for provenance and reports.
+STEER_POSITIONS_RULES: dict[str, str] = {
+    "answer": "the vector is added from each prompt's last token on (the position whose output is the scored "
+    "answer, and the continuation's), as in CAA; earlier positions are not steered",
+    "all": "the vector is added at every position of each prompt",
+}
 
 
 def validate_positions(positions: str) -> SteerPositions:

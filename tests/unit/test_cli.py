@@ -338,6 +338,21 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tmp_path: 
     assert prov["behaviour"]["kind"] == "ab"
     assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
     assert len(report["retention"]["multipliers"]) == 5
+    assert prov["behaviour"]["steer_positions"] == "answer"  # CAA's convention by default, and said so
+    assert "Steered positions: answer" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tmp_path: Path) -> None:
+    assert _run(tiny, tmp_path / "all", steer_positions="all") == 0
+    assert _run(tiny, tmp_path / "answer") == 0
+    everywhere = json.loads((tmp_path / "all" / "report.json").read_text())
+    answer = json.loads((tmp_path / "answer" / "report.json").read_text())
+    assert everywhere["provenance"]["behaviour"]["steer_positions"] == "all"
+    assert "every position" in everywhere["provenance"]["behaviour"]["steer_positions_rule"]
+    slopes = everywhere["retention"]["slopes"], answer["retention"]["slopes"]
+    assert slopes[0]["original"] != pytest.approx(slopes[1]["original"], rel=1e-3)  # another convention
+    assert everywhere["norm"] == answer["norm"]  # only the behaviour sweep depends on it
+    assert main(["run", "--steer-positions", "prompt"]) == 2
 
 
 def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:

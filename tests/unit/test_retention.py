@@ -66,8 +66,8 @@ def test_per_item_slopes_and_ratio_match_a_naive_loop() -> None:
     score = ItemReadout(_w(), 40, noise=0.3, curve=0.05)
     ms = [-2.0, -1.0, 0.0, 1.0, 3.0]
     kept = retention_check(score, _vectors(0.5), ms)
-    # multiplier 0 is shared by every vector: 3 vectors x 5 multipliers in one call, then the null
-    assert score.calls == 2
+    # one batched call: 3 vectors and the null's random directions x 5 multipliers (0 shared by all)
+    assert score.calls == 1
     assert kept.n_items == 40
     per_item = {}
     for name, v in _vectors(0.5).items():
