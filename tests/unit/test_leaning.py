@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae_steer_checks.diagnostics import leaning as leaning_module
-from sae_steer_checks.diagnostics.leaning import (
+from sae_steer_checks.diagnostics import signflip
+from sae_steer_checks.diagnostics.leaning import flipped_vector_codes, leaning_check, leaning_from_acts
+from sae_steer_checks.diagnostics.signflip import (
     benjamini_hochberg,
-    flipped_vector_codes,
-    leaning_check,
-    leaning_from_acts,
     paired_t_pvalues,
     sign_flip_pvalues,
     tarone_family,
@@ -195,9 +193,9 @@ def test_copies_read_the_same_flips_as_the_observed_data() -> None:
     d = torch.randn(n, m, generator=gen, dtype=torch.float64) * (torch.rand(n, m, generator=gen) < 0.9)
     d[:, :5] += 1.0
     copies = torch.cat([torch.ones(1, n), 1 - 2 * torch.randint(0, 2, (c - 1, n), generator=gen)]).double()
-    kw = {"stages": leaning_module._schedule(1000, 20_000, 0.05), "exact_nnz": 0, "refine": None}
-    clean = leaning_module._clean(d)
-    together, flips = leaning_module._flip_pvalues(
+    kw = {"stages": signflip.flip_schedule(1000, 20_000, 0.05), "exact_nnz": 0, "refine": None}
+    clean = signflip.clean_differences(d)
+    together, flips = signflip.flip_pvalues(
         clean,
         copies,
         min_flips=torch.zeros(c, dtype=torch.long),
@@ -205,7 +203,7 @@ def test_copies_read_the_same_flips_as_the_observed_data() -> None:
         **kw,
     )
     for k in range(c):
-        alone, alone_flips = leaning_module._flip_pvalues(
+        alone, alone_flips = signflip.flip_pvalues(
             clean,
             copies[k : k + 1],
             min_flips=torch.zeros(1, dtype=torch.long),
