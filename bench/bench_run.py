@@ -1,12 +1,14 @@
-"""Wall time of the whole ``run`` command (and the share in the steering sweep) and of the warm demo.
+"""Wall time of the whole ``run`` command against ``extract`` on the same items, its profile, and the demo.
 
     python bench/bench_run.py '{"dataset": "builtin:sentiment"}'    # one run, in this process: JSON
+    python bench/bench_run.py '{"dataset": "builtin:sentiment", "command": "extract"}'    # its baseline
 
 Each measurement runs in a fresh process (:func:`common.run_worker`). The worker calls
-``sae_steer_checks.cli.main`` in-process with ``diagnostics.run.retention`` wrapped by a timer, so the
-share of the sweep (the retention check: every vector times every multiplier, and the random null) is
-read against the total of the same call. The model's first load assembles a cache: run once before
-measuring (the figures are warm).
+``sae_steer_checks.cli.main`` in-process under cProfile, with each phase of :data:`PHASES` wrapped by a
+timer, so the share of each phase (the sweep: every vector and random direction times every multiplier)
+is read against the total of the same call; the baseline is ``extract`` of the same items, also in a
+fresh process of the same round. The model's first load assembles a cache: run once before measuring
+(the figures are warm).
 """
 
 from __future__ import annotations
@@ -34,37 +36,115 @@ def _load() -> list[float] | None:
         return None
 
 
-def whole_run(dataset: str, model: str = "gemma3-270m", layer: int = 10) -> dict[str, Any]:
-    """One ``run`` on ``dataset`` with the bundled SAE, in this process: total and sweep seconds."""
-    import sae_steer_checks.diagnostics.run as diag_run
+# where a whole run spends its time: module, function, phase name (each wrapped by a timer in the worker)
+PHASES = (
+    ("sae_steer_checks.cli.inputs", "load_checked_model", "model load"),
+    ("sae_steer_checks.sae.loading", "load_sae", "SAE load"),
+    ("sae_steer_checks.cli.inputs", "extract_vector", "CAA extraction"),
+    ("sae_steer_checks.cli.inputs", "read_text_activations", "ordinary text activations"),
+    ("sae_steer_checks.diagnostics.run", "retention_check", "behaviour sweep and retention"),
+    ("sae_steer_checks.diagnostics.run", "run_checks", "every check (sweep included)"),
+    ("sae_steer_checks.report.write", "write_report", "report"),
+)
+
+
+def _phase_timers(spent: dict[str, float]) -> list[Any]:
+    """Patches that add each phase's seconds to ``spent`` (a function missing from its module is skipped)."""
+    import importlib
+
+    patches = []
+    for module_name, name, phase in PHASES:
+        module = importlib.import_module(module_name)
+        inner = getattr(module, name, None)
+        if inner is None:
+            continue
+
+        def timed_call(*args: Any, _inner: Any = inner, _phase: str = phase, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[_phase] = spent.get(_phase, 0.0) + time.perf_counter() - start
+
+        patches.append(mock.patch.object(module, name, timed_call))
+    return patches
+
+
+def _top_functions(profile: Any, total: float, n: int = 15) -> list[dict[str, Any]]:
+    """The project's functions with the most cumulative time in ``profile`` (a cProfile.Profile)."""
+    import pstats
+
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
+        if "sae_steer_checks" in filename:
+            where = filename[filename.index("sae_steer_checks") :]
+            rows.append(
+                {
+                    "function": f"{where}:{line}({name})",
+                    "seconds": cumulative,
+                    "share": ratio(cumulative, total),
+                }
+            )
+    rows.sort(key=lambda r: -r["seconds"])
+    return rows[:n]
+
+
+def whole_run(
+    dataset: str, model: str = "gemma3-270m", layer: int = 10, command: str = "run"
+) -> dict[str, Any]:
+    """One ``run`` (or ``extract`` of the items ``run`` extracts from) on ``dataset``, in this process.
+
+    ``run`` uses the bundled SAE and the defaults (``answer`` positions, the retention check's random
+    directions, default multipliers) and reports the seconds of each phase and the project's costliest
+    functions (cProfile); ``extract`` is the baseline: the same model and items, ``--split train``.
+    """
+    import cProfile
+    from contextlib import ExitStack
+
     from sae_steer_checks.cli import main
     from sae_steer_checks.sae.loading import bundled_sae_dir
 
-    inner = diag_run.retention
-    spent: list[float] = []
-
-    def timed_retention(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - start)
-
+    spent: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as out:
-        argv = ["run", "--model", model, "--sae", str(bundled_sae_dir()), "--layer", str(layer)]
-        argv += ["--dataset", dataset, "--out", out, "--force", "-q"]
+        argv = [command, "--model", model, "--layer", str(layer), "--dataset", dataset]
+        if command == "run":
+            argv += ["--sae", str(bundled_sae_dir())]
+        else:
+            argv += ["--split", "train"]
+        argv += ["--out", out, "--force", "-q"]
         load_before = _load()
+        profile = cProfile.Profile()
         start = time.perf_counter()
-        with mock.patch.object(diag_run, "retention", timed_retention):
+        with ExitStack() as stack:
+            if command == "run":
+                for patch in _phase_timers(spent):
+                    stack.enter_context(patch)
+            profile.enable()
             code = main(argv)
+            profile.disable()
         total = time.perf_counter() - start
+        report = Path(out) / "report.json"
+        facts: dict[str, Any] = {}
+        if command == "run" and report.exists():
+            data = json.loads(report.read_text())
+            null = (data.get("retention") or {}).get("null") or {}
+            facts = {
+                "random_directions": null.get("n"),
+                "steer_positions": data["provenance"].get("behaviour", {}).get("steer_positions"),
+                "multipliers": (data.get("retention") or {}).get("multipliers"),
+            }
+    sweep = spent.get("behaviour sweep and retention", 0.0)
     return {
         "command": "python -m sae_steer_checks " + " ".join(argv).replace(out, "OUT"),
         "exit_code": code,
         "seconds": total,
-        "sweep_seconds": sum(spent),
-        "sweep_share": ratio(sum(spent), total),
+        "sweep_seconds": sweep,
+        "sweep_share": ratio(sweep, total),
+        "phases": {k: {"seconds": v, "share": ratio(v, total)} for k, v in sorted(spent.items())},
+        "profile": _top_functions(profile, total) if command == "run" else [],
         "load_average_before": load_before,
+        **facts,
     }
 
 
@@ -123,25 +203,38 @@ def run(
     if datasets and run_repeats < 1:
         raise ValueError(f"run_repeats must be at least 1, got {run_repeats}")
     runs: dict[str, list[dict[str, Any]]] = {d: [] for d in datasets}
+    extracts: dict[str, list[dict[str, Any]]] = {d: [] for d in datasets}
     demos: list[dict[str, Any]] = []
     bases: list[dict[str, Any]] = []
     for i in range(max(run_repeats, demo_repeats)):
         if i < run_repeats:
             for d in datasets:
                 runs[d].append(run_worker("bench_run", {"dataset": d}, timeout=3600.0))
+                extracts[d].append(
+                    run_worker("bench_run", {"dataset": d, "command": "extract"}, timeout=3600.0)
+                )
         if i < demo_repeats:
             demos.append(demo())
             bases.append(demo_inputs_only())
     out: dict[str, Any] = {"run": {}} if datasets else {}
     for d, rs in runs.items():
+        seconds, extract = median([r["seconds"] for r in rs]), median([r["seconds"] for r in extracts[d]])
         out["run"][d] = {
             "command": rs[0]["command"],
+            "baseline_command": extracts[d][0]["command"],
             "repeats": len(rs),
-            "seconds": median([r["seconds"] for r in rs]),
+            "seconds": seconds,
+            "extract_seconds": extract,
+            "run_over_extract": ratio(seconds, extract),
+            "random_directions": rs[0].get("random_directions"),
+            "steer_positions": rs[0].get("steer_positions"),
+            "phases": rs[0]["phases"],
+            "profile": rs[0]["profile"],
             "sweep_seconds": median([r["sweep_seconds"] for r in rs]),
             "sweep_share": median([r["sweep_share"] for r in rs]),
-            "exit_code": max((r["exit_code"] for r in rs), key=lambda c: c != 0),
+            "exit_code": max((r["exit_code"] for r in (*rs, *extracts[d])), key=lambda c: c != 0),
             "rounds": rs,
+            "baseline_rounds": extracts[d],
         }
     if not demos:
         return out

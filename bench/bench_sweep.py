@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, check_repeats, median, ratio, timed
 
 from sae_steer_checks.lm.hooks import add_to_residual
-from sae_steer_checks.steering.scoring import make_score_fn
+from sae_steer_checks.steering.scoring import SteerPositions, make_score_fn
 from sae_steer_checks.steering.tasks import BehaviourTask, ab_task, freeform_task
 
 DATASETS = ("builtin:sentiment", "builtin:corrigibility")
@@ -67,17 +67,21 @@ def _tasks(model_name: str, layer: int, max_items: int | None) -> tuple[nn.Modul
     return model.eval(), tasks
 
 
-def plain_scores(model: nn.Module, task: BehaviourTask, layer: int, u: Tensor) -> tuple[Tensor, int]:
+def plain_scores(
+    model: nn.Module, task: BehaviourTask, layer: int, u: Tensor, positions: SteerPositions = "answer"
+) -> tuple[Tensor, int]:
     """Per-item scores ``[n_items]`` (float64) with ``u [d_model]`` added, one plain forward per row.
 
     Written apart from ``steering.scoring`` (the reference): every distinct row
-    ``prefix + continuation[:-1]`` runs alone through the whole model with logits. Returns the scores
-    and the number of forwards.
+    ``prefix + continuation[:-1]`` runs alone through the whole model with logits, steered at the same
+    positions (``answer``: from the prompt's last token on; ``all``: everywhere). Returns the scores and
+    the number of forwards.
     """
     logprobs: dict[tuple[int, ...], Tensor] = {}
     prompt_scores = []
-    with add_to_residual(model, layer, u):
-        for i, prefix in enumerate(task.prefixes):
+    for i, prefix in enumerate(task.prefixes):
+        start = len(prefix) - 1 if positions == "answer" else 0
+        with add_to_residual(model, layer, u, start_position=start):
             sides = []
             for conts in (task.positive[i], task.negative[i]):
                 lps = []
@@ -104,9 +108,10 @@ def sweep_one(
     *,
     repeats: int,
     baseline_combos: int,
+    positions: SteerPositions = "answer",
 ) -> dict[str, Any]:
     """Time the batched sweep and the plain baseline on ``combos [k, d_model]``, interleaved."""
-    score_fn = make_score_fn(model, task, layer, per_item=True)
+    score_fn = make_score_fn(model, task, layer, positions=positions)
     base = combos[: min(baseline_combos, combos.shape[0])]
     fast_s, plain_s = [], []
     grid = torch.empty(0)
@@ -116,7 +121,7 @@ def sweep_one(
         for _ in range(repeats):
             s, grid = timed(lambda: score_fn.score_batch(combos))
             fast_s.append(s)
-            s, out = timed(lambda: [plain_scores(model, task, layer, u) for u in base])
+            s, out = timed(lambda: [plain_scores(model, task, layer, u, positions) for u in base])
             plain_s.append(s * combos.shape[0] / base.shape[0])
             plain = torch.stack([o[0] for o in out])
             n_forwards = out[0][1]
@@ -140,15 +145,19 @@ def sweep_one(
 def run(
     model: str = "gemma3-270m",
     layer: int = 10,
-    n_vectors: int = 3,
+    n_vectors: int = 43,
     multipliers: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0),
     norm: float = 50.0,
     repeats: int = 3,
     baseline_combos: int = 15,
     max_items: int | None = None,
     seed: int = 0,
+    positions: SteerPositions = "answer",
 ) -> dict[str, Any]:
     """The sweep on each held-out set of ``DATASETS``: ``n_vectors`` random directions of norm ``norm``.
+
+    The default size is the ``run`` command's retention sweep: its 3 vectors and 40 random directions,
+    times 5 multipliers, steered at ``positions`` (``answer`` by default, as ``run``).
 
     Returns, per set, median seconds of both sides (and every repeat), the speed-up of the batched sweep,
     the largest score difference and whether the baseline was extrapolated; ``speedup`` (the smaller of
@@ -162,7 +171,9 @@ def run(
     vectors = vectors / vectors.norm(dim=1, keepdim=True) * norm
     combos = (torch.tensor(multipliers)[None, :, None] * vectors[:, None, :]).reshape(-1, d)
     sets = {
-        spec: sweep_one(net, task, layer, combos, repeats=repeats, baseline_combos=baseline_combos)
+        spec: sweep_one(
+            net, task, layer, combos, repeats=repeats, baseline_combos=baseline_combos, positions=positions
+        )
         for spec, task in tasks.items()
     }
     speedups = [s["speedup"] for s in sets.values()]
@@ -170,6 +181,7 @@ def run(
         "model": model,
         "layer": layer,
         "n_vectors": n_vectors,
+        "steer_positions": positions,
         "multipliers": list(multipliers),
         "vector_norm": norm,
         "repeats": repeats,
