@@ -11,6 +11,9 @@ prompts (``"Question: ...\\n\\nAnswer: (A"``, no chat template: the base tokeniz
 model gets a plain prompt), Gemma Scope ``gemma-scope-2b-pt-res`` / ``layer_14/width_16k/average_l0_173``,
 and ordinary text from the bundled offline corpora (lee + pydoc, ~170k Gemma 2 tokens) for the norm
 distribution. The steering score is the A/B logit difference on the 50 test items, one score per item.
+Steering adds the vector at the ``answer`` positions (from each prompt's last token, "(", on), CAA's own
+convention (its reference code adds the vector after the end of the instruction), which is also the
+study's; every earlier position is left as the model computed it, so each prompt's prefix runs once.
 As in the study the vector is extracted from all 340 items, so the 50 scored items are part of the
 extraction set (the report's provenance says so).
 
@@ -30,8 +33,9 @@ Batching, so that the whole tier runs on one H200 in well under 10 minutes with 
 64 prompts with the shared prefix computed once (~6 forwards through blocks 0-14 only, seconds); the
 ordinary text is cut into 128-token windows (BOS first, left out) read 64 windows per forward through
 blocks 0-14 only (~1,340 windows, ~21 forwards); the score function runs the 50 test prompts in one
-batch and stacks 16 steering vectors per forward, replaying only blocks 15-25 per vector (3 vectors +
-8 random nulls x 3 multipliers, the shared zero multiplier scored once: 2 batched calls). The SAE stays
+batch over a key/value cache of each prompt's unsteered prefix and stacks 16 steering vectors per
+forward, replaying only blocks 15-25 at the answer position per vector (the vectors and the random
+null x the multipliers, the shared zero multiplier scored once, in one batched call). The SAE stays
 on the CPU in float32, because the diagnostics encode CPU tensors with it; the pair search, the signed
 decompositions and their nulls run on ``device``. The CPU part is dominated by encoding the ~170k text
 activations three times (live features and the two halves of the delta view), about a minute on 16 cores.
@@ -385,7 +389,7 @@ def run_tier(config: TierConfig, out: str | Path, *, progress: bool = False) -> 
         model,
         task,
         config.layer,
-        per_item=True,
+        positions="answer",  # CAA's convention (see the module notes)
         batch_size=config.score_batch_size,
         vectors_per_batch=config.vectors_per_batch,
     )
