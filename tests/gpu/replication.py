@@ -12,8 +12,8 @@ model gets a plain prompt), Gemma Scope ``gemma-scope-2b-pt-res`` / ``layer_14/w
 and ordinary text from the bundled offline corpora (lee + pydoc, ~170k Gemma 2 tokens) for the norm
 distribution. The steering score is the A/B logit difference on the 50 test items, one score per item.
 Steering adds the vector at the ``answer`` positions (from each prompt's last token, "(", on), CAA's own
-convention (its reference code adds the vector after the end of the instruction), which is also the
-study's; every earlier position is left as the model computed it, so each prompt's prefix runs once.
+convention (its reference code adds the vector after the end of the instruction); the study does not
+state its own. Every earlier position is left as the model computed it, so each prompt's prefix runs once.
 As in the study the vector is extracted from all 340 items, so the 50 scored items are part of the
 extraction set (the report's provenance says so).
 
