@@ -365,10 +365,11 @@ def plot_leaning(
     ax.set_xlabel("mean activation on positive prompts")
     ax.set_ylabel("mean activation on negative prompts")
     share = n_neg / total if total else float("nan")
-    drawn = f"; {active.size} most active and significant drawn" if active.size < total else ""
+    drawn = f"\n{active.size} of them drawn: the most active and the significant"
+    drawn = drawn if active.size < total else ""
     ax.set_title(
         f"{share:.0%} of {total} active features lean negative\n"
-        f"(solid: significant lean; faint: not significant{drawn})",
+        f"(solid: significant lean; faint: not significant){drawn}",
         fontsize=10,
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)

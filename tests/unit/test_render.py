@@ -15,9 +15,9 @@ import torch
 
 from sae_steer_checks import CheckConfig, WorldConfig, build_world, run_checks
 from sae_steer_checks._validate import InputError
-from sae_steer_checks.diagnostics.figures import cosine_figure, norm_histogram
+from sae_steer_checks.diagnostics.figures import cosine_figure, leaning_figure, norm_histogram
 from sae_steer_checks.diagnostics.run import CheckResult
-from sae_steer_checks.report.plots import PLOT_FILES, PlotData, plot_data_from_report
+from sae_steer_checks.report.plots import PLOT_FILES, PlotData, plot_data_from_report, render_plots
 from sae_steer_checks.report.render import load_report, render_report
 from sae_steer_checks.report.write import NO_FIGURES, write_report
 
@@ -228,3 +228,18 @@ def test_write_report_lists_at_most_max_listed_pairs(
     assert (len(section["pairs"]), section["n_pairs"], section["truncated"]) == (1, len(result.pairs), True)
     again = write_report(result.to_report(), tmp_path / "dict", max_listed_pairs=1)
     assert again["aligned_pairs"] == section
+
+
+def test_a_wide_leaning_plot_draws_the_most_active_and_counts_them_all(
+    checked: tuple[Any, CheckResult], tmp_path: Path
+) -> None:
+    lean = checked[1].leaning
+    fig = leaning_figure(lean, max_points=20)
+    weight = torch.maximum(lean.mean_pos, lean.mean_neg)
+    most = torch.sort(weight, descending=True, stable=True).indices[:20].tolist()
+    assert set(most) | set(fig["circled"]) <= set(fig["features"])
+    assert fig["n_active"] == leaning_figure(lean)["n_active"] > len(fig["features"])
+    assert fig["n_negative"] == int(lean.negative.sum())
+    assert checked[1].figures is not None
+    report = {"figures": {**checked[1].figures, "leaning": fig}}
+    assert "leaning" in render_plots(plot_data_from_report(report), tmp_path)
