@@ -508,12 +508,14 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
     assert record["prompt_format"] == ran["provenance"]["prompt_format"]
     assert ran["provenance"]["unit"] == record["unit"]
     assert ran["provenance"]["unit"].startswith("A/B item")
-    sections = set(ran) - {"provenance", "retention", "verdicts"}
+    sections = set(ran) - {"provenance", "retention", "verdicts", "figures"}
     assert sections >= set(DIAGNOSTIC_SECTIONS)
     assert set(diagnosed) == set(ran)
     for section in sorted(sections):  # the diagnostics and their nulls
         _assert_close(ran[section], diagnosed[section], section)
     assert diagnosed["retention"] is None
+    assert diagnosed["figures"]["retention"] is None  # the plotted numbers, retention's apart
+    _assert_close({**ran["figures"], "retention": None}, diagnosed["figures"], "figures")
     verdicts = {v["mechanism"]: v for v in diagnosed["verdicts"]}
     compared = 0
     for v in ran["verdicts"]:
