@@ -20,7 +20,7 @@ from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDatase
 from sae_steer_checks.lm.models import validate_layer
 from sae_steer_checks.steering.caa import Balance, extract_caa
 from sae_steer_checks.steering.scoring import SteerPositions
-from sae_steer_checks.steering.steerability import relative_multipliers, steerability
+from sae_steer_checks.steering.slopes import relative_multipliers, steerability
 from sae_steer_checks.steering.tasks import BehaviourTask
 
 if TYPE_CHECKING:

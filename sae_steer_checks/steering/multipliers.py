@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from sae_steer_checks.steering.steerability import relative_multipliers
+from sae_steer_checks.steering.slopes import relative_multipliers
 
 __all__ = ["DEFAULT_FRACTIONS", "default_multipliers"]
 

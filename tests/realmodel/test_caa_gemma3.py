@@ -12,7 +12,7 @@ from sae_steer_checks.data.schema import load_ab_items, load_freeform, split_ite
 from sae_steer_checks.lm.models import LoadedModel
 from sae_steer_checks.lm.readout import read_pairs
 from sae_steer_checks.steering.caa import extract_caa
-from sae_steer_checks.steering.steerability import relative_multipliers, steerability
+from sae_steer_checks.steering.slopes import relative_multipliers, steerability
 from sae_steer_checks.steering.tasks import freeform_task
 
 pytestmark = pytest.mark.realmodel

@@ -20,7 +20,7 @@ from sae_steer_checks.steering.scoring import (
     make_score_fn,
     score_items,
 )
-from sae_steer_checks.steering.steerability import random_like, relative_multipliers, steerability, sweep
+from sae_steer_checks.steering.slopes import random_like, relative_multipliers, steerability, sweep
 from sae_steer_checks.steering.tasks import ab_task, freeform_task
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 

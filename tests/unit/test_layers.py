@@ -9,7 +9,7 @@ from sae_steer_checks.data.prompts import freeform_pairs
 from sae_steer_checks.data.schema import load_freeform
 from sae_steer_checks.steering.caa import extract_caa
 from sae_steer_checks.steering.layers import layer_sweep
-from sae_steer_checks.steering.steerability import relative_multipliers, steerability
+from sae_steer_checks.steering.slopes import relative_multipliers, steerability
 from sae_steer_checks.steering.tasks import freeform_task
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
