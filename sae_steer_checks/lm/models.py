@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 __all__ = [
     "PACKAGED_MODELS",
@@ -220,7 +220,7 @@ def _wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, name: str
     )
 
 
-def _text_config(model: nn.Module) -> Any:
+def _text_config(model: nn.Module) -> PretrainedConfig:
     config = getattr(model, "config", None)
     if config is None:
         raise UnsupportedArchitectureError(
