@@ -22,6 +22,7 @@ from sae_steer_checks.cli.parser import PROG, TrainDefault, build_parser
 if TYPE_CHECKING:
     import torch
 
+    from sae_steer_checks.cli.inputs import CheckInputs
     from sae_steer_checks.lm.models import LoadedModel
     from sae_steer_checks.train import TrainConfig
 
@@ -299,7 +300,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _check_and_report(
-    checked: Any, args: argparse.Namespace, *, out: Path | None = None, force: bool | None = None
+    checked: CheckInputs, args: argparse.Namespace, *, out: Path | None = None, force: bool | None = None
 ) -> dict[str, Any]:
     """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
     import torch
