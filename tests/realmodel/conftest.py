@@ -1,4 +1,4 @@
-"""Session-scoped real-model fixtures: Gemma 3 270M and the bundled SAE, each loaded once per run.
+"""Session-scoped real-model fixtures: Gemma 3 270M, the bundled SAE and the Gemma 2 stand-ins, once per run.
 
 Loading happens inside the fixtures (never at import), so collecting this tier without
 ``--run-realmodel`` costs nothing.
@@ -7,12 +7,15 @@ Loading happens inside the fixtures (never at import), so collecting this tier w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 
 from sae_steer_checks.lm.models import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from tests.helpers.gemma2_standins import Standins
 
 BUNDLED_SAE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "gemma3-270m-sae"
 
@@ -47,3 +50,11 @@ def bundled_sae(bundled_sae_dir: Path) -> Any:
 def bundled_sae_metadata(bundled_sae: Any) -> dict[str, Any]:
     """Training recipe and quality recorded in the bundled SAE's ``cfg.json`` metadata."""
     return dict(bundled_sae.cfg.metadata.__dict__)
+
+
+@pytest.fixture(scope="session")
+def gemma2_standins(tmp_path_factory: pytest.TempPathFactory) -> Standins:
+    """All Gemma 2 tier stand-ins in the real on-disk layouts, built once per session (~12 s, 350 MB)."""
+    from tests.helpers.gemma2_standins import build_standins
+
+    return build_standins(tmp_path_factory.mktemp("gemma2-standins"))

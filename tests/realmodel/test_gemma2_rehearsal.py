@@ -33,7 +33,7 @@ from tests.gpu.replication import (
     load_tier_sae,
     sae_params_path,
 )
-from tests.helpers.gemma2_standins import Standins, build_standins
+from tests.helpers.gemma2_standins import Standins
 
 pytestmark = pytest.mark.realmodel
 
@@ -54,11 +54,10 @@ REHEARSAL: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standins]:
-    """The stand-ins, built once and made current (environment and hub constants) for this module."""
-    built = build_standins(tmp_path_factory.mktemp("gemma2-rehearsal"))
-    with built.activate():
-        yield built
+def standins(gemma2_standins: Standins) -> Iterator[Standins]:
+    """The session's stand-ins (``conftest.py``) made current (environment and hub constants) here."""
+    with gemma2_standins.activate():
+        yield gemma2_standins
 
 
 @pytest.fixture(scope="module")

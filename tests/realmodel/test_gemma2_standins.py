@@ -35,7 +35,6 @@ from tests.helpers.gemma2_standins import (
     PLANTED,
     TINY_GEMMA2,
     Standins,
-    build_standins,
     commit_hash,
     snapshot_dir,
     write_hub_repo,
@@ -50,12 +49,6 @@ NPZ = f"{GEMMA_SCOPE_SAE_ID}/params.npz"
 
 class NetworkBlockedError(OSError):
     """A test tried to open an internet socket."""
-
-
-@pytest.fixture(scope="session")
-def gemma2_standins(tmp_path_factory: pytest.TempPathFactory) -> Standins:
-    """All Gemma 2 tier stand-ins, built once per session (about 12 s, 350 MB)."""
-    return build_standins(tmp_path_factory.mktemp("gemma2-standins"))
 
 
 @pytest.fixture(scope="module")

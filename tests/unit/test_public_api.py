@@ -47,4 +47,5 @@ def test_no_module_shares_its_name_with_a_function_or_class_of_its_package() -> 
     assert not clashes, clashes
     import sae_steer_checks.report.verdicts as verdicts_module
 
-    assert inspect.ismodule(verdicts_module) and callable(verdicts_module.clears)
+    assert inspect.ismodule(verdicts_module)
+    assert callable(verdicts_module.clears)
