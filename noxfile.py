@@ -129,12 +129,15 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def thorough(session: nox.Session) -> None:
-    """Hypothesis properties with many examples (the `thorough` profile)."""
-    _install(session, "test")
+    """The fast tier with its `slow` calibrations, and hypothesis with many examples (`thorough` profile)."""
+    _install(session, *FAST_EXTRAS)
+    _install_reference_libraries(session)
     session.run(
         "pytest",
         "-n",
         os.environ.get("PYTEST_WORKERS", "2"),
+        "--run-slow",
+        "tests/unit",
         "tests/property",
         *session.posargs,
         env={**ENV, "HYPOTHESIS_PROFILE": "thorough"},

@@ -8,8 +8,9 @@ Effect worlds plant behaviour features present in every item, 40% of them leanin
 leaning and decomposition verdicts must say "problem" in at least 80% of them. The interval of the
 population norm must hold the population CAA vector's norm.
 
-The fast tier runs the small width with W = 16 null and 8 effect worlds (a cheaper version of the
-same claims); ``HYPOTHESIS_PROFILE=thorough`` runs W = 200 and 50, and ``python bench/calibration.py``
+Every test here is ``slow`` (each world runs the whole check with its default nulls): ``--run-slow``
+runs the small width with W = 16 null and 8 effect worlds (a cheaper version of the same claims),
+``nox -s thorough`` (``HYPOTHESIS_PROFILE=thorough``) W = 200 and 50, and ``python bench/calibration.py``
 the full grid (widths 2k and 16k, 12 to 100 items) with every figure in README.
 """
 
@@ -30,6 +31,8 @@ N_NULL_WORLDS = 200 if THOROUGH else 16
 N_EFFECT_WORLDS = 50 if THOROUGH else 8
 N_ITEMS = 24
 WIDTH = "small"
+
+pytestmark = pytest.mark.slow
 
 
 def _bound(w: int) -> float:

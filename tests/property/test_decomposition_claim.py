@@ -16,7 +16,7 @@ features, half negative-leaning, lean 4.5) must say "problem" in at least 80% of
 with the shipped defaults (39 null vectors, k_max 64, 999 sign flips, 100 bootstrap draws).
 
 R = 40 repetitions, W = 20 null and 10 effect worlds in the fast tier; 200, 200 and 50 with
-``HYPOTHESIS_PROFILE=thorough``.
+``HYPOTHESIS_PROFILE=thorough``. The null worlds are ``slow`` (``--run-slow``, ``nox -s thorough``).
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def _world_verdict(seed: int, n_behaviour: int) -> DecompositionNulls:
     )
 
 
+@pytest.mark.slow
 def test_null_worlds_say_problem_at_most_at_the_nominal_rate() -> None:
     results = [_world_verdict(seed, 0) for seed in range(N_NULL_WORLDS)]
     rate = sum(r.status == "problem" for r in results) / N_NULL_WORLDS

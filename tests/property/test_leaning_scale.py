@@ -6,7 +6,9 @@ fires more on the negative prompt of every item, and SAE(v) gives it 0. Its exac
 is 2**(1 - n_items), below Holm's first bound ``0.05 / m`` for every family size ``m`` involved, so
 the verdict must say "problem"; without it the verdict may say "problem" at most at rate alpha.
 
-W null worlds: 8 in the fast tier, 100 with ``HYPOTHESIS_PROFILE=thorough``.
+The widest world and the null worlds are ``slow`` (``--run-slow``, ``nox -s thorough``); the fast tier
+keeps the planted feature at Gemma Scope's 16k width. W null worlds: 8 with ``--run-slow``, 100 with
+``HYPOTHESIS_PROFILE=thorough``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def _world(
     ("n_items", "d_sae", "options"),
     [
         (20, 16_384, {}),
-        (100, 50_000, {"n_null_tests": 20, "n_boot": 200, "n_null": 200}),
+        pytest.param(
+            100, 50_000, {"n_null_tests": 20, "n_boot": 200, "n_null": 200}, marks=pytest.mark.slow
+        ),
     ],
 )
 def test_one_feature_leaning_in_every_item_is_confirmed_among_thousands(
@@ -74,6 +78,7 @@ def test_one_feature_leaning_in_every_item_is_confirmed_among_thousands(
     assert summary["verdict"] == "problem"
 
 
+@pytest.mark.slow
 def test_the_same_worlds_without_the_feature_rarely_say_problem() -> None:
     verdicts = []
     for seed in range(N_NULL_WORLDS):
