@@ -23,7 +23,7 @@ from sae_steer_checks.stats.draws import streams
 __all__ = ["STREAMS", "SharedInputs", "prepare_inputs"]
 
 #: The random streams spawned from the run's seed, one per use.
-STREAMS = ("draws", "leaning", "nulls", "retention")
+STREAMS = ("draws", "leaning", "nulls", "retention", "ablation")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from sae_steer_checks._provenance import versions
 from sae_steer_checks._validate import validate_fraction, validate_positive_int
+from sae_steer_checks.diagnostics.ablation import Ablation, ablation_check
 from sae_steer_checks.diagnostics.accounts import METHODS, Accounts, account_for
 from sae_steer_checks.diagnostics.bias import BiasCheck, bias_check
 from sae_steer_checks.diagnostics.decompose import DecompositionSummary, SparseCode
@@ -96,6 +97,9 @@ class CheckConfig:
     """Percentile of activation norms below which the vector counts as out of distribution."""
     bias_share: float = 0.5
     """Share of SAE(v)'s mass in SAE(0) above which (and above ordinary activations) the bias decides."""
+    ablation_cost: float = 0.2
+    """Share of v's slope that removing the lost projections must cost for an ablation ``problem``
+    (beside beating random removals); ``fine`` when the cost's interval lies below it."""
     seed: int = 0
     """Seed of the run: each null, permutation and bootstrap draws from its own stream spawned from it."""
 
@@ -116,6 +120,7 @@ class CheckConfig:
         validate_fraction(self.rare_rate, "rare_rate", open_low=False)
         validate_fraction(self.min_share, "min_share", open_low=False)
         validate_fraction(self.retained, "retained")
+        validate_fraction(self.ablation_cost, "ablation_cost")
         if self.min_effect < 0:
             raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")
         if not 0.0 <= self.min_gap < 2.0:
@@ -154,6 +159,8 @@ class CheckResult:
     """Each account's cosine with v beside random and shuffled null vectors; the cosine-vs-k curves."""
     retention: Retention | None = field(default=None)
     """Steerability slopes, when a score function was given."""
+    ablation: Ablation | None = field(default=None)
+    """Steering without the lost projections and with them alone, when a score function was given."""
     figures: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     """The numbers the report's plots draw (histograms, plotted features), JSON-ready; see
     :func:`~sae_steer_checks.diagnostics.figures.figure_data`."""
@@ -180,6 +187,7 @@ class CheckResult:
             },
             "decomposition_nulls": None if self.nulls is None else self.nulls.to_dict(),
             "retention": None if self.retention is None else self.retention.to_dict(),
+            "ablation": None if self.ablation is None else self.ablation.to_dict(),
             "figures": None if self.figures is None else dict(self.figures),
         }
 
@@ -273,6 +281,7 @@ def run_checks(
         generator=s.rng["nulls"], device=device,
     )  # fmt: skip
     kept = None if score_fn is None else _retention(score_fn, s, accounts, config)
+    ablation = None if kept is None else _ablation(score_fn, s, leaning, kept, config)
     sample_norms = s.ordinary.rows.detach().to(torch.float64).norm(dim=-1).cpu()
     return CheckResult(
         config=config,
@@ -286,6 +295,7 @@ def run_checks(
         decompositions=accounts.summaries,
         nulls=nulls,
         retention=kept,
+        ablation=ablation,
         figures=figure_data(space.W_dec, sample_norms, norm, bias, leaning, pairs, spurious, nulls, kept),
     )
 
@@ -311,6 +321,17 @@ def _retention(score_fn: ScoreFn, s: SharedInputs, accounts: Accounts, config: C
         alpha=config.alpha,
         n_boot=config.n_boot,
     )
+
+
+def _ablation(
+    score_fn: ScoreFn | None, s: SharedInputs, leaning: LeaningCheck, kept: Retention, config: CheckConfig
+) -> Ablation:
+    """Steering without the lost projections (the flagged features' span) against random live rows."""
+    return ablation_check(
+        score_fn, s.space, s.vector, leaning.flagged, s.ordinary.live, config.multipliers,
+        steers=kept.steers, n_null=config.n_null, alpha=config.alpha, max_cost=config.ablation_cost,
+        n_boot=config.n_boot, generator=s.rng["ablation"],
+    )  # fmt: skip
 
 
 def _provenance(s: SharedInputs, config: CheckConfig) -> dict[str, Any]:

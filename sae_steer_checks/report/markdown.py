@@ -2,7 +2,7 @@
 
 One verdict line per mechanism in plain words, the key figures in small tables, the plots embedded,
 and the provenance at the end. Sections are read by their schema keys (a renamed key raises
-``KeyError``); ``retention``, the one section that may be absent, is said to be missing.
+``KeyError``); ``retention`` and ``ablation``, the sections that may be absent, are said to be missing.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def render_markdown(
             "decomposition",
         ),
         ("6. Behaviour retained", _retention_table(report["retention"], prov.get("behaviour")), "retention"),
+        ("7. Ablation: do the lost projections carry the behaviour?", _ablation_table(report), None),
     ]
     for title, body, plot in sections:
         lines += [f"## {title}", "", *body, ""]
@@ -286,6 +287,45 @@ def _retention_table(ret: Mapping[str, Any] | None, behaviour: Any = None) -> li
             f"{fmt_num(null['abs_q95'])}, mean {fmt_num(null['mean'])}; the original's slope is at "
             f"percentile {fmt_num(null['percentile'])}, so it "
             f"{'steers' if ret['steers'] else 'does not beat them'}.",
+        ]
+    return out
+
+
+def _ablation_table(report: Mapping[str, Any]) -> list[str]:
+    if "ablation" not in report:
+        return ["Not run: this report predates the ablation."]
+    abl = report["ablation"]
+    if abl is None:
+        return ["Not run: no behaviour score was given."]
+    if abl["status"] == "not run":
+        return [f"Not run: {abl['reason']}."]
+    slopes = abl["slopes"]
+    kept, removed = abl["share_kept"] or {}, abl["share_removed"] or {}
+    rows = [("v", fmt_num(slopes["original"]), fmt_pct(1.0), "n/a")]
+    for label, key, share in (
+        ("v without the lost span", "without", kept),
+        ("the lost component alone", "only", removed),
+    ):
+        rows.append((label, fmt_num(slopes[key]), fmt_pct(share.get("ratio")), _pct_range(share or None)))
+    level = f"{kept['level']:.0%}" if kept else "90%"
+    out = [
+        f"Removed: v's component along the decoder rows of the {abl['n_features']} lost features "
+        f"({_ids(abl['features'], str)}; rank {abl['rank']}, {fmt_pct(abl['removed_norm_share'])} of "
+        f"||v||), projected in the SAE's input space and mapped back. Multipliers: "
+        f"{', '.join(fmt_num(m) for m in abl['multipliers'])}; {abl['n_items']} items.",
+        "",
+        *_table(("Steering with", "Slope", "Share of v's slope", f"{level} interval of share"), rows),
+        "",
+        f"Cost of removing the lost span: {fmt_pct(abl['cost'])} ({level} interval "
+        f"{_pct_range(abl['cost_interval'])}); ablation_cost {fmt_pct(abl['max_cost'])}.",
+    ]
+    null = abl["null"]
+    if null is not None:
+        out += [
+            "",
+            f"Removing as many random live decoder rows ({fmt_num(null['n'])} draws from "
+            f"{fmt_num(abl['n_pool'])} live features): cost {_null_cell(null, pct=True)}; Monte Carlo "
+            f"p = {fmt_num(null['p_value'])}, critical cost {fmt_pct(null['critical'])}.",
         ]
     return out
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_or
 __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
+    "AblationSection",
     "AlignedPairsSection",
     "BiasSection",
     "ConventionSection",
@@ -45,7 +46,8 @@ __all__ = [
 #: echoed in their sections, the leaning test's family, the one-sided retention test and the
 #: decomposition compared at SAE(v)'s own sparsity. Keys added within a version: every check's section
 #: carries the status its check decided (``verdict``, or ``status`` for retention) and a ``reason``;
-#: ``norm.verdict_interval`` and ``bias.mass_bound`` are the interval and the bound those verdicts read.
+#: ``norm.verdict_interval`` and ``bias.mass_bound`` are the interval and the bound those verdicts read;
+#: ``ablation`` (optional, so earlier reports still validate) is steering without the lost projections.
 SCHEMA_VERSION = 4
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
@@ -269,6 +271,32 @@ class RetentionSection(TypedDict):
     n_items: int
 
 
+class AblationSection(TypedDict):
+    """``ablation``: steering without the lost projections and with them alone, against random removals."""
+
+    features: list[int]
+    n_features: int
+    rank: int
+    projection: str
+    removed_norm_share: float | None
+    multipliers: list[float]
+    slopes: dict[str, float]
+    cost: float | None
+    cost_interval: list[float] | None
+    share_kept: dict[str, Any] | None
+    share_removed: dict[str, Any] | None
+    null: dict[str, Any] | None
+    p_value: float | None
+    bound: float | None
+    max_cost: float
+    alpha: float
+    steers: bool
+    n_items: int
+    n_pool: int
+    status: Status
+    reason: str
+
+
 class Provenance(TypedDict):
     """``provenance``: what :func:`run_checks` records, plus what the caller adds (open section)."""
 
@@ -445,6 +473,8 @@ class Report(TypedDict):
     decompositions: dict[str, DecompositionSection]
     decomposition_nulls: DecompositionNullsSection | None
     retention: RetentionSection | None
+    ablation: NotRequired[AblationSection | None]
+    """Absent from reports written before the section existed; None when no score was given."""
     verdicts: list[VerdictEntry]
     figures: NotRequired[FiguresSection | None]
     """The plotted numbers; absent from reports written before the section existed."""

@@ -164,7 +164,8 @@ def collect_verdicts(report: Mapping[str, Any]) -> list[Verdict]:
     """One :class:`Verdict` per mechanism, in the report's order, from the JSON report dict.
 
     Sections are read by their schema keys (see :mod:`~sae_steer_checks.report.schema`), so a
-    missing or renamed key raises ``KeyError``; only ``retention`` may legitimately be None.
+    missing or renamed key raises ``KeyError``; only ``retention`` and ``ablation`` may legitimately be
+    None (``ablation`` may also be absent: the report predates it).
     """
     return [
         _norm_verdict(report["norm"]),
@@ -173,6 +174,7 @@ def collect_verdicts(report: Mapping[str, Any]) -> list[Verdict]:
         _pairs_verdict(report["aligned_pairs"]),
         _decomposition_verdict(report["decompositions"], report["decomposition_nulls"]),
         _retention_verdict(report["retention"]),
+        _ablation_verdict(report.get("ablation", _PREDATES)),
     ]
 
 
@@ -516,6 +518,66 @@ def _retention_verdict(ret: Mapping[str, Any] | None) -> Verdict:
         f"(Monte Carlo p <= {fmt_num(alpha)})",
     )
     return Verdict(name, status, sentence, Figure("retention.ratio_sae", r_sae), interval, null, rule)
+
+
+_PREDATES = "predates"
+
+
+def _ablation_verdict(abl: Mapping[str, Any] | str | None) -> Verdict:
+    # status from the diagnostic (see diagnostics.ablation): v must steer; then "problem" when removing
+    # the lost features' span costs more of v's slope than random live rows do (Monte Carlo p <= alpha)
+    # and the cost's interval lies above the larger of ablation_cost and the null's critical cost.
+    name = "Lost projections carry the behaviour"
+    if abl == _PREDATES:
+        return Verdict(name, "not run", "This report predates the ablation of the lost projections.")
+    if not isinstance(abl, Mapping):  # legitimately absent: no behaviour score was given
+        return Verdict(
+            name, "not run", "No behaviour score was given, so the lost projections were not ablated."
+        )
+    status: Status = abl["status"]
+    if status == "not run":
+        return Verdict(name, status, f"Not run: {abl['reason']}.")
+    n, cost = abl["n_features"], abl["cost"]
+    sentence = (
+        f"Steering with v minus its component along the {n} lost features' decoder rows (rank "
+        f"{abl['rank']}, {fmt_pct(abl['removed_norm_share'])} of ||v||) costs {fmt_pct(cost)} of v's slope"
+    )
+    civ, nd = abl["cost_interval"], abl["null"]
+    interval = None
+    kept = abl["share_kept"]
+    if civ is not None and kept is not None:
+        interval = Interval(civ[0], civ[1], kept["level"], f"1 - share kept ({kept['method']} ratio test)")
+        sentence += f" ({interval.level:.0%} interval {fmt_pct(civ[0])}-{fmt_pct(civ[1])})"
+    null = None
+    if nd is not None:
+        null = NullSummary(
+            f"cost of removing as many random live decoder rows ({abl['n_pool']} live features)",
+            nd["mean"],
+            nd["q95"],
+            nd["percentile"],
+            int(nd["n"]),
+        )
+        sentence += (
+            f", against {fmt_pct(null.mean)} on average (95th percentile {fmt_pct(null.q95)}) for as many "
+            f"random live rows (Monte Carlo p = {fmt_num(nd['p_value'])} over {null.n})"
+        )
+    removed = abl["share_removed"]
+    if removed is not None:
+        sentence += f"; the lost component alone keeps {fmt_pct(removed['ratio'])}"
+    if status == "problem":
+        sentence += ": the lost projections carry the behaviour."
+    elif status == "fine":
+        sentence += f": the lost projections carry less than {fmt_pct(abl['max_cost'])} of the behaviour."
+    else:
+        sentence += f"; {abl['reason']}."
+    bound = abl["bound"] if is_num(abl["bound"]) else abl["max_cost"]
+    rule = Rule(
+        "above",
+        bound,
+        f"the larger of ablation_cost ({fmt_pct(abl['max_cost'])}) and the cost random removals reach at "
+        f"Monte Carlo p <= {fmt_num(abl['alpha'])}; v must first beat its random directions",
+    )
+    return Verdict(name, status, sentence, Figure("ablation.cost", cost), interval, null, rule)
 
 
 # --- formatting shared with the report ---------------------------------------------------------

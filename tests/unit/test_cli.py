@@ -132,7 +132,7 @@ def test_demo_writes_a_full_report_on_the_planted_world(demo_out: Path) -> None:
 def test_demo_markdown_has_one_verdict_per_mechanism(demo_out: Path) -> None:
     markdown = (demo_out / "report.md").read_text()
     verdict = markdown.split("## Verdict")[1].split("\n## ")[0]
-    assert len([line for line in verdict.splitlines() if line.startswith("- **")]) == 6
+    assert len([line for line in verdict.splitlines() if line.startswith("- **")]) == 7
     assert "The encoder bias decides" in verdict
 
 
@@ -508,19 +508,20 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
     assert record["prompt_format"] == ran["provenance"]["prompt_format"]
     assert ran["provenance"]["unit"] == record["unit"]
     assert ran["provenance"]["unit"].startswith("A/B item")
-    sections = set(ran) - {"provenance", "retention", "verdicts", "figures"}
+    sections = set(ran) - {"provenance", "retention", "ablation", "verdicts", "figures"}
     assert sections >= set(DIAGNOSTIC_SECTIONS)
     assert set(diagnosed) == set(ran)
     for section in sorted(sections):  # the diagnostics and their nulls
         _assert_close(ran[section], diagnosed[section], section)
     assert diagnosed["retention"] is None
+    assert diagnosed["ablation"] is None  # it steers too: no behaviour score, no ablation
     assert diagnosed["figures"]["retention"] is None  # the plotted numbers, retention's apart
     _assert_close({**ran["figures"], "retention": None}, diagnosed["figures"], "figures")
     verdicts = {v["mechanism"]: v for v in diagnosed["verdicts"]}
     compared = 0
     for v in ran["verdicts"]:
         if v["status"] == "not run" or verdicts[v["mechanism"]]["status"] == "not run":
-            continue  # retention: run scores held-out items, diagnose has no behaviour score
+            continue  # retention and ablation: run scores held-out items, diagnose has no score
         _assert_close(v, verdicts[v["mechanism"]], v["mechanism"])
         compared += 1
     assert compared == 5

@@ -18,7 +18,7 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     report = namespace["report"]
     assert isinstance(report, dict)
-    assert len(report["verdicts"]) == 6
+    assert len(report["verdicts"]) == 7
     assert (tmp_path / "readme-report" / "report.json").is_file()
 
 

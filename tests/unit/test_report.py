@@ -209,7 +209,7 @@ def test_every_mechanism_gets_one_plain_verdict_line() -> None:
     text = render(example_report())
     section = text.split("## Verdict")[1].split("\n## ")[0]
     bullets = [line for line in section.splitlines() if line.startswith("- ")]
-    assert len(bullets) == 6
+    assert len(bullets) == 7
     marks = ("(**problem**)", "(fine)", "(inconclusive)", "(not run)")
     assert all(sum(m in b for m in marks) == 1 for b in bullets)
     assert "The encoder bias decides 4 of the top 5 features of SAE(v)" in section
@@ -229,7 +229,8 @@ def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
     report["aligned_pairs"].update(spurious=[], verdict="fine")
     report["decomposition_nulls"]["verdict"] = "fine"
     report["retention"].update(status="fine", steers=True, reason="the ratio's interval lies above 0.8")
-    assert [v.status for v in collect_verdicts(report)] == ["fine"] * 6
+    report["ablation"].update(status="fine", reason="the cost's interval lies below 0.2")
+    assert [v.status for v in collect_verdicts(report)] == ["fine"] * 7
 
 
 def test_absent_retention_is_not_run_and_a_missing_section_raises() -> None:

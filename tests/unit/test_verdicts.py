@@ -132,15 +132,15 @@ def test_pairs_verdict_needs_the_given_vectors_share_to_clear_min_share_and_the_
 
 def test_every_verdict_is_a_sentence_naming_its_figure() -> None:
     report = example_report()
-    report["retention"] = None
+    report["retention"] = report["ablation"] = None  # no behaviour score: neither runs
     found = collect_verdicts(report)
-    assert found[-1].status == "not run"
+    assert [v.status for v in found[-2:]] == ["not run"] * 2
     for verdict in found:
         assert verdict.sentence[0].isupper() or verdict.sentence[0].isdigit()
         assert verdict.sentence.endswith(".")
         assert (verdict.figure is None) == (verdict.status == "not run")
     # every verdict that ran carries an interval, a null and its rule; a problem clears the rule
-    for v in found[:-1]:
+    for v in found[:-2]:
         assert v.interval is not None, v.mechanism
         assert v.null is not None, v.mechanism
         assert v.rule is not None, v.mechanism

@@ -49,13 +49,13 @@ def test_round_trip_through_report_json_is_valid(
     validate_report(loaded)
     assert loaded == json.loads(json.dumps(report))
     assert loaded["provenance"]["seed"] == 0
-    assert len(loaded["verdicts"]) == 6
+    assert len(loaded["verdicts"]) == 7
     for entry in loaded["verdicts"]:
         assert set(entry) == VERDICT_FIELDS
         assert entry["status"] in STATUSES
         assert set(entry["figure"]) == {"name", "value"}
     # The planted world plants every mechanism, so every verdict reads "problem".
-    assert [v["status"] for v in loaded["verdicts"]] == ["problem"] * 6
+    assert [v["status"] for v in loaded["verdicts"]] == ["problem"] * 7
     assert loaded["verdicts"][0]["figure"] == {
         "name": "norm.steering_norm",
         "value": loaded["norm"]["steering_norm"],
