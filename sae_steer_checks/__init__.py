@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from sae_steer_checks.sae.loading import load_sae, load_sae_metadata
     from sae_steer_checks.sae.protocol import SAELike
     from sae_steer_checks.steering.caa import CAAResult, extract_caa
+    from sae_steer_checks.steering.learned import learn_in_sae_basis
     from sae_steer_checks.steering.multipliers import default_multipliers
     from sae_steer_checks.steering.scoring import make_score_fn
-    from sae_steer_checks.steering.tasks import ab_task, freeform_task
+    from sae_steer_checks.steering.tasks import ab_task, freeform_task, training_task
     from sae_steer_checks.synthetic import WorldConfig, build_world
     from sae_steer_checks.train import TrainConfig, train_sae
 
@@ -40,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "extract_caa": "steering.caa",
     "ab_task": "steering.tasks",
     "freeform_task": "steering.tasks",
+    "training_task": "steering.tasks",
+    "learn_in_sae_basis": "steering.learned",
     "make_score_fn": "steering.scoring",
     "default_multipliers": "steering.multipliers",
     "SAELike": "sae.protocol",
@@ -71,6 +74,7 @@ __all__ = [
     "default_multipliers",
     "extract_caa",
     "freeform_task",
+    "learn_in_sae_basis",
     "load_dataset",
     "load_model",
     "load_sae",
@@ -80,6 +84,7 @@ __all__ = [
     "split_dataset",
     "text_activations",
     "train_sae",
+    "training_task",
     "write_report",
 ]
 

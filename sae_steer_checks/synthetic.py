@@ -90,6 +90,11 @@ class WorldConfig:
     """Standard deviation of isotropic Gaussian noise per coordinate."""
     seed: int = 0
     """Seed of every random draw in the world's construction."""
+    readout_features: int = 0
+    """0: the behaviour readout is the planted steering vector (the behaviour features' orthonormal rows).
+    k > 0: it is a signed sparse combination of k ordinary decoder rows (``negative_fraction`` of them
+    negative), rows that overlap others as an SAE's do; drawn from a stream of its own, so the rest of
+    the world is the same as with 0."""
 
     def __post_init__(self) -> None:
         _require(self.d_model >= 2, "d_model", self.d_model, "an integer >= 2")
@@ -127,6 +132,7 @@ class WorldConfig:
             "n_behaviour_features",
             "n_nuisance",
             "seed",
+            "readout_features",
         ):
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 0, name, value, "a non-negative integer")
@@ -174,6 +180,12 @@ class WorldConfig:
                 f"below default_norm/sqrt(n_bias_features)={default_per_bias:.4g}, so bias "
                 "features stay silent on ordinary activations",
             )
+        _require(
+            self.readout_features <= self.d_sae - self.n_planted,
+            "readout_features",
+            self.readout_features,
+            f"at most the number of ordinary features ({self.d_sae - self.n_planted})",
+        )
         if self.architecture == "topk":
             _require(
                 1 <= self.topk_k <= self.d_sae, "topk_k", self.topk_k, f"an integer in 1..d_sae={self.d_sae}"
@@ -215,7 +227,11 @@ class GroundTruth:
     default_component: Tensor
     """[d_model] the component shared by every activation."""
     readout: Tensor
-    """[d_model] linear behaviour readout: the behaviour score of a steering vector u is readout @ u."""
+    """[d_model] linear behaviour readout: the behaviour score of a steering vector u is readout @ u
+    (the steering vector, or its part along one leaning side's features: ``WorldConfig.readout``)."""
+    readout_code: Tensor
+    """[d_sae] signed sparse coefficients with ``readout_code @ W_dec == readout``: ``lean`` by default,
+    ``readout_features`` ordinary rows when set (the best sparse steering direction is known)."""
     steering_vector: Tensor
     """[d_model] the expected CAA vector, lean @ W_dec."""
 
@@ -377,6 +393,7 @@ def build_world(
     for b in bias:
         offset[b] = cfg.bias_value - default_coef
     steering_vector = lean @ W_dec
+    readout_code = _readout_code(cfg, ordinary, lean)
 
     sae = _make_sae(cfg, W_dec, offset, default, device, dtype)
     truth = GroundTruth(
@@ -396,10 +413,27 @@ def build_world(
         ),
         lean=lean.to(torch.float32),
         default_component=default.to(torch.float32),
-        readout=steering_vector.to(torch.float32),
+        readout=(readout_code @ W_dec).to(torch.float32),
+        readout_code=readout_code.to(torch.float32),
         steering_vector=steering_vector.to(torch.float32),
     )
     return PlantedWorld(config=cfg, sae=sae, truth=truth)
+
+
+def _readout_code(cfg: WorldConfig, ordinary: tuple[int, ...], lean: Tensor) -> Tensor:
+    """[d_sae] float64 code of the behaviour readout: ``lean``, or ``readout_features`` ordinary rows."""
+    if cfg.readout_features == 0:
+        return lean.clone()
+    # a stream of its own: the world's other draws are those of readout_features = 0
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 5)
+    k = cfg.readout_features
+    picks = torch.tensor(ordinary)[torch.randperm(len(ordinary), generator=gen)[:k]]
+    sizes = cfg.behaviour_magnitude * (0.75 + 0.5 * torch.rand(k, generator=gen, dtype=torch.float64))
+    signs = torch.ones(k, dtype=torch.float64)
+    signs[: round(cfg.negative_fraction * k)] = -1.0
+    code = torch.zeros(cfg.d_sae, dtype=torch.float64)
+    code[picks] = signs * sizes
+    return code
 
 
 def _planted_decoder(

@@ -19,7 +19,7 @@ from sae_steer_checks.lm.readout import pad_token_id, tokenize_pairs
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["BehaviourTask", "ab_task", "behaviour_task", "freeform_task"]
+__all__ = ["BehaviourTask", "ab_task", "behaviour_task", "completion_task", "freeform_task", "training_task"]
 
 Tokens = tuple[int, ...]
 
@@ -172,6 +172,58 @@ def freeform_task(
         groups=(0,) * len(prefixes),
         pad_id=pad_token_id(tokenizer),
     )
+
+
+def completion_task(
+    tokenizer: PreTrainedTokenizerBase, data: FreeformDataset | Sequence[FreeformItem]
+) -> BehaviourTask:
+    """Free-form openings scored by the log-odds of each one's own positive over its negative completion.
+
+    The completions are the extraction pairs' (``FreeformItem.positive``/``negative``), not the
+    dataset's target words, so a task built from training items shares no scored word with the
+    held-out :func:`freeform_task`. Each opening is one item.
+    """
+    items = data.items if isinstance(data, FreeformDataset) else tuple(data)
+    if not items or not all(isinstance(i, FreeformItem) for i in items):
+        raise ValueError("data must be a FreeformDataset or a non-empty sequence of FreeformItem objects")
+    prefixes: list[Tokens] = []
+    pos: list[tuple[Tokens, ...]] = []
+    neg: list[tuple[Tokens, ...]] = []
+    for item in items:
+        prefix = tokenize(tokenizer, item.prompt)
+        prefixes.append(tuple(prefix))
+        for completion, out in ((item.positive, pos), (item.negative, neg)):
+            full = tokenize(tokenizer, item.prompt + completion)
+            if full[: len(prefix)] != prefix or len(full) == len(prefix):
+                raise ValueError(
+                    f"completion {completion!r} does not tokenise as a continuation of {item.prompt!r}"
+                )
+            out.append((tuple(full[len(prefix) :]),))
+    return BehaviourTask(
+        kind="freeform",
+        prefixes=tuple(prefixes),
+        positive=tuple(pos),
+        negative=tuple(neg),
+        groups=(0,) * len(prefixes),
+        pad_id=pad_token_id(tokenizer),
+    )
+
+
+def training_task(
+    tokenizer: PreTrainedTokenizerBase,
+    data: FreeformDataset | Sequence[ABItem],
+    *,
+    prompt_format: PromptFormat = "auto",
+) -> BehaviourTask:
+    """The task a steering vector is trained on, from the extraction (training) items.
+
+    A/B items give :func:`ab_task` with each item's choice-swapped copy, as held-out items are scored;
+    a ``FreeformDataset`` gives :func:`completion_task` (its own completions, the held-out target
+    words kept apart, as extraction keeps them).
+    """
+    if isinstance(data, FreeformDataset):
+        return completion_task(tokenizer, data)
+    return ab_task(tokenizer, data, swap=True, prompt_format=prompt_format)
 
 
 def behaviour_task(
