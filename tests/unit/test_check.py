@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
 from sae_steer_checks.sae.protocol import encode_in_sae_space, vector_to_sae_space
 from sae_steer_checks.synthetic import WorldConfig, build_world
 from tests.helpers.hand_saes import make_sae, orthonormal_rows
+from tests.helpers.planted import CHEAP, PlantedCheck
 
 STABLE = {
     "norm": {"steering_norm", "activation_norm_median", "ratio", "percentile"},
@@ -36,12 +37,17 @@ def world_inputs() -> tuple:
     return world, pos, neg, acts
 
 
-def test_report_has_the_stable_keys_and_is_deterministic(world_inputs: tuple) -> None:
-    world, pos, neg, acts = world_inputs
-    v = (pos - neg).mean(0)
-    a = run_checks(world.sae, v, pos, neg, acts, score_fn=world.behaviour_score)
+def test_report_has_the_stable_keys_and_is_deterministic(planted_check: PlantedCheck) -> None:
+    c = planted_check
+    a = c.result
     b = run_checks(
-        world.sae, v.clone(), pos.clone(), neg.clone(), acts.clone(), score_fn=world.behaviour_score
+        c.world.sae,
+        c.vector.clone(),
+        c.pos.clone(),
+        c.neg.clone(),
+        c.activations.clone(),
+        score_fn=c.world.item_scores,
+        config=c.config,
     )
     report = a.to_report()
     assert "schema_version" not in report  # added by report.build_report with the verdicts
@@ -63,7 +69,9 @@ def test_report_has_the_stable_keys_and_is_deterministic(world_inputs: tuple) ->
 
 def test_zero_vector_gives_a_defined_report(world_inputs: tuple) -> None:
     world, pos, neg, acts = world_inputs
-    result = run_checks(world.sae, torch.zeros(64), pos, neg, acts, score_fn=world.behaviour_score)
+    result = run_checks(
+        world.sae, torch.zeros(64), pos, neg, acts, score_fn=world.behaviour_score, config=CHEAP
+    )
     report = json.loads(result.to_json())
     assert report["norm"]["steering_norm"] == 0.0
     assert report["bias"]["overlap"] == 1.0
@@ -75,9 +83,10 @@ def test_zero_vector_gives_a_defined_report(world_inputs: tuple) -> None:
 def test_low_precision_sae_and_inputs_match_float32(world_inputs: tuple) -> None:
     world, pos, neg, acts = world_inputs
     v = (pos - neg).mean(0)
-    full = run_checks(world.sae, v, pos, neg, acts).to_report()
+    full = run_checks(world.sae, v, pos, neg, acts, config=CHEAP).to_report()
     low_world = build_world(WorldConfig(d_model=64, d_sae=192, seed=1), dtype=torch.bfloat16)
-    low = run_checks(low_world.sae, v.bfloat16(), pos.bfloat16(), neg.bfloat16(), acts.bfloat16()).to_report()
+    low_inputs = (v.bfloat16(), pos.bfloat16(), neg.bfloat16(), acts.bfloat16())
+    low = run_checks(low_world.sae, *low_inputs, config=CHEAP).to_report()
     assert [f["feature"] for f in low["bias"]["top_features_zero"]] == [
         f["feature"] for f in full["bias"]["top_features_zero"]
     ]
@@ -127,7 +136,7 @@ def test_retention_multipliers_come_from_the_config(world_inputs: tuple) -> None
     v = (pos - neg).mean(0)
     ms = (-3.0, 0.0, 0.5, 3.0)
     result = run_checks(
-        world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=CheckConfig(multipliers=ms)
+        world.sae, v, pos, neg, acts, score_fn=world.behaviour_score, config=replace(CHEAP, multipliers=ms)
     )
     assert result.retention is not None
     assert result.retention.multipliers == ms

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.image import imread
 
 from sae_steer_checks.diagnostics.figures import norm_histogram
-from sae_steer_checks.diagnostics.run import run_checks
 from sae_steer_checks.report.plots import (
     PLOT_FILES,
     PlotData,
@@ -22,7 +20,7 @@ from sae_steer_checks.report.plots import (
     plot_top_features,
     render_plots,
 )
-from sae_steer_checks.synthetic import WorldConfig, build_world
+from tests.helpers.planted import PlantedCheck
 
 
 def _assert_png(path: Path) -> None:
@@ -85,13 +83,9 @@ def test_matplotlib_available_follows_the_import(monkeypatch: pytest.MonkeyPatch
     assert not matplotlib_available()
 
 
-def test_plot_data_from_a_check_on_the_planted_world(tmp_path: Path) -> None:
-    world = build_world(WorldConfig(d_model=64, d_sae=128, seed=1))
-    gen = torch.Generator().manual_seed(1)
-    pos, neg = world.sample_contrastive(64, gen)
-    acts = world.sample_activations(128, gen)
-    v = (pos - neg).mean(0)
-    result = run_checks(world.sae, v, pos, neg, acts, score_fn=world.behaviour_score)
+def test_plot_data_from_a_check_on_the_planted_world(planted_check: PlantedCheck, tmp_path: Path) -> None:
+    world, result = planted_check.world, planted_check.result
+    v, acts = planted_check.vector, planted_check.activations
     data = plot_data_from_report(result.to_report())
     assert data.steering_norm == pytest.approx(float(v.norm()), rel=1e-6)
     assert data.norm_counts is not None

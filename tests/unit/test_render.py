@@ -13,36 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from sae_steer_checks import CheckConfig, WorldConfig, build_world, run_checks
 from sae_steer_checks._validate import InputError
 from sae_steer_checks.diagnostics.figures import cosine_figure, leaning_figure, norm_histogram
 from sae_steer_checks.diagnostics.run import CheckResult
 from sae_steer_checks.report.plots import PLOT_FILES, PlotData, plot_data_from_report, render_plots
 from sae_steer_checks.report.render import load_report, render_report
 from sae_steer_checks.report.write import NO_FIGURES, write_report
+from tests.helpers.planted import PlantedCheck
 
 
 @pytest.fixture(scope="module")
-def checked() -> tuple[Any, CheckResult]:
-    world = build_world(WorldConfig(seed=0))
-    gen = torch.Generator().manual_seed(0)
-    pos, neg = world.sample_contrastive(64, gen)
-    result = run_checks(
-        world.sae,
-        (pos - neg).mean(0),
-        pos,
-        neg,
-        world.sample_activations(512, gen),
-        score_fn=world.item_scores,
-        config=CheckConfig(n_null=19, n_boot=50),
-    )
-    return world, result
-
-
-@pytest.fixture(scope="module")
-def fresh(checked: tuple[Any, CheckResult], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fresh(planted_check: PlantedCheck, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fresh") / "report"
-    write_report(checked[1], out)
+    write_report(planted_check.result, out)
     return out
 
 
@@ -80,19 +63,19 @@ def test_a_redrawn_report_is_the_written_one_byte_for_byte(fresh: Path, tmp_path
 
 
 def test_plot_data_of_a_fresh_result_and_of_its_report_json_agree(
-    checked: tuple[Any, CheckResult], fresh: Path
+    planted_check: PlantedCheck, fresh: Path
 ) -> None:
-    from_result = plot_data_from_report(checked[1].to_report())
+    from_result = plot_data_from_report(planted_check.result.to_report())
     from_file = plot_data_from_report(json.loads((fresh / "report.json").read_text()))
     _same_numbers(from_result, from_file)
-    assert from_file.steering_norm == pytest.approx(checked[1].norm.steering_norm)
+    assert from_file.steering_norm == pytest.approx(planted_check.result.norm.steering_norm)
     assert set(from_file.curves) == {"original", "sae", "signed"}
 
 
 def test_the_result_keeps_no_decoder_and_its_figures_are_small_json(
-    checked: tuple[Any, CheckResult],
+    planted_check: PlantedCheck,
 ) -> None:
-    world, result = checked
+    world, result = planted_check.world, planted_check.result
     names = {f.name for f in dataclasses.fields(CheckResult)}
     assert not names & {"decoder", "sample_norms"}
     assert result.figures is not None
@@ -108,8 +91,8 @@ def _plain(value: Any) -> bool:
     return value is None or type(value) in (bool, int, float, str)
 
 
-def test_figures_hold_what_the_checks_found(checked: tuple[Any, CheckResult]) -> None:
-    world, result = checked
+def test_figures_hold_what_the_checks_found(planted_check: PlantedCheck) -> None:
+    world, result = planted_check.world, planted_check.result
     fig = result.figures
     assert fig is not None
     assert fig["top_features"]["top_zero"] == [f for f, _ in result.bias.own.top_zero]
@@ -173,8 +156,9 @@ def test_into_another_folder_needs_force_and_never_its_own_parent(fresh: Path, t
     with pytest.raises(InputError, match="not empty; pass --force"):
         render_report(fresh, other)
     (other / "extra.txt").write_text("replaced")
-    render_report(fresh, other, force=True)
+    render_report(fresh, other, force=True, plots=False)  # the replacement is the point, not the plots
     assert not (other / "extra.txt").exists()
+    assert (other / "report.json").read_bytes() == (fresh / "report.json").read_bytes()
     inner = _only_json(fresh, tmp_path / "outer" / "inner")
     with pytest.raises(InputError, match="holds"):
         render_report(inner, tmp_path / "outer", force=True)
@@ -218,28 +202,28 @@ def test_a_missing_or_bad_report_json_is_one_line(tmp_path: Path, content: str |
         render_report(tmp_path / "missing")
 
 
-def test_write_report_lists_at_most_max_listed_pairs(
-    checked: tuple[Any, CheckResult], tmp_path: Path
-) -> None:
-    result = checked[1]
+def test_write_report_lists_at_most_max_listed_pairs(planted_check: PlantedCheck, tmp_path: Path) -> None:
+    result = planted_check.result
     assert len(result.pairs) >= 2
-    report = write_report(result, tmp_path / "one", max_listed_pairs=1)
+    # the list is cut in report.json; the plots do not read it
+    report = write_report(result, tmp_path / "one", max_listed_pairs=1, plots=False)
     section = report["aligned_pairs"]
     assert (len(section["pairs"]), section["n_pairs"], section["truncated"]) == (1, len(result.pairs), True)
-    again = write_report(result.to_report(), tmp_path / "dict", max_listed_pairs=1)
+    assert json.loads((tmp_path / "one" / "report.json").read_text())["aligned_pairs"] == section
+    again = write_report(result.to_report(), tmp_path / "dict", max_listed_pairs=1, plots=False)
     assert again["aligned_pairs"] == section
 
 
 def test_a_wide_leaning_plot_draws_the_most_active_and_counts_them_all(
-    checked: tuple[Any, CheckResult], tmp_path: Path
+    planted_check: PlantedCheck, tmp_path: Path
 ) -> None:
-    lean = checked[1].leaning
+    lean = planted_check.result.leaning
     fig = leaning_figure(lean, max_points=20)
     weight = torch.maximum(lean.mean_pos, lean.mean_neg)
     most = torch.sort(weight, descending=True, stable=True).indices[:20].tolist()
     assert set(most) | set(fig["circled"]) <= set(fig["features"])
     assert fig["n_active"] == leaning_figure(lean)["n_active"] > len(fig["features"])
     assert fig["n_negative"] == int(lean.negative.sum())
-    assert checked[1].figures is not None
-    report = {"figures": {**checked[1].figures, "leaning": fig}}
+    assert planted_check.result.figures is not None
+    report = {"figures": {**planted_check.result.figures, "leaning": fig}}
     assert "leaning" in render_plots(plot_data_from_report(report), tmp_path)
