@@ -326,9 +326,16 @@ def _run(tiny: dict[str, Path], out: Path, **override: str) -> int:
     return main(["run", *[x for kv in args.items() for x in kv], "-q"])
 
 
-def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tmp_path: Path) -> None:
-    assert _run(tiny, tmp_path / "out") == 0
-    report = _check_report_folder(tmp_path / "out")
+@pytest.fixture(scope="module")
+def tiny_run(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``run`` on the tiny model with every default (8 items, layer 1)."""
+    out = tmp_path_factory.mktemp("tiny-run") / "out"
+    assert _run(tiny, out) == 0
+    return out
+
+
+def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tiny_run: Path) -> None:
+    report = _check_report_folder(tiny_run)
     prov = report["provenance"]
     assert prov["model"] == str(tiny["model"])
     assert prov["layer"] == 1
@@ -339,14 +346,13 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tmp_path: 
     assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
     assert len(report["retention"]["multipliers"]) == 5
     assert prov["behaviour"]["steer_positions"] == "answer"  # CAA's convention by default, and said so
-    assert "Steered positions: answer" in (tmp_path / "out" / "report.md").read_text()
+    assert "Steered positions: answer" in (tiny_run / "report.md").read_text()
 
 
-def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
     assert _run(tiny, tmp_path / "all", steer_positions="all") == 0
-    assert _run(tiny, tmp_path / "answer") == 0
     everywhere = json.loads((tmp_path / "all" / "report.json").read_text())
-    answer = json.loads((tmp_path / "answer" / "report.json").read_text())
+    answer = json.loads((tiny_run / "report.json").read_text())  # the default: answer positions
     assert everywhere["provenance"]["behaviour"]["steer_positions"] == "all"
     assert "every position" in everywhere["provenance"]["behaviour"]["steer_positions_rule"]
     slopes = everywhere["retention"]["slopes"], answer["retention"]["slopes"]
@@ -362,25 +368,33 @@ def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> 
     return main(["extract", *[x for kv in args.items() for x in kv], "-q", *extra])
 
 
-def test_extract_then_diagnose(tiny: dict[str, Path], tmp_path: Path) -> None:
-    assert _extract(tiny, tmp_path / "x") == 0
-    names = sorted(p.name for p in (tmp_path / "x").iterdir())
+@pytest.fixture(scope="module")
+def tiny_extract(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``extract`` on the tiny model with every default (6 items, layer 2)."""
+    out = tmp_path_factory.mktemp("tiny-extract") / "x"
+    assert _extract(tiny, out) == 0
+    return out
+
+
+def test_extract_then_diagnose(tiny: dict[str, Path], tiny_extract: Path, tmp_path: Path) -> None:
+    x = tiny_extract
+    names = sorted(p.name for p in x.iterdir())
     assert names == [
         "extract.json", "item_ids.safetensors", "neg.safetensors", "pos.safetensors", "vector.safetensors"
     ]  # fmt: skip
-    with safe_open(str(tmp_path / "x" / "item_ids.safetensors"), framework="pt") as handle:
+    with safe_open(str(x / "item_ids.safetensors"), framework="pt") as handle:
         assert list(handle.keys()) == ["item_ids"]
         item_ids = handle.get_tensor("item_ids")
-    pos = load_file(str(tmp_path / "x" / "pos.safetensors"))["activations"]
+    pos = load_file(str(x / "pos.safetensors"))["activations"]
     assert item_ids.dtype == torch.int64
     assert list(item_ids.shape) == [pos.shape[0]] == [12]  # 6 items, each also with its choices swapped
     assert item_ids.tolist() == [i for i in range(6) for _ in range(2)]
-    record = json.loads((tmp_path / "x" / "extract.json").read_text())
+    record = json.loads((x / "extract.json").read_text())
     assert record["prompt_format"] == "plain"
     assert record["split"] == "all"
     assert record["extraction"]["n_items"] == 6
     assert record["unit"].startswith("A/B item")
-    files = {k: tmp_path / "x" / f"{k}.safetensors" for k in ("vector", "pos", "neg", "item_ids")}
+    files = {k: x / f"{k}.safetensors" for k in ("vector", "pos", "neg", "item_ids")}
     assert _diagnose({"root": tiny["root"], **files}, tmp_path / "r") == 0
     report = _check_report_folder(tmp_path / "r")
     assert report["provenance"]["d_model"] == 32
@@ -437,16 +451,13 @@ def test_extract_honours_the_prompt_format(
 )
 def test_bad_item_ids_are_one_line_exit_2(
     tiny: dict[str, Path],
-    tmp_path_factory: pytest.TempPathFactory,
+    tiny_extract: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     case: str,
     needles: tuple[str, ...],
 ) -> None:
-    extracted = tmp_path_factory.getbasetemp() / "bad-item-ids-extract"
-    if not extracted.exists():
-        assert _extract(tiny, extracted) == 0
-    files = {k: extracted / f"{k}.safetensors" for k in ("vector", "pos", "neg")}
+    files = {k: tiny_extract / f"{k}.safetensors" for k in ("vector", "pos", "neg")}
     tensors = {
         "length": {"item_ids": torch.arange(5)},
         "float": {"item_ids": torch.zeros(12)},
