@@ -18,9 +18,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from sae_steer_checks._validate import validate_vector
 from sae_steer_checks.diagnostics.norms import _mid_rank
 
-__all__ = ["LearnedLike", "LearnedSummary", "learned_summary"]
+__all__ = ["LearnedLike", "LearnedSummary", "learned_summary", "validate_learned"]
 
 
 class LearnedLike(Protocol):
@@ -80,6 +81,28 @@ class LearnedSummary:
             "in_signed": self.in_signed,
             "training": dict(self.training),
         }
+
+
+def validate_learned(learned: Any, d_in: int, d_sae: int) -> Tensor:
+    """``learned.vector`` as float32 ``[d_in]`` after checking it and its ``[d_sae]`` coefficients.
+
+    Raises:
+        TypeError: when ``learned`` has no vector, coefficients or ``to_dict``.
+        ValueError: on a width that does not match the SAE's, or a non-finite entry.
+    """
+    if not all(hasattr(learned, name) for name in ("vector", "coefficients", "to_dict")):
+        raise TypeError(
+            f"learned must have vector, coefficients and to_dict() (a steering.LearnedVector), "
+            f"got a {type(learned).__name__}"
+        )
+    u = validate_vector(learned.vector, d_in, "learned.vector")
+    c = learned.coefficients
+    if not isinstance(c, Tensor) or c.shape != (d_sae,):
+        shape = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
+        raise ValueError(f"learned.coefficients must have shape [{d_sae}] (one per feature), got {shape}")
+    if not bool(torch.isfinite(c).all()):
+        raise ValueError("learned.coefficients must be finite, found NaN or infinite entries")
+    return u
 
 
 def learned_summary(

@@ -31,6 +31,12 @@ from sae_steer_checks.diagnostics.leaning import (
     flipped_vector_codes,
     leaning_from_acts,
 )
+from sae_steer_checks.diagnostics.learned import (
+    LearnedLike,
+    LearnedSummary,
+    learned_summary,
+    validate_learned,
+)
 from sae_steer_checks.diagnostics.norms import NormCheck, norm_check
 from sae_steer_checks.diagnostics.nulls import DecompositionNulls, decomposition_nulls
 from sae_steer_checks.diagnostics.pairs import AlignedPairs, find_aligned_pairs
@@ -161,6 +167,8 @@ class CheckResult:
     """Steerability slopes, when a score function was given."""
     ablation: Ablation | None = field(default=None)
     """Steering without the lost projections and with them alone, when a score function was given."""
+    learned: LearnedSummary | None = field(default=None)
+    """A steering vector learned in the SAE basis, when one was given (its slope is in ``retention``)."""
     figures: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     """The numbers the report's plots draw (histograms, plotted features), JSON-ready; see
     :func:`~sae_steer_checks.diagnostics.figures.figure_data`."""
@@ -188,6 +196,7 @@ class CheckResult:
             "decomposition_nulls": None if self.nulls is None else self.nulls.to_dict(),
             "retention": None if self.retention is None else self.retention.to_dict(),
             "ablation": None if self.ablation is None else self.ablation.to_dict(),
+            "learned": None if self.learned is None else self.learned.to_dict(),
             "figures": None if self.figures is None else dict(self.figures),
         }
 
@@ -215,6 +224,7 @@ def run_checks(
     *,
     item_ids: Tensor | None = None,
     score_fn: ScoreFn | None = None,
+    learned: LearnedLike | None = None,
     config: CheckConfig = CheckConfig(),
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -233,6 +243,9 @@ def run_checks(
         item_ids: the item of each pair ``[n_pairs]`` (int): rows sharing an id, such as an A/B item and
             its choice-swapped copy, count as one unit in every test, interval and null.
         score_fn: behaviour score of an added vector; enables the retention section.
+        learned: a steering vector learned in the SAE basis (``steering.learn_in_sae_basis``): swept
+            beside v in the retention check (``learned``, its share of v's slope) and summarised in
+            the ``learned`` section.
         config: statistics and bounds (``config.multipliers`` are the retention sweep's multipliers).
         device: where the pair search and decompositions run (default: the SAE's device).
         progress: show progress bars.
@@ -247,6 +260,8 @@ def run_checks(
         seed=config.seed, batch_size=batch_size,
     )  # fmt: skip
     space = s.space
+    if learned is not None:
+        validate_learned(learned, space.d_in, space.d_sae)
     norm = norm_check(s.vector, s.ordinary.rows, items=s.diffs, bound_percentile=config.norm_percentile)
     bias = bias_check(
         space, s.vector, s.ordinary, draws=s.draws, top_k=config.top_k, share_threshold=config.bias_share
@@ -280,7 +295,7 @@ def run_checks(
         alpha=config.alpha, bootstrap=None if s.draws is None else s.draws.bootstrap,
         generator=s.rng["nulls"], device=device,
     )  # fmt: skip
-    kept = None if score_fn is None else _retention(score_fn, s, accounts, config)
+    kept = None if score_fn is None else _retention(score_fn, s, accounts, config, learned)
     ablation = None if kept is None else _ablation(score_fn, s, leaning, kept, config)
     sample_norms = s.ordinary.rows.detach().to(torch.float64).norm(dim=-1).cpu()
     return CheckResult(
@@ -296,18 +311,23 @@ def run_checks(
         nulls=nulls,
         retention=kept,
         ablation=ablation,
+        learned=None if learned is None else _learned(learned, s, f_v, accounts, config),
         figures=figure_data(space.W_dec, sample_norms, norm, bias, leaning, pairs, spurious, nulls, kept),
     )
 
 
-def _retention(score_fn: ScoreFn, s: SharedInputs, accounts: Accounts, config: CheckConfig) -> Retention:
-    """Steering with v, SAE(v) and the signed fit, mapped back into model space, against random directions."""
+def _retention(
+    score_fn: ScoreFn, s: SharedInputs, accounts: Accounts, config: CheckConfig, learned: LearnedLike | None
+) -> Retention:
+    """Steering with v, SAE(v), the signed fit (mapped back into model space) and a learned vector."""
     recon = accounts.reconstructions
     vectors = {
         "original": s.vector,
         "sae": s.space.from_sae(recon["sae"]),
         "signed": s.space.from_sae(recon[config.signed_method]),
     }
+    if learned is not None:
+        vectors["learned"] = validate_learned(learned, s.space.d_in, s.space.d_sae)
     return retention_check(
         score_fn,
         vectors,
@@ -331,6 +351,16 @@ def _ablation(
         score_fn, s.space, s.vector, leaning.flagged, s.ordinary.live, config.multipliers,
         steers=kept.steers, n_null=config.n_null, alpha=config.alpha, max_cost=config.ablation_cost,
         n_boot=config.n_boot, generator=s.rng["ablation"],
+    )  # fmt: skip
+
+
+def _learned(
+    learned: LearnedLike, s: SharedInputs, f_v: Tensor, accounts: Accounts, config: CheckConfig
+) -> LearnedSummary:
+    """The learned vector's support, signs, cosine with v, norm percentile and overlap with the accounts."""
+    return learned_summary(
+        learned, s.vector, s.ordinary.rows.detach().to(torch.float64).norm(dim=-1).cpu(),
+        sae_active=f_v.reshape(-1) > 0, signed_support=accounts.codes[config.signed_method].indices[0],
     )  # fmt: skip
 
 

@@ -74,6 +74,7 @@ def render_markdown(
         ),
         ("6. Behaviour retained", _retention_table(report["retention"], prov.get("behaviour")), "retention"),
         ("7. Ablation: do the lost projections carry the behaviour?", _ablation_table(report), None),
+        ("8. A steering vector learned in the SAE basis", _learned_table(report, link), None),
     ]
     for title, body, plot in sections:
         lines += [f"## {title}", "", *body, ""]
@@ -264,8 +265,10 @@ def _retention_table(ret: Mapping[str, Any] | None, behaviour: Any = None) -> li
         rule = behaviour.get("steer_positions_rule")
         steered = f" Steered positions: {behaviour['steer_positions']}" + (f" ({rule})." if rule else ".")
     slopes = ret["slopes"]
-    ratios = {"original": 1.0, "sae": ret["ratio_sae"], "signed": ret["ratio_signed"]}
-    names = {"original": "Original vector", "sae": "SAE(v)", "signed": "Signed decomposition"}
+    ratios = {"original": 1.0, "sae": ret["ratio_sae"], "signed": ret["ratio_signed"],
+              "learned": ret.get("ratio_learned")}  # fmt: skip
+    names = {"original": "Original vector", "sae": "SAE(v)", "signed": "Signed decomposition",
+             "learned": "Learned in the SAE basis"}  # fmt: skip
     estimates, intervals = ret["slope_estimates"], ret["ratio_intervals"]
     rows = []
     for k in slopes:
@@ -328,6 +331,51 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
             f"p = {fmt_num(null['p_value'])}, critical cost {fmt_pct(null['critical'])}.",
         ]
     return out
+
+
+def _learned_table(report: Mapping[str, Any], link: _Link) -> list[str]:
+    learned = report.get("learned")
+    if learned is None:
+        return ["Not run: no vector was learned (`run --learn-steps N` learns one)."]
+    how = learned["training"]
+    out = [
+        f"Signed coefficients over the decoder rows, learned in {how.get('steps', '?')} steps to raise "
+        f"the steerability slope of the {how.get('n_train_items', '?')} items it was trained on, with at "
+        f"most k = {how.get('k')} features and ||u|| held at {fmt_num(how.get('norm'))}. Its slope and "
+        "share of v's slope on the held-out items are in section 6.",
+        "",
+    ]
+    ret = report.get("retention")
+    intervals = {} if ret is None else ret["ratio_intervals"]
+    ratio = intervals.get("learned")
+    rows = []
+    if ret is not None and "learned" in ret["slopes"]:
+        share = fmt_pct(ret.get("ratio_learned"))
+        rci = "n/a" if not ratio else _pct_range({"low": ratio["ci_low"], "high": ratio["ci_high"]})
+        level = f"{ratio['level']:.0%}" if ratio else "n/a"
+        rows.append(
+            ("Held-out slope, share of v's", f"{fmt_num(ret['slopes']['learned'])}, {share} ({level}: {rci})")
+        )
+    rows += [
+        ("Features used (support)", fmt_num(learned["n_support"])),
+        ("Of them negative (no SAE code can write these)", fmt_num(learned["n_negative"])),
+        ("Of them active in SAE(v)", fmt_num(learned["in_sae"])),
+        ("Of them in the signed fit of v", fmt_num(learned["in_signed"])),
+        ("Cosine with v", fmt_num(learned["cosine"])),
+        ("Norm (v's)", f"{fmt_num(learned['norm'])} ({fmt_num(learned['vector_norm'])})"),
+        ("Percentile of the norm among activation norms", fmt_num(learned["norm_percentile"])),
+        (
+            "Training objective: start, best",
+            f"{fmt_num(how.get('objective_start'))}, {fmt_num(how.get('objective_best'))}",
+        ),
+    ]
+    top = [_fv((e["feature"], e["value"]), link) for e in learned["top_features"]]
+    return [
+        *out,
+        *_table(("Figure", "Value"), rows),
+        "",
+        f"Largest coefficients: {', '.join(top) or 'none'}.",
+    ]
 
 
 def _provenance_table(prov: Mapping[str, Any]) -> list[str]:

@@ -44,7 +44,8 @@ PLOT_FILES = {
 }
 _VECTOR, _ZERO, _NEG, _POS, _GREY = "#d62728", "#7f7f7f", "#d62728", "#1f77b4", "#bbbbbb"
 _CURVES = {"original": ("Original vector", "#2ca02c"), "sae": ("SAE(v)", _VECTOR),
-           "signed": ("Signed decomposition", "#9467bd")}  # fmt: skip
+           "signed": ("Signed decomposition", "#9467bd"),
+           "learned": ("Learned in the SAE basis", "#ff7f0e")}  # fmt: skip
 
 
 def matplotlib_available() -> bool:

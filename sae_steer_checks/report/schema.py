@@ -26,6 +26,7 @@ __all__ = [
     "FiguresSection",
     "IntervalEntry",
     "LeaningSection",
+    "LearnedSection",
     "NormSection",
     "NullEntry",
     "PairEntry",
@@ -47,7 +48,9 @@ __all__ = [
 #: decomposition compared at SAE(v)'s own sparsity. Keys added within a version: every check's section
 #: carries the status its check decided (``verdict``, or ``status`` for retention) and a ``reason``;
 #: ``norm.verdict_interval`` and ``bias.mass_bound`` are the interval and the bound those verdicts read;
-#: ``ablation`` (optional, so earlier reports still validate) is steering without the lost projections.
+#: ``ablation`` (optional, so earlier reports still validate) is steering without the lost projections;
+#: ``learned`` (optional) a steering vector learned in the SAE basis, swept in ``retention`` as
+#: ``learned`` (``ratio_learned``).
 SCHEMA_VERSION = 4
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
@@ -260,6 +263,8 @@ class RetentionSection(TypedDict):
     scores: dict[str, list[float]]
     ratio_sae: float | None
     ratio_signed: float | None
+    ratio_learned: NotRequired[float | None]
+    """Only when a learned vector was swept beside v."""
     slope_estimates: dict[str, dict[str, Any] | None]
     null: dict[str, Any] | None
     steers: bool
@@ -295,6 +300,21 @@ class AblationSection(TypedDict):
     n_pool: int
     status: Status
     reason: str
+
+
+class LearnedSection(TypedDict):
+    """``learned``: a steering vector learned in the SAE basis (its slope and ratio are in ``retention``)."""
+
+    n_support: int
+    n_negative: int
+    cosine: float
+    norm: float
+    vector_norm: float
+    norm_percentile: float
+    top_features: list[FeatureValue]
+    in_sae: int | None
+    in_signed: int | None
+    training: dict[str, Any]
 
 
 class Provenance(TypedDict):
@@ -475,6 +495,8 @@ class Report(TypedDict):
     retention: RetentionSection | None
     ablation: NotRequired[AblationSection | None]
     """Absent from reports written before the section existed; None when no score was given."""
+    learned: NotRequired[LearnedSection | None]
+    """Absent from reports written before the section existed; None when no vector was learned."""
     verdicts: list[VerdictEntry]
     figures: NotRequired[FiguresSection | None]
     """The plotted numbers; absent from reports written before the section existed."""
