@@ -10,6 +10,13 @@ each interval the share of worlds where it holds the figure of the population CA
 Retention is calibrated through ``retention_check()`` on per-item linear behaviour scores with skewed and
 heavy-tailed slopes (``tests/property/test_calibration_retention.py``).
 
+The ablation of the lost projections needs a behaviour that v steers, so it is judged on effect worlds
+scored per item through the planted readout: its power where the behaviour reads only the
+negative-leaning features' part of v (the lost span carries all of it), its false "problem" rate where
+it reads only the positive-leaning part (orthogonal to the lost span: it carries none), on as many
+samples of the same worlds (``--ablation-worlds``; the null rows of label-exchangeable worlds have no
+behaviour, so the ablation is never run there).
+
 Usage: ``python bench/calibration.py`` (the full grid; ``--quick`` for the fast tier's sizes) writes
 ``calibration.json`` and prints the Markdown tables.
 """
@@ -35,12 +42,16 @@ def bound(w: int, alpha: float = ALPHA) -> float:
     return alpha + 3 * math.sqrt(alpha * (1 - alpha) / w)
 
 
-def run_case(width: str, n_items: int, w_null: int, w_effect: int, n_worlds: int) -> dict[str, Any]:
+def run_case(
+    width: str, n_items: int, w_null: int, w_effect: int, n_worlds: int, w_ablation: int = 0
+) -> dict[str, Any]:
     """False "problem" rates, power and coverage for one (width, items) case.
 
     The W samples are spread over ``n_worlds`` planted worlds (dictionaries), in blocks: a verdict's
     error rate is over samples of data for a given SAE, and several dictionaries keep it from resting
-    on one.
+    on one. Effect worlds are scored through the readout of the negative-leaning part of v (the
+    ablation's power); ``w_ablation`` more samples read the positive-leaning part (its false "problem"
+    rate, in ``rows["ablation_null"]``).
     """
     rows: dict[str, Any] = {}
     for effect, w in ((False, w_null), (True, w_effect)):
@@ -52,7 +63,7 @@ def run_case(width: str, n_items: int, w_null: int, w_effect: int, n_worlds: int
             world_seed = 1000 + s * min(n_worlds, w) // w
             if world_seed not in truth_cache:
                 truth_cache[world_seed] = truths(world_seed, width, effect)
-            r = one_world(width, n_items, effect, s, world_seed)
+            r = one_world(width, n_items, effect, s, world_seed, readout="negative" if effect else None)
             results.append(r)
             for key, iv in r["intervals"].items():
                 t = truth_cache[world_seed].get(key)
@@ -68,6 +79,17 @@ def run_case(width: str, n_items: int, w_null: int, w_effect: int, n_worlds: int
             },
             "coverage": {k: (covered[k] / counted[k] if counted[k] else None) for k in VERDICTS},
             "coverage_n": counted,
+        }
+    if w_ablation:
+        statuses = [
+            one_world(width, n_items, True, s, 1000 + s * min(n_worlds, w_ablation) // w_ablation,
+                      readout="positive")["statuses"]["ablation"]
+            for s in range(w_ablation)
+        ]  # fmt: skip
+        rows["ablation_null"] = {
+            "worlds": w_ablation,
+            "problem_rate": {"ablation": statuses.count("problem") / w_ablation},
+            "fine_rate": {"ablation": statuses.count("fine") / w_ablation},
         }
     return rows
 
@@ -104,10 +126,15 @@ def main() -> None:
     parser.add_argument("--wide-worlds", type=int, default=10, help="null and effect samples at 16k")
     parser.add_argument("--dictionaries", type=int, default=10, help="planted worlds per case (16k: 1)")
     parser.add_argument("--retention-worlds", type=int, default=200)
+    parser.add_argument(
+        "--ablation-worlds", type=int, default=None, help="positive-readout samples (default: --null-worlds)"
+    )
     parser.add_argument("--out", default="calibration.json")
     args = parser.parse_args()
     if args.quick:
         args.null_worlds, args.effect_worlds, args.wide_worlds, args.retention_worlds = 20, 10, 4, 40
+    if args.ablation_worlds is None:
+        args.ablation_worlds = args.null_worlds
     tic = time.perf_counter()
     cases = {}
     for case in args.cases.split(","):
@@ -115,7 +142,8 @@ def main() -> None:
         wide = width == "16k"
         w0 = args.wide_worlds if wide else args.null_worlds
         w1 = args.wide_worlds if wide else args.effect_worlds
-        cases[case] = run_case(width, int(items), w0, w1, 1 if wide else args.dictionaries)
+        w2 = args.wide_worlds if wide else args.ablation_worlds
+        cases[case] = run_case(width, int(items), w0, w1, 1 if wide else args.dictionaries, w2)
         print(f"{case}: {json.dumps(cases[case])}", file=sys.stderr, flush=True)
     out = {
         "alpha": ALPHA,
@@ -131,15 +159,19 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for case, rows in cases.items():
-        null, effect = rows.get("null", {}), rows.get("effect", {})
+        effect = rows.get("effect", {})
         for key, name in VERDICTS.items():
+            # the ablation's null: effect worlds whose behaviour the lost span does not carry
+            null = rows.get("ablation_null", {}) if key == "ablation" else rows.get("null", {})
             w0 = null.get("worlds", 0)
             fp = null.get("problem_rate", {}).get(key)
             pw = effect.get("problem_rate", {}).get(key)
             cov = [r.get("coverage", {}).get(key) for r in (null, effect)]
+            fp_s = "n/a" if fp is None else f"{fp:.3f}"
+            pw_s = "n/a" if pw is None else f"{pw:.2f}"
             print(
                 f"| {case} | {w0} / {effect.get('worlds', 0)} | {name} | "
-                f"{fp:.3f} ({bound(max(w0, 1)):.3f}) | {pw:.2f} | "
+                f"{fp_s} ({bound(max(w0, 1)):.3f}) | {pw_s} | "
                 + " / ".join("n/a" if c is None else f"{c:.2f}" for c in cov)
                 + " |"
             )

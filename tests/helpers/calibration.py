@@ -16,6 +16,7 @@ from sae_steer_checks.diagnostics.spurious import largest_shares
 from sae_steer_checks.report.write import build_report
 from sae_steer_checks.sae.protocol import decode_features, encode_activations, encode_in_sae_space
 from tests.helpers.hard_worlds import hard_world
+from tests.helpers.readouts import Side, with_readout
 
 VERDICTS = {
     "norm": "out of distribution",
@@ -23,7 +24,9 @@ VERDICTS = {
     "leaning": "negative projections lost",
     "pairs": "negatively aligned pairs",
     "decomposition": "signed decomposition",
+    "ablation": "lost projections carry the behaviour",
 }
+"""Verdict key -> its mechanism (the report's ``mechanism``, lower-cased)."""
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -58,14 +61,24 @@ def truths(world_seed: int, width: str, effect: bool) -> dict[str, float]:
     return out
 
 
-def one_world(width: str, n_items: int, effect: bool, seed: int, world_seed: int) -> dict[str, Any]:
-    """Statuses and intervals of one sample of one world, through ``run_checks`` with its defaults."""
+def one_world(
+    width: str, n_items: int, effect: bool, seed: int, world_seed: int, readout: Side | None = None
+) -> dict[str, Any]:
+    """Statuses and intervals of one sample of one world, through ``run_checks`` with its defaults.
+
+    With ``readout`` the behaviour reads that leaning side of the planted vector
+    (:func:`~tests.helpers.readouts.with_readout`) and is scored per item, so retention and the
+    ablation run too; without it there is no score and both are ``not run``.
+    """
     hw = hard_world(world_seed, sample_seed=seed, width=width, n_items=n_items, effect=effect)
+    score_fn = None if readout is None else with_readout(hw.world, readout).item_scores
     result = run_checks(
-        hw.sae, hw.vector, hw.pos, hw.neg, hw.activations, item_ids=hw.item_ids, config=CheckConfig(seed=seed)
-    )
+        hw.sae, hw.vector, hw.pos, hw.neg, hw.activations, item_ids=hw.item_ids, score_fn=score_fn,
+        config=CheckConfig(seed=seed),
+    )  # fmt: skip
     report = build_report(result)
-    statuses = {key: v["status"] for key, v in zip(VERDICTS, report["verdicts"], strict=False)}
+    by_name = {v["mechanism"].lower(): v["status"] for v in report["verdicts"]}
+    statuses = {key: by_name[name] for key, name in VERDICTS.items()}
     norm = report["norm"]
     nulls = report["decomposition_nulls"] or {}
     intervals = {

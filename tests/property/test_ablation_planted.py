@@ -5,7 +5,8 @@ drops them: their decoder rows span the lost projections. When the behaviour rea
 the steering vector, removing it takes the steering away and the ablation must say "problem"; when
 the behaviour reads only the positive-leaning part (orthogonal to that span), removing it costs
 nothing and the ablation must not say "problem". Both run through ``run_checks``, so the gate, the
-null and the verdict are the shipped ones.
+null and the verdict are the shipped ones. The ``slow`` test repeats both on the calibration's hard
+worlds (noisy dictionary, skewed noise, swapped copies) with ``run_checks`` defaults.
 """
 
 from __future__ import annotations
@@ -78,3 +79,18 @@ def test_behaviour_orthogonal_to_the_lost_span_is_not_a_problem(
     assert ablation.status == "fine", ablation.reason  # the cost's interval is small: it says so
     assert ablation.cost is not None
     assert abs(ablation.cost) < 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["negative", "positive"])
+def test_hard_worlds_calibrate_the_ablation(side: Side) -> None:
+    """Through ``run_checks`` defaults on the calibration's hard worlds (``bench/calibration.py``)."""
+    from tests.helpers.calibration import one_world
+
+    w = 50 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 8
+    statuses = [one_world("small", 24, True, s, 1000 + s * min(10, w) // w, readout=side) for s in range(w)]
+    rate = sum(r["statuses"]["ablation"] == "problem" for r in statuses) / w
+    if side == "negative":  # the lost span carries the whole behaviour
+        assert rate >= 0.8, f"power {rate:.2f}"
+    else:  # it carries none of it: alpha + 3 Monte Carlo standard errors
+        assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / w), f"false 'problem' rate {rate:.3f}"
