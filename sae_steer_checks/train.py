@@ -24,6 +24,7 @@ from sae_lens import SAE, SAETrainer
 from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.sae import TrainingSAE
+from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.activation_scaler import ActivationWhitening
 from torch import Tensor
@@ -52,8 +53,8 @@ class TrainConfig:
     """Decoder block whose output is read (``blocks.{layer}.hook_resid_post``)."""
     width: int = 2048
     """Number of SAE features (``d_sae``)."""
-    architecture: Literal["jumprelu", "topk"] = "jumprelu"
-    """``jumprelu`` (Gemma Scope style, L0 penalty) or ``topk`` (exactly ``k`` active)."""
+    architecture: Literal["jumprelu", "topk", "relu"] = "jumprelu"
+    """``jumprelu`` (Gemma Scope style, L0 penalty), ``topk`` (``k`` active) or ``relu`` (L1 penalty)."""
     sparsity_loss: Literal["step", "tanh", "quadratic"] = "quadratic"
     """JumpReLU: L0 penalty (``step``), tanh surrogate, or quadratic pull toward ``target_l0``."""
     target_l0: float = 64.0
@@ -72,6 +73,8 @@ class TrainConfig:
     """JumpReLU: bandwidth of the straight-through threshold gradient."""
     k: int = 64
     """TopK: active features per token."""
+    l1_coefficient: float = 1.0
+    """ReLU: weight of the L1 penalty (sae-lens' standard SAE, decoder-norm weighted) on scaled inputs."""
     lr: float = 1e-3
     """Adam learning rate (constant after warm-up, decayed over the last fifth)."""
     batch_size: int = 1024
@@ -101,11 +104,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.layer < 0:
             raise ValueError(f"layer must be >= 0, got {self.layer}")
-        if self.architecture not in ("jumprelu", "topk"):
-            raise ValueError(f"architecture must be 'jumprelu' or 'topk', got {self.architecture!r}")
+        if self.architecture not in ("jumprelu", "topk", "relu"):
+            raise ValueError(f"architecture must be 'jumprelu', 'topk' or 'relu', got {self.architecture!r}")
         if self.architecture == "topk" and self.k > self.width:
             raise ValueError(f"k must be <= width {self.width}, got {self.k}")
-        for name in ("l0_coefficient", "jumprelu_init_threshold", "jumprelu_bandwidth", "lr"):
+        for name in (
+            "l0_coefficient",
+            "l1_coefficient",
+            "jumprelu_init_threshold",
+            "jumprelu_bandwidth",
+            "lr",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -223,6 +232,8 @@ def fit_sae(
                 l0_warm_up_steps=0,
             )
         )
+    elif config.architecture == "relu":
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(**common, l1_coefficient=config.l1_coefficient))
     else:
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(**common, k=config.k))
     sae.to(torch.device(device))
@@ -263,7 +274,7 @@ def fit_sae(
 def _data_init(sae: TrainingSAE[Any], scaled: Tensor, config: TrainConfig) -> None:
     # Each encoder bias is set so its feature starts firing on ~target/width of the tokens, so the
     # sparsity penalty starts near its goal instead of silencing most features in its first steps.
-    active = config.target_l0 if config.architecture == "jumprelu" else config.k
+    active = config.k if config.architecture == "topk" else config.target_l0
     quantile = 1.0 - min(active / config.width, 0.5)
     pre = scaled.to(sae.W_enc.device, sae.W_enc.dtype) @ sae.W_enc
     offset = config.jumprelu_init_threshold if config.architecture == "jumprelu" else 0.0
