@@ -106,7 +106,7 @@ def test_evaluate_sae_on_a_hand_built_sae() -> None:
     ("kwargs", "match"),
     [
         ({"width": 0}, "width"),
-        ({"architecture": "relu"}, "architecture"),
+        ({"architecture": "gated"}, "architecture"),
         ({"architecture": "topk", "k": 40, "width": 32}, "k must be"),
         ({"lr": -1.0}, "lr"),
         ({"epochs": 0.0}, "epochs"),
