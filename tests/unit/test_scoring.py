@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from sae_steer_checks.data.prompts import ab_prompt, tokenize
 from sae_steer_checks.data.schema import ABItem, load_ab_items
 from sae_steer_checks.lm.hooks import add_to_residual
 from sae_steer_checks.lm.models import decoder_layers
-from sae_steer_checks.steering.scoring import ItemScoreFn, item_scores, make_score_fn, score_grid, score_items
+from sae_steer_checks.steering.scoring import (
+    ItemScoreFn,
+    SteerPositions,
+    group_mean,
+    item_scores,
+    make_score_fn,
+    score_grid,
+    score_items,
+)
 from sae_steer_checks.steering.tasks import BehaviourTask, ab_task, freeform_task
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
@@ -144,3 +155,48 @@ def test_bad_vectors_are_rejected(tok: PreTrainedTokenizerFast, tasks: dict[str,
         score_grid(model, tasks["ab"], LAYER, torch.zeros(2, 31))
     with pytest.raises(ValueError, match="batch_size"):
         score_grid(model, tasks["ab"], LAYER, torch.zeros(2, 32), vectors_per_batch=0)
+
+
+def _logprobs(model: PreTrainedModel, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+
+
+def test_ab_scores_are_logit_differences(tok: PreTrainedTokenizerFast, items: list[ABItem]) -> None:
+    model = tiny_model("gemma2", len(tok), seed=1)
+    task = ab_task(tok, items)
+    scores = score_items(model, task, LAYER, batch_size=4)
+    for item, score in zip(items, scores, strict=True):
+        lp = _logprobs(model, tokenize(tok, ab_prompt(tok, item.question)))[-1]
+        m, o = tok.convert_tokens_to_ids([item.matching, item.non_matching])
+        assert math.isclose(float(score), float(lp[m] - lp[o]), rel_tol=1e-4, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["answer", "all"])
+def test_freeform_scores_are_target_log_odds(tok: PreTrainedTokenizerFast, positions: SteerPositions) -> None:
+    model = tiny_model("gemma2", len(tok), seed=1)
+    vector = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    task = freeform_task(tok, PROMPTS, POSITIVE, NEGATIVE)
+    scores = score_items(model, task, LAYER, vector, batch_size=2, positions=positions)
+    for prompt, score in zip(PROMPTS, scores, strict=True):
+        sides = []
+        for targets in (POSITIVE, NEGATIVE):
+            values = []
+            for target in targets:
+                prefix, full = tokenize(tok, prompt), tokenize(tok, prompt + target)
+                # "answer": from the opening's last token on (its output predicts the first target token)
+                start = len(prefix) - 1 if positions == "answer" else 0
+                with add_to_residual(model, LAYER, vector, start_position=start):
+                    lp = _logprobs(model, full)
+                values.append(sum(float(lp[j - 1, full[j]]) for j in range(len(prefix), len(full))))
+            sides.append(math.log(sum(math.exp(v) for v in values) / len(values)))
+        assert math.isclose(float(score), sides[0] - sides[1], rel_tol=1e-4, abs_tol=1e-5)
+
+
+def test_group_mean_ignores_a_uniform_letter_shift() -> None:
+    # three A-matching items and one B-matching: a shift toward "A" moves A items up, B items down
+    groups = (0, 0, 0, 1)
+    base = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    shifted = base + torch.tensor([1.0, 1.0, 1.0, -1.0])
+    assert group_mean(shifted, groups) == pytest.approx(group_mean(base, groups))
+    assert shifted.mean() != pytest.approx(base.mean())

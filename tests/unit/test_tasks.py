@@ -1,4 +1,4 @@
-"""behaviour_task: the task a full check scores held-out data of either format with."""
+"""steering.tasks: A/B and free-form tasks, and the behaviour_task a full check scores held-out data with."""
 
 from __future__ import annotations
 
@@ -32,3 +32,12 @@ def test_items_matching_on_one_letter_are_balanced_by_their_swapped_copies() -> 
     assert behaviour_task(tok, items).n_items == 2  # the swapped copies supply the other letter
     with pytest.raises(ValueError, match="items must be a non-empty sequence of ABItem"):
         behaviour_task(tok, [])
+
+
+def test_ab_task_needs_both_letters() -> None:
+    items = load_ab_items("corrigibility")[:6]
+    tok = word_tokenizer(i.question for i in items)
+    only_a = [i for i in items if i.matching == "A"]
+    with pytest.raises(ValueError, match="both letters"):
+        ab_task(tok, only_a)
+    assert len(ab_task(tok, only_a, swap=True)) == 2 * len(only_a)
