@@ -50,6 +50,8 @@ RETENTION_FIGURES: dict[str, tuple[str, float]] = {
     "retention.ratio_sae": ("abs", 0.05),
     "retention.ratio_signed": ("abs", 0.05),
     "verdicts.5.status": ("exact", 0.0),
+    "ablation.cost": ("abs", 0.05),
+    "verdicts.6.status": ("exact", 0.0),
 }
 
 
@@ -164,9 +166,9 @@ def test_every_verdict_carries_an_interval_a_null_and_a_rule_it_obeys(
     from sae_steer_checks.report.verdicts import clears
 
     found = demo_reports[name]["verdicts"]
-    assert len(found) == 6
+    assert len(found) == 7
     ran = [v for v in found if v["status"] != "not run"]
-    assert len(ran) == (6 if name == "sentiment" else 5)
+    assert len(ran) == (7 if name == "sentiment" else 5)
     for verdict in ran:
         assert verdict["interval"] is not None, verdict["mechanism"]
         assert verdict["null"] is not None, verdict["mechanism"]
