@@ -1,4 +1,4 @@
-"""The ratio test by inversion: a slow loop, the interval as the test's inversion, signs, groups, level."""
+"""stats.ratio: the ratio test by inversion (a slow loop, the interval, signs, groups, level) and Fieller."""
 
 from __future__ import annotations
 
@@ -6,10 +6,17 @@ import math
 
 import pytest
 import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from torch import Tensor
 
-from sae_steer_checks.stats import RatioInterval, RatioTest, ratio_interval, ratio_test
+from sae_steer_checks.stats import (
+    RatioInterval,
+    RatioTest,
+    ratio_interval,
+    ratio_test,
+)
 from sae_steer_checks.stats.estimates import _item_weights
 from sae_steer_checks.stats.resampling import _resample_weights
 
@@ -208,3 +215,90 @@ def test_level_at_the_threshold_in_a_small_simulation(skewed: bool) -> None:
         a = 0.8 * b + 0.4 * noise
         hits += ratio_test(a, b, 0.8, n_boot=500, generator=w).p_value <= 0.05
     assert hits / worlds <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / worlds)
+
+
+# --- Fieller and percentile-bootstrap intervals (ratio_interval) ----------------------------------
+
+SEEDS = st.integers(0, 2**31 - 1)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _mc_bound(rate: float, n: int) -> float:
+    """Three Monte-Carlo standard errors of a proportion ``rate`` estimated from ``n`` draws."""
+    return 3 * math.sqrt(rate * (1 - rate) / n)
+
+
+def _paired_slopes(gen: torch.Generator, n: int, mean_num: float, mean_den: float) -> tuple[Tensor, Tensor]:
+    """Bivariate-normal per-item slopes: sds 0.5 and 0.6, correlation 0.5."""
+    z = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    den = mean_den + 0.6 * z[0]
+    num = mean_num + 0.5 * (0.5 * z[0] + math.sqrt(0.75) * z[1])
+    return num, den
+
+
+def test_fieller_covers_the_true_ratio_at_the_nominal_rate() -> None:
+    """Over 400 normal worlds the 95% Fieller interval covers the ratio 95% +- 3 MC SE."""
+    gen, worlds = _gen(11), 400
+    covered = bounded = 0
+    for _ in range(worlds):
+        num, den = _paired_slopes(gen, 20, 0.5, 1.0)
+        res = ratio_interval(num, den)
+        covered += res.ci_low <= 0.5 <= res.ci_high
+        bounded += res.bounded
+    assert bounded == worlds
+    assert abs(covered / worlds - 0.95) <= _mc_bound(0.95, worlds)
+
+
+def test_fieller_is_unbounded_when_the_denominator_is_zero_mean_noise() -> None:
+    """A denominator with mean exactly 0 gives an unbounded (inconclusive) interval."""
+    gen = _gen(5)
+    noise = torch.randn(30, generator=gen, dtype=torch.float64)
+    res = ratio_interval(torch.randn(30, generator=gen) + 1, noise - noise.mean())
+    assert not res.bounded
+    assert (res.ci_low, res.ci_high) == (-math.inf, math.inf)
+    boot = ratio_interval(torch.randn(30, generator=gen), noise - noise.mean(), method="bootstrap")
+    assert not boot.bounded
+
+
+def test_fieller_agrees_with_bootstrap_when_well_determined() -> None:
+    """With many items and a clear denominator, Fieller and bootstrap ends agree."""
+    num, den = _paired_slopes(_gen(2), 300, 1.0, 2.0)
+    fieller = ratio_interval(num, den)
+    boot = ratio_interval(num, den, method="bootstrap", n_boot=4000, generator=0)
+    assert fieller.ratio == boot.ratio == pytest.approx(float(num.mean() / den.mean()), rel=1e-12)
+    width = fieller.ci_high - fieller.ci_low
+    assert fieller.bounded
+    assert boot.bounded
+    assert abs(boot.ci_low - fieller.ci_low) < 0.1 * width
+    assert abs(boot.ci_high - fieller.ci_high) < 0.1 * width
+
+
+@given(seed=SEEDS, scale=st.floats(0.1, 10))
+def test_ratio_interval_scales_with_numerator_and_denominator(seed: int, scale: float) -> None:
+    """Scaling num (den) by c scales the ratio and its interval by c (1/c)."""
+    num, den = _paired_slopes(_gen(seed), 12, 0.5, 1.0)
+    base = ratio_interval(num, den)
+    assume(base.bounded)
+    up, down = ratio_interval(scale * num, den), ratio_interval(num, scale * den)
+    assert (up.ratio, up.ci_low, up.ci_high) == pytest.approx(
+        (scale * base.ratio, scale * base.ci_low, scale * base.ci_high), rel=1e-8
+    )
+    assert (down.ratio, down.ci_low, down.ci_high) == pytest.approx(
+        (base.ratio / scale, base.ci_low / scale, base.ci_high / scale), rel=1e-8
+    )
+
+
+def test_ratio_interval_rejects_bad_input() -> None:
+    """Unknown method, unpaired inputs, bad level and n_boot are refused."""
+    num = torch.ones(4)
+    with pytest.raises(ValueError, match="method must be"):
+        ratio_interval(num, num, method="delta")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="got 4 and 3"):
+        ratio_interval(num, torch.ones(3))
+    with pytest.raises(ValueError, match="level must be in"):
+        ratio_interval(num, num, level=0.0)
+    with pytest.raises(ValueError, match="n_boot must be at least 1, got 0"):
+        ratio_interval(num, num, method="bootstrap", n_boot=0)
