@@ -21,7 +21,7 @@ from sae_steer_checks.report.verdicts import (
     id_list,
 )
 from sae_steer_checks.report.write import build_report
-from tests.unit.test_report import example_report
+from tests.helpers.reports import example_report
 
 
 @pytest.mark.parametrize(
@@ -192,3 +192,17 @@ def test_the_verdicts_module_is_not_shadowed_by_a_function() -> None:
 
     assert module.clears is clears
     assert module.collect_verdicts is collect_verdicts
+
+
+def test_fine_verdicts_when_the_sae_accounts_for_the_vector() -> None:
+    report = example_report()
+    # above the 1st percentile of activation norms, 120
+    report["norm"].update(steering_norm=135.0, interval=[130.0, 140.0], verdict_interval=[130.0, 140.0])
+    report["norm"]["verdict"] = "fine"
+    report["bias"].update(mass_in_zero=0.2, mass_interval=[0.1, 0.3], verdict="fine")
+    report["negative_leaning"]["verdict"] = "fine"
+    report["aligned_pairs"].update(spurious=[], verdict="fine")
+    report["decomposition_nulls"]["verdict"] = "fine"
+    report["retention"].update(status="fine", steers=True, reason="the ratio's interval lies above 0.8")
+    report["ablation"].update(status="fine", reason="the cost's interval lies below 0.2")
+    assert [v.status for v in collect_verdicts(report)] == ["fine"] * 7

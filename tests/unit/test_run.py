@@ -1,4 +1,4 @@
-"""Unit tests of run_checks and its JSON report."""
+"""diagnostics.run: run_checks, its config and its JSON report."""
 
 from __future__ import annotations
 

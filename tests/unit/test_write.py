@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import torch
 from sae_steer_checks.cli.commands import main
 from sae_steer_checks.cli.inputs import CheckInputs, planted_inputs
 from sae_steer_checks.diagnostics.run import CheckConfig, CheckResult, run_checks
+from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.report.schema import STATUSES, validate_report
 from sae_steer_checks.report.verdicts import collect_verdicts
 from sae_steer_checks.report.write import build_report, report_files, write_report
+from tests.helpers.reports import example_report
 
 VERDICT_FIELDS = {"mechanism", "status", "sentence", "figure", "interval", "null", "rule"}
 
@@ -93,3 +96,15 @@ def test_plots_can_be_left_out(planted: tuple[CheckInputs, CheckResult], tmp_pat
     write_report(result, tmp_path / "out", plots=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.md"]
     assert "Plots were skipped" not in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_write_report_writes_json_markdown_and_resolvable_images(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = write_report(example_report(), out)  # the plots come from its figures section
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report == build_report(example_report())
+    images = sorted(p.name for p in out.glob("*.png"))
+    assert images == sorted(PLOT_FILES.values())
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert sorted(links) == images
+    assert all((out / link).is_file() for link in links)

@@ -10,7 +10,7 @@ import pytest
 
 from sae_steer_checks.report.schema import SCHEMA_VERSION, validate_report
 from sae_steer_checks.report.write import build_report
-from tests.unit.test_report import example_report
+from tests.helpers.reports import example_report
 
 
 @pytest.fixture
@@ -76,3 +76,10 @@ def test_optional_and_open_parts(report: dict[str, Any]) -> None:
     report["norm"]["n_activations"] = 3
     report["bias"]["overlap"] = 1  # an int is a JSON number
     validate_report(report)
+
+
+def test_the_example_follows_the_schema() -> None:
+    report = build_report(example_report())
+    validate_report(report)
+    assert report["schema_version"] == 4
+    assert report["verdicts"][0]["mechanism"] == "Out of distribution"
