@@ -17,6 +17,7 @@ from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.report.schema import STATUSES, validate_report
 from sae_steer_checks.report.verdicts import collect_verdicts
 from sae_steer_checks.report.write import build_report, report_files, write_report
+from tests.helpers.planted import PlantedCheck
 from tests.helpers.reports import example_report
 
 VERDICT_FIELDS = {"mechanism", "status", "sentence", "figure", "interval", "null", "rule"}
@@ -108,3 +109,15 @@ def test_write_report_writes_json_markdown_and_resolvable_images(tmp_path: Path)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
     assert sorted(links) == images
     assert all((out / link).is_file() for link in links)
+
+
+def test_write_report_lists_at_most_max_listed_pairs(planted_check: PlantedCheck, tmp_path: Path) -> None:
+    result = planted_check.result
+    assert len(result.pairs) >= 2
+    # the list is cut in report.json; the plots do not read it
+    report = write_report(result, tmp_path / "one", max_listed_pairs=1, plots=False)
+    section = report["aligned_pairs"]
+    assert (len(section["pairs"]), section["n_pairs"], section["truncated"]) == (1, len(result.pairs), True)
+    assert json.loads((tmp_path / "one" / "report.json").read_text())["aligned_pairs"] == section
+    again = write_report(result.to_report(), tmp_path / "dict", max_listed_pairs=1, plots=False)
+    assert again["aligned_pairs"] == section
