@@ -1,6 +1,12 @@
-"""CAA extraction on tiny random-weight models: read positions, shared prefixes, balancing."""
+"""steering.caa: CAA extraction on tiny random-weight models, and its parity with steering-vectors.
+
+Read positions, shared prefixes, balancing and the letter confound; the same vector as the
+steering-vectors library gives for the same model, data and read position.
+"""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
@@ -233,3 +239,37 @@ def test_item_differences_make_the_item_the_unit() -> None:
     assert item_se == pytest.approx(copy_se * ((2 * n - 1) / (n - 1)) ** 0.5, rel=1e-6)
     with pytest.raises(ValueError, match="item_ids"):
         CAAResult(vector=pos.mean(0), positive=pos, negative=pos, layer=0, balance="swap", item_ids=(0, 1))
+
+
+# --- parity with the steering-vectors library (0.12.2): same model, data and read position ------------
+# steering-vectors declares ``transformers<5`` but runs on 5.x: it is installed without its dependencies
+# (``pip install --no-deps steering-vectors==0.12.2``) so it never downgrades transformers.
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("steering_vectors") is None or importlib.util.find_spec("sklearn") is None,
+    reason="steering_vectors (and its import-time dependency scikit-learn) is not importable: "
+    "install it with `pip install --no-deps steering-vectors==0.12.2`",
+)
+@pytest.mark.parametrize("kind", ["gemma2", "llama"])
+def test_vectors_match_train_steering_vector(kind: str) -> None:
+    from steering_vectors import train_steering_vector
+
+    items = load_ab_items("survival_instinct")[:4]
+    ds = load_freeform("sentiment")
+    tok = word_tokenizer([i.question for i in items] + [x.prompt + x.positive + x.negative for x in ds.items])
+    model = tiny_model(kind, len(tok), seed=7)
+    layer = 1
+    for pairs in (ab_pairs(items, tok), freeform_pairs(ds.items[:4])):
+        theirs = train_steering_vector(
+            model,
+            tok,
+            [(p.positive, p.negative) for p in pairs],
+            layers=[layer],
+            read_token_index=-1,
+            batch_size=1,
+        ).layer_activations[layer]
+        ours = extract_caa(model, tok, pairs, layer, balance="none", batch_size=4)
+        scale = float(ours.positive.norm(dim=1).mean())
+        torch.testing.assert_close(ours.vector, theirs.float(), rtol=1e-5, atol=1e-6 * scale)
+        assert float(theirs.norm()) > 1e-3 * scale  # a real difference, not two zero vectors

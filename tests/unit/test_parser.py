@@ -1,4 +1,4 @@
-"""Command defaults: train-sae's are TrainConfig's (the bundled SAE's recipe); --device is CUDA when there."""
+"""cli.parser: train-sae's defaults are TrainConfig's (the bundled SAE's recipe); --device: CUDA if any."""
 
 from __future__ import annotations
 
