@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from sae_steer_checks.cli.inputs import CheckInputs
+    from sae_steer_checks.diagnostics.run import CheckConfig
     from sae_steer_checks.lm.models import LoadedModel
     from sae_steer_checks.train import TrainConfig
 
@@ -132,6 +133,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     activations = text.activations
     multipliers = args.multipliers or default_multipliers(caa.vector, activations)
+    _config(multipliers, args.seed)  # bad --multipliers fail before any learning
+    learned = None
+    if args.learn_steps > 0:
+        _say(args, f"Learning a steering vector in the SAE basis on {caa.n_items} training items ...")
+        learned = inputs.learn_vector(
+            loaded, train, args.layer, sae, norm=caa.norm, activations=activations, multipliers=multipliers,
+            steps=args.learn_steps, spec=args.dataset, prompt_format=fmt, positions=args.steer_positions,
+            seed=args.seed, progress=not args.quiet,
+        )  # fmt: skip
     prov = {
         "command": "run",
         "model": loaded.name,
@@ -158,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         multipliers=multipliers,
         provenance=prov,
         item_ids=caa.item_tensor(),
+        learned=learned,
     )
     _check_and_report(checked, args)
     return 0
@@ -305,15 +316,10 @@ def _check_and_report(
     """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
     import torch
 
-    from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
+    from sae_steer_checks.diagnostics.run import run_checks
     from sae_steer_checks.report.write import report_files, write_report
 
-    config = CheckConfig(seed=args.seed)
-    if checked.multipliers is not None:
-        try:
-            config = CheckConfig(multipliers=tuple(float(m) for m in checked.multipliers), seed=args.seed)
-        except ValueError as error:
-            raise InputError(f"--multipliers: {one_line(error)}") from None
+    config = _config(checked.multipliers, args.seed)
     torch.manual_seed(args.seed)
     result = run_checks(
         checked.sae,
@@ -323,6 +329,7 @@ def _check_and_report(
         checked.activations,
         item_ids=checked.item_ids,
         score_fn=checked.score_fn,
+        learned=checked.learned,
         config=config,
         progress=not args.quiet,
     )
@@ -337,6 +344,18 @@ def _check_and_report(
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _config(multipliers: Sequence[float] | None, seed: int) -> CheckConfig:
+    """The run's ``CheckConfig``; bad ``--multipliers`` are an input error."""
+    from sae_steer_checks.diagnostics.run import CheckConfig
+
+    if multipliers is None:
+        return CheckConfig(seed=seed)
+    try:
+        return CheckConfig(multipliers=tuple(float(m) for m in multipliers), seed=seed)
+    except ValueError as error:
+        raise InputError(f"--multipliers: {one_line(error)}") from None
 
 
 def _model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> LoadedModel:

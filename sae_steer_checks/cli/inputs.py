@@ -30,12 +30,14 @@ if TYPE_CHECKING:
     from sae_steer_checks.lm.models import LoadedModel
     from sae_steer_checks.sae.protocol import SAELike
     from sae_steer_checks.steering.caa import CAAResult
+    from sae_steer_checks.steering.learned import LearnedVector
     from sae_steer_checks.steering.scoring import SteerPositions
 
 __all__ = [
     "CheckInputs",
     "DatasetSpec",
     "extract_vector",
+    "learn_vector",
     "load_checked_model",
     "load_dataset",
     "planted_inputs",
@@ -69,6 +71,8 @@ class CheckInputs:
     """Where the inputs came from (model, SAE, layer, dataset and its hash, device, dtype, seed)."""
     item_ids: Tensor | None = None
     """Item of each pair ``[n_pairs]``; an A/B item and its choice-swapped copy share one (None: own)."""
+    learned: LearnedVector | None = None
+    """A steering vector learned in the SAE basis on the training items (``run --learn-steps``), or None."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,42 @@ def score_function(
         "steer_positions_rule": STEER_POSITIONS_RULES[positions],
     }
     return make_score_fn(loaded.model, task, layer, positions=positions, progress=progress), info
+
+
+def learn_vector(
+    loaded: LoadedModel,
+    train: Sequence[ABItem] | FreeformDataset,
+    layer: int,
+    sae: SAELike,
+    *,
+    norm: float,
+    activations: Tensor,
+    multipliers: Sequence[float],
+    steps: int,
+    spec: str,
+    prompt_format: PromptFormat = "auto",
+    positions: SteerPositions = "answer",
+    seed: int = 0,
+    progress: bool = False,
+) -> LearnedVector:
+    """``steering.learn_in_sae_basis`` on the training items (``steering.training_task``), at ``norm``.
+
+    The held-out items are never read: they judge the vector in the retention sweep.
+    """
+    from sae_steer_checks.steering.learned import learn_in_sae_basis
+    from sae_steer_checks.steering.tasks import training_task
+
+    try:
+        task = training_task(_tokenizer(loaded), train, prompt_format=prompt_format)
+    except ValueError as error:
+        raise InputError(f"--dataset {spec}: {one_line(error)}") from error
+    try:
+        return learn_in_sae_basis(
+            loaded.model, task, layer, sae, norm=norm, activations=activations, multipliers=multipliers,
+            positions=positions, steps=steps, seed=seed, progress=progress,
+        )  # fmt: skip
+    except ValueError as error:  # e.g. an objective with no gradient along any decoder row
+        raise InputError(f"--learn-steps {steps}: {one_line(error)}") from error
 
 
 def read_text_activations(

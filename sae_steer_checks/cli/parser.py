@@ -123,11 +123,28 @@ def _steer_positions_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+_LEARN_STEPS_HELP = (
+    "gradient steps of a steering vector learned in the SAE basis on the training items (signed, at most "
+    "32 features, ||u|| = ||v||), swept beside v on the held-out items; 0 learns none (default %(default)s)"
+)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     _sae_arg(p)
     p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
     _steer_positions_arg(p)
+    p.add_argument("--learn-steps", type=_non_negative_int, default=10, metavar="N", help=_LEARN_STEPS_HELP)
     _text_arg(p)
     _out_args(p)
     _device_args(p)

@@ -214,7 +214,7 @@ def learn_in_sae_basis(
     positions: SteerPositions = "answer",
     k: int | None = 32,
     l1: float = 0.0,
-    steps: int = 50,
+    steps: int = 10,
     lr: float = 1.0,
     optimizer: Optimizer = "gradient",
     init: Init = "gradient",
@@ -230,7 +230,9 @@ def learn_in_sae_basis(
     SAE's input space into model space (``activations [n, d_model]`` set that scale for an SAE that
     normalises its inputs). ``norm`` is the budget ``||u||``: the CAA vector's norm makes the learned
     vector's slope comparable with CAA's at the same multipliers. Sparsity, steps and optimiser as in
-    :func:`fit_sparse_steering`.
+    :func:`fit_sparse_steering`; 10 steps by default (each runs the blocks after ``layer`` forward and
+    back once per multiplier; on Gemma 3 270M's sentiment set the held-out slope gained nothing from
+    more, while the training objective kept rising).
 
     Returns:
         A :class:`LearnedVector` in model space, with ``training`` naming what the objective read.

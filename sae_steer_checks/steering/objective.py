@@ -113,8 +113,12 @@ class BehaviourObjective:
                 pos = rows.n_keep - keeps[entries[sel, 0]] + entries[sel, 1]
                 self._batches.append(_Batch(rows, sel.to(self.device), entries[sel, 0] - start, pos, tok))
         self._weights = _prompt_weights(task).to(self.device)
-        centred = torch.tensor(ms) - sum(ms) / len(ms)
-        self._slope_weights = (centred / centred.square().sum()).to(self.device)
+        centred = torch.tensor(ms, dtype=torch.float64) - sum(ms) / len(ms)
+        weights = centred / centred.square().sum()
+        # a multiplier at the mean (0 of a symmetric sweep) has weight 0 in the slope: it is not run
+        used = weights != 0
+        self._steered = torch.tensor(ms, dtype=torch.float32)[used].to(self.device)
+        self._slope_weights = weights[used].to(device=self.device, dtype=torch.float32)
 
     @property
     def n_items(self) -> int:
@@ -142,8 +146,7 @@ class BehaviourObjective:
         """The items' steerability slope with ``m * u`` added, a scalar tensor (float32)."""
         if not isinstance(u, Tensor) or u.shape != (self.d_model,):
             raise ValueError(f"u must be a [{self.d_model}] tensor, got {_shape(u)}")
-        ms = torch.tensor(self.multipliers, device=self.device, dtype=torch.float32)
-        scores = self.prompt_scores(ms[:, None] * u.to(self.device, torch.float32)[None, :])
+        scores = self.prompt_scores(self._steered[:, None] * u.to(self.device, torch.float32)[None, :])
         return self._slope_weights @ (scores @ self._weights)
 
 

@@ -343,8 +343,13 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tiny_run: 
     assert len(prov["dataset_sha256"]) == 64
     assert prov["n_items"] == 8
     assert prov["behaviour"]["kind"] == "ab"
-    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
+    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed", "learned"}
     assert len(report["retention"]["multipliers"]) == 5
+    learned = report["learned"]  # learned on the training items by default, swept beside v
+    assert learned["training"]["n_train_items"] == 6
+    assert learned["training"]["multipliers"] == report["retention"]["multipliers"]
+    assert 0 < learned["n_support"] <= 32
+    assert learned["norm"] == pytest.approx(report["norm"]["steering_norm"], rel=1e-5)
     assert prov["behaviour"]["steer_positions"] == "answer"  # CAA's convention by default, and said so
     assert "Steered positions: answer" in (tiny_run / "report.md").read_text()
 
@@ -359,6 +364,18 @@ def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tiny_run: P
     assert slopes[0]["original"] != pytest.approx(slopes[1]["original"], rel=1e-3)  # another convention
     assert everywhere["norm"] == answer["norm"]  # only the behaviour sweep depends on it
     assert main(["run", "--steer-positions", "prompt"]) == 2
+
+
+def test_run_learns_no_vector_with_zero_steps(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
+    assert _run(tiny, tmp_path / "none", learn_steps="0") == 0
+    plain = json.loads((tmp_path / "none" / "report.json").read_text())
+    learned = json.loads((tiny_run / "report.json").read_text())
+    assert plain["learned"] is None
+    assert set(plain["retention"]["slopes"]) == {"original", "sae", "signed"}
+    assert "ratio_learned" not in plain["retention"]
+    for name in ("original", "sae", "signed"):  # the learned vector only joins the sweep
+        assert plain["retention"]["slopes"][name] == pytest.approx(learned["retention"]["slopes"][name])
+    assert "Not run: no vector was learned" in (tmp_path / "none" / "report.md").read_text()
 
 
 def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:
@@ -519,13 +536,14 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
     assert record["prompt_format"] == ran["provenance"]["prompt_format"]
     assert ran["provenance"]["unit"] == record["unit"]
     assert ran["provenance"]["unit"].startswith("A/B item")
-    sections = set(ran) - {"provenance", "retention", "ablation", "verdicts", "figures"}
+    sections = set(ran) - {"provenance", "retention", "ablation", "learned", "verdicts", "figures"}
     assert sections >= set(DIAGNOSTIC_SECTIONS)
     assert set(diagnosed) == set(ran)
     for section in sorted(sections):  # the diagnostics and their nulls
         _assert_close(ran[section], diagnosed[section], section)
     assert diagnosed["retention"] is None
     assert diagnosed["ablation"] is None  # it steers too: no behaviour score, no ablation
+    assert diagnosed["learned"] is None  # learning needs the model
     assert diagnosed["figures"]["retention"] is None  # the plotted numbers, retention's apart
     _assert_close({**ran["figures"], "retention": None}, diagnosed["figures"], "figures")
     verdicts = {v["mechanism"]: v for v in diagnosed["verdicts"]}
@@ -548,6 +566,7 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
         ({"dataset": "NOT_AB"}, ("--dataset", "item 1", "answer_matching_behavior")),
         ({"max_pairs": "1"}, ("--max-pairs 1", "at least 2")),
         ({"multipliers": "1"}, ("--multipliers", "two distinct values")),
+        ({"learn_steps": "-1"}, ("--learn-steps", "integer >= 0")),
     ],
 )
 def test_every_bad_run_input_is_one_line_exit_2(

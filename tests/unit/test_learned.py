@@ -278,3 +278,11 @@ def test_run_checks_sweeps_the_learned_vector_and_reports_it() -> None:
     assert "Not run: no vector was learned" in render_markdown(plain)
     with pytest.raises(ValueError, match=r"learned\.vector"):
         run_checks(world.sae, v, pos, neg, acts, learned=dataclasses.replace(learned, vector=torch.zeros(3)))
+
+
+def test_a_multiplier_at_the_mean_is_not_run(model: Any, train: BehaviourTask) -> None:
+    u = torch.randn(TINY_WIDTH, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        sweep = BehaviourObjective(model, train, LAYER, multipliers=(-2.0, -1.0, 0.0, 1.0, 2.0))(u)
+        plain = BehaviourObjective(model, train, LAYER, multipliers=(-2.0, -1.0, 1.0, 2.0))(u)
+    assert float(sweep) == pytest.approx(float(plain), rel=1e-6)  # 0 has weight 0 in a symmetric slope
