@@ -1,3 +1,5 @@
+"""cli.commands: main(argv) end to end, each command on the planted world and tiny models, one-line errors."""
+
 from __future__ import annotations
 
 import json
