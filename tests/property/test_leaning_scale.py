@@ -52,9 +52,7 @@ def _world(
     ("n_items", "d_sae", "options"),
     [
         (20, 16_384, {}),
-        pytest.param(
-            100, 50_000, {"n_null_tests": 20, "n_boot": 200, "n_null": 200}, marks=pytest.mark.slow
-        ),
+        pytest.param(100, 50_000, {"n_null_tests": 20, "n_boot": 200, "n_null": 200}, marks=pytest.mark.slow),
     ],
 )
 def test_one_feature_leaning_in_every_item_is_confirmed_among_thousands(
