@@ -297,6 +297,18 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _survey(args: argparse.Namespace) -> int:
+    from sae_steer_checks.cli.survey import merge_surveys, run_survey
+
+    if args.learn_steps < 0:
+        raise InputError(f"--learn-steps {args.learn_steps}: must be >= 0")
+    if args.merge:
+        survey = merge_surveys(args.merge, args.out, force=args.force)
+        _say(args, f"Merged {len(args.merge)} surveys into {args.out} ({len(survey['rows'])} cells).")
+        return 0
+    return run_survey(args)
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "diagnose": _diagnose,
@@ -304,6 +316,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train-sae": _train_sae,
     "demo": _demo,
     "render": _render,
+    "survey": _survey,
 }
 
 

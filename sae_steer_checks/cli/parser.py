@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         _command(sub, common, "demo", "run the whole check on the embedded default and write the report")
     )
     _add_render(_command(sub, common, "render", _RENDER_HELP))
+    _add_survey(_command(sub, common, "survey", _SURVEY_HELP))
     return parser
 
 
@@ -246,6 +247,79 @@ def _add_render(p: argparse.ArgumentParser) -> None:
         help="write report.json (copied), report.md and the plots into this folder instead of DIR",
     )
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+
+
+_SURVEY_HELP = (
+    "run every check over a grid of behaviours x layers x SAEs on one model and write survey.json, "
+    "survey.md, a heat map and each cell's report"
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _add_survey(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="ID_OR_PATH", help=_MODEL_HELP)
+    p.add_argument("--datasets", nargs="+", metavar="FILE_OR_builtin:NAME", help=_DATASET_HELP)
+    p.add_argument("--layers", nargs="+", type=int, metavar="L", help=_LAYER_HELP)
+    saes_help = (
+        "SAE folders or sae-lens release/ids, each for the layer its metadata (or 'layer_L' in the id) "
+        "names; write L:SPEC to name the layer"
+    )
+    p.add_argument("--saes", nargs="+", metavar="[L:]DIR_OR_RELEASE/ID", help=saes_help)
+    p.add_argument(
+        "--architectures",
+        nargs="+",
+        choices=("jumprelu", "topk", "relu"),
+        help="SAEs to train at every layer on the same offline-text activations (kept in --out/saes/)",
+    )
+    p.add_argument("--width", type=_positive_int, default=1024, help="trained SAEs' features (default 1024)")
+    p.add_argument("--k", type=_positive_int, default=32, help="TopK: active features (default 32)")
+    p.add_argument("--target-l0", type=float, default=32.0, help="JumpReLU: the L0 aimed at (default 32)")
+    p.add_argument("--l1-coefficient", type=float, default=1.0, help="ReLU: L1 penalty (default 1.0)")
+    p.add_argument(
+        "--train-epochs", type=float, default=2.0, help="passes over the training tokens (default 2)"
+    )
+    p.add_argument(
+        "--train-windows",
+        type=_positive_int,
+        default=192,
+        help="128-token windows of offline text the SAEs train on (default 192)",
+    )
+    p.add_argument("--max-pairs", type=int, metavar="N", help="use at most the first N items of each dataset")
+    p.add_argument("--prompt-format", choices=("auto", "plain", "chat"), default="auto",
+                   help="A/B prompts as plain text or in the chat template (as for run)")  # fmt: skip
+    p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
+    _steer_positions_arg(p)
+    p.add_argument(
+        "--learn-steps",
+        type=int,
+        default=10,
+        metavar="N",
+        help="steps of the steering vector learned in the SAE basis per cell, as for run; 0 learns none",
+    )
+    _text_arg(p)
+    p.add_argument("--n-null", type=_positive_int, default=39, help="null draws of every check (default 39)")
+    p.add_argument("--n-boot", type=_positive_int, default=200, help="bootstrap draws (default 200)")
+    p.add_argument("--no-plots", action="store_true", help="write each cell's report without its PNGs")
+    p.add_argument("--shard", metavar="K/N", help="run only every N-th cell, starting at the K-th")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="join the survey folders of shards into --out (no model is run)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="survey folder; cells already in it are kept")
+    p.add_argument("--force", action="store_true", help="recompute every cell and write into a foreign --out")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _device_args(p)
 
 
 def _command(sub: Any, common: argparse.ArgumentParser, name: str, text: str) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sae_steer_checks.data.prompts import tokenize
 from sae_steer_checks.data.schema import ContrastivePair
-from sae_steer_checks.lm.hooks import run_to_layer
+from sae_steer_checks.lm.hooks import capture_residual, run_to_layer
 from sae_steer_checks.lm.models import validate_layer
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ __all__ = [
     "pad_token_id",
     "positions_from_mask",
     "read_last_token",
+    "read_last_token_layers",
     "read_pairs",
+    "read_pairs_layers",
     "tokenize_pairs",
 ]
 
@@ -139,6 +141,67 @@ def read_last_token(
         for j, i in enumerate(chunk):
             out[i] = hidden[j, -1].float().cpu()
     return torch.stack(out)
+
+
+@torch.no_grad()
+def read_last_token_layers(
+    model: nn.Module,
+    rows: Sequence[list[int]],
+    layers: Sequence[int],
+    *,
+    pad_id: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict[int, Tensor]:
+    """:func:`read_last_token` at several blocks from one forward per batch: ``layer -> [n, d_model]`` f32.
+
+    The forward stops after the last of ``layers``; each layer's values are those a one-layer read gives.
+    """
+    wanted = sorted({validate_layer(model, layer) for layer in layers})
+    if not wanted:
+        raise ValueError("layers must name at least one decoder block, got none")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("rows must be a non-empty list of non-empty token-id lists")
+    device = _device(model)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = {layer: [torch.empty(0)] * len(rows) for layer in wanted}
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc=f"reading layers {wanted}", disable=not progress):
+        chunk = order[start : start + batch_size]
+        ids, mask, positions = left_pad([rows[i] for i in chunk], pad_id, device)
+        with capture_residual(model, wanted, stop_after_last=True) as captured:
+            model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        for layer in wanted:
+            hidden = captured[layer][0]
+            for j, i in enumerate(chunk):
+                out[layer][i] = hidden[j, -1].float().cpu()
+    return {layer: torch.stack(acts) for layer, acts in out.items()}
+
+
+@torch.no_grad()
+def read_pairs_layers(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[ContrastivePair],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict[int, tuple[Tensor, Tensor]]:
+    """:func:`read_pairs` (``share_prefix=False``) at several blocks, one forward per batch for all of them.
+
+    Returns ``layer -> (positive, negative)``, each ``[n_pairs, d_model]`` float32 on the CPU.
+    """
+    if not pairs:
+        raise ValueError("pairs must hold at least one ContrastivePair, got none")
+    rows = [p + e for p, pos, neg in tokenize_pairs(tokenizer, pairs) for e in (pos, neg)]
+    pad = pad_token_id(tokenizer)
+    acts = read_last_token_layers(
+        model, rows, layers, pad_id=pad, batch_size=2 * batch_size, progress=progress
+    )
+    return {layer: (a[0::2].contiguous(), a[1::2].contiguous()) for layer, a in acts.items()}
 
 
 @torch.no_grad()

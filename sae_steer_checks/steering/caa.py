@@ -25,13 +25,20 @@ from torch import Tensor, nn
 from sae_steer_checks.data.prompts import PromptFormat, ab_pairs, expand_ab_items, freeform_pairs
 from sae_steer_checks.data.schema import ABItem, ContrastivePair, FreeformDataset
 from sae_steer_checks.lm.models import validate_layer
-from sae_steer_checks.lm.readout import read_pairs
+from sae_steer_checks.lm.readout import read_pairs, read_pairs_layers
 from sae_steer_checks.stats import cluster_mean
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["BALANCE_MODES", "CAAResult", "LetterConfound", "extract_caa", "letter_confound"]
+__all__ = [
+    "BALANCE_MODES",
+    "CAAResult",
+    "LetterConfound",
+    "extract_caa",
+    "extract_caa_layers",
+    "letter_confound",
+]
 
 Balance = Literal["auto", "swap", "weights", "none"]
 BALANCE_MODES = ("auto", "swap", "weights", "none")
@@ -288,6 +295,44 @@ def extract_caa(
         share_prefix=share_prefix,
         progress=progress,
     )
+    return _caa_result(positive, negative, pairs, mode, item_ids, layer)
+
+
+def extract_caa_layers(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Sequence[ABItem] | Sequence[ContrastivePair] | FreeformDataset,
+    layers: Sequence[int],
+    *,
+    balance: Balance = "auto",
+    batch_size: int = 16,
+    prompt_format: PromptFormat = "auto",
+    progress: bool = False,
+) -> dict[int, CAAResult]:
+    """:func:`extract_caa` at every block of ``layers`` from one forward per prompt batch.
+
+    Each prompt runs in full (no shared prefix) up to the last of ``layers``, and every layer is read
+    from that one forward. Returns ``layer -> CAAResult``, each as ``extract_caa(..., layer,
+    share_prefix=False)`` gives it.
+    """
+    wanted = sorted({validate_layer(model, layer) for layer in layers})
+    pairs, mode, item_ids = _as_pairs(data, tokenizer, balance, prompt_format, None)
+    reads = read_pairs_layers(model, tokenizer, pairs, wanted, batch_size=batch_size, progress=progress)
+    return {
+        layer: _caa_result(positive, negative, pairs, mode, item_ids, layer)
+        for layer, (positive, negative) in reads.items()
+    }
+
+
+def _caa_result(
+    positive: Tensor,
+    negative: Tensor,
+    pairs: Sequence[ContrastivePair],
+    mode: str,
+    item_ids: tuple[int, ...],
+    layer: int,
+) -> CAAResult:
+    """The ``CAAResult`` of pairs read at ``layer``: the (balanced) vector and the letter confound."""
     letters = tuple(p.positive_letter for p in pairs)
     confound = None
     if "A" in letters and "B" in letters:

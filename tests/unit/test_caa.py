@@ -17,7 +17,7 @@ from sae_steer_checks.data.schema import ABItem, ContrastivePair, load_ab_items,
 from sae_steer_checks.lm.models import decoder_layers
 from sae_steer_checks.lm.readout import read_pairs
 from sae_steer_checks.stats import item_slopes_summary
-from sae_steer_checks.steering.caa import CAAResult, extract_caa, letter_confound
+from sae_steer_checks.steering.caa import CAAResult, extract_caa, extract_caa_layers, letter_confound
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
 LAYER = 1
@@ -273,3 +273,19 @@ def test_vectors_match_train_steering_vector(kind: str) -> None:
         scale = float(ours.positive.norm(dim=1).mean())
         torch.testing.assert_close(ours.vector, theirs.float(), rtol=1e-5, atol=1e-6 * scale)
         assert float(theirs.norm()) > 1e-3 * scale  # a real difference, not two zero vectors
+
+
+def test_extract_caa_layers_equals_one_layer_at_a_time(
+    model: PreTrainedModel, tok: PreTrainedTokenizerFast, items: list[ABItem]
+) -> None:
+    both = extract_caa_layers(model, tok, items[:6], [2, 1], batch_size=4)
+    assert sorted(both) == [1, 2]
+    for layer in (1, 2):
+        alone = extract_caa(model, tok, items[:6], layer, batch_size=4, share_prefix=False)
+        torch.testing.assert_close(both[layer].positive, alone.positive, rtol=0, atol=0)
+        torch.testing.assert_close(both[layer].negative, alone.negative, rtol=0, atol=0)
+        torch.testing.assert_close(both[layer].vector, alone.vector, rtol=0, atol=0)
+        assert (both[layer].layer, both[layer].balance, both[layer].item_ids) == (
+            layer, alone.balance, alone.item_ids
+        )  # fmt: skip
+        assert both[layer].to_dict() == alone.to_dict()
