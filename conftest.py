@@ -3,9 +3,9 @@
 Tiers: the fast CPU tier runs by default; ``realmodel`` and ``gpu`` tests (every test under
 ``tests/realmodel`` and ``tests/gpu``) run only when asked (``--run-realmodel``, ``--run-gpu``, or the
 matching nox session), and so do the fast tier's ``slow`` tests (calibrations over many simulated
-worlds or very wide ones: ``--run-slow`` or ``nox -s thorough``). A tier that is asked for explicitly
-must not pass by skipping: when the GPU tier is requested on a machine without CUDA the run fails at
-collection with a message naming what is missing.
+worlds, very wide worlds, whole surveys: ``--run-slow`` or ``nox -s thorough``). A tier that is asked
+for explicitly must not pass by skipping: when the GPU tier is requested on a machine without CUDA the
+run fails at collection with a message naming what is missing.
 The benchmark's smoke test lives in ``bench/`` and runs in ``nox -s bench`` only.
 """
 
@@ -58,7 +58,7 @@ _GATES = {
         "loads a real model; pass --run-realmodel or use `nox -s realmodel`",
     ),
     "gpu": ("--run-gpu", "needs a CUDA GPU; pass --run-gpu or use `nox -s gpu`"),
-    "slow": ("--run-slow", "a slow calibration; pass --run-slow or use `nox -s thorough`"),
+    "slow": ("--run-slow", "slow, left out of the fast tier; pass --run-slow or use `nox -s thorough`"),
 }
 
 
