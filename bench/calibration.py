@@ -17,6 +17,17 @@ it reads only the positive-leaning part (orthogonal to the lost span: it carries
 samples of the same worlds (``--ablation-worlds``; the null rows of label-exchangeable worlds have no
 behaviour, so the ablation is never run there).
 
+The ablation's verdict is an absolute claim about the cost against ``ablation_cost``, so it is also
+calibrated at that boundary (``--boundary-worlds``, :func:`boundary_rows`): ``ablation_check`` with the
+default ``CheckConfig`` settings on hand-made dictionaries (d = 64, 256 features, 4 lost features v
+leans along), with a readout mixing the lost-span part of v and the rest so the TRUE cost for that v is
+exactly ``ablation_cost`` (false "problem" must stay near alpha) or a stated cost (0.45: power; 0.0: the
+false "problem" rate far below the boundary), and per-item noise drawn from the sample's seed: a centred
+lognormal (skewed) scalar along a fixed direction plus Student-t (3 d.o.f., heavy-tailed) noise, each
+scaled by 0.5 / ||v|| against a slope of 1. v is taken to steer (retention's gate is calibrated on
+its own). The rows give false "problem", false "fine" and how often the cost's interval holds the
+true cost.
+
 Usage: ``python bench/calibration.py`` (the full grid; ``--quick`` for the fast tier's sizes) writes
 ``calibration.json`` and prints the Markdown tables.
 """
@@ -94,6 +105,77 @@ def run_case(
     return rows
 
 
+BOUNDARY_D, BOUNDARY_D_SAE, BOUNDARY_K = 64, 256, 4
+
+
+def _boundary_one(
+    true_cost: float, n_items: int, sample: int, n_dict: int
+) -> tuple[str, tuple[float, float] | None]:
+    """Status and cost interval of one sample of a boundary world (see the module notes)."""
+    import torch
+
+    from sae_steer_checks.diagnostics.ablation import ablation_check, lost_component
+    from sae_steer_checks.diagnostics.run import CheckConfig
+    from sae_steer_checks.diagnostics.space import sae_space
+    from tests.helpers.hand_saes import make_sae
+    from tests.helpers.readouts import mixed_readout
+
+    cfg = CheckConfig(seed=sample)
+    g = torch.Generator().manual_seed(2000 + sample % n_dict)  # the dictionary and v: one of n_dict
+    W = torch.nn.functional.normalize(torch.randn(BOUNDARY_D_SAE, BOUNDARY_D, generator=g), dim=1)
+    space = sae_space(make_sae(W, architecture="relu"))
+    lost = tuple(range(BOUNDARY_K))
+    v = torch.randn(BOUNDARY_D, generator=g) - 1.5 * W[:BOUNDARY_K].sum(0)
+    without, removed = lost_component(space, v, lost)
+    w = mixed_readout(without, removed, true_cost)  # w . v = 1
+    d0 = torch.nn.functional.normalize(torch.randn(BOUNDARY_D, generator=g, dtype=torch.float64), dim=0)
+    gs = torch.Generator().manual_seed(10_000 + sample)  # item noise: the sample's own seed
+    vn = float(v.norm())
+    skew = torch.exp(torch.randn(n_items, 1, generator=gs, dtype=torch.float64)) - math.exp(0.5)
+    chi = torch.randn(n_items, 3, generator=gs, dtype=torch.float64).square().sum(1, keepdim=True)
+    t = torch.randn(n_items, BOUNDARY_D, generator=gs, dtype=torch.float64) / torch.sqrt(chi / 3.0)
+    readouts = w[None] + 0.5 * (skew * d0[None] + t) / vn
+
+    class Score:
+        def score_batch(self, us: torch.Tensor) -> torch.Tensor:
+            return us.double() @ readouts.T
+
+        def __call__(self, u: torch.Tensor) -> torch.Tensor:
+            return self.score_batch(u[None])[0]
+
+    a = ablation_check(
+        Score(), space, v, lost, torch.ones(BOUNDARY_D_SAE, dtype=torch.bool), cfg.multipliers,
+        steers=True, n_null=cfg.n_null, alpha=cfg.alpha, max_cost=cfg.ablation_cost, n_boot=cfg.n_boot,
+        generator=sample,
+    )  # fmt: skip
+    return a.status, a.cost_interval
+
+
+def boundary_rows(w: int, items: tuple[int, ...] = (12, 24, 100), n_dict: int = 10) -> dict[str, Any]:
+    """The ablation at its boundary: false "problem" / "fine" and interval coverage of the true cost."""
+    from sae_steer_checks.diagnostics.run import CheckConfig
+
+    bound_cost = CheckConfig().ablation_cost
+    out: dict[str, Any] = {}
+    for true_cost in (0.0, bound_cost, 0.45):
+        for n in items:
+            runs = [_boundary_one(true_cost, n, s, n_dict) for s in range(w)]
+            held = [iv for _, iv in runs if iv is not None]
+            out[f"true cost {true_cost:g}, {n} items"] = {
+                "worlds": w,
+                "true_cost": true_cost,
+                "problem_rate": sum(st == "problem" for st, _ in runs) / w,
+                "fine_rate": sum(st == "fine" for st, _ in runs) / w,
+                "coverage": (
+                    sum(lo - 1e-9 <= true_cost <= hi + 1e-9 for lo, hi in held) / len(held) if held else None
+                ),
+                "coverage_n": len(held),
+            }
+            print(f"boundary {true_cost:g}/{n}: {json.dumps(out[f'true cost {true_cost:g}, {n} items'])}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return out
+
+
 def retention_rows(w: int) -> dict[str, Any]:
     """Retention's false "problem" rates (at the threshold; v not steering) and power, by noise and items."""
     from tests.property import test_calibration_retention as ret
@@ -129,6 +211,9 @@ def main() -> None:
     parser.add_argument(
         "--ablation-worlds", type=int, default=None, help="positive-readout samples (default: --null-worlds)"
     )
+    parser.add_argument(
+        "--boundary-worlds", type=int, default=200, help="samples per ablation boundary case (0: skip)"
+    )
     parser.add_argument("--out", default="calibration.json")
     args = parser.parse_args()
     if args.quick:
@@ -137,7 +222,7 @@ def main() -> None:
         args.ablation_worlds = args.null_worlds
     tic = time.perf_counter()
     cases = {}
-    for case in args.cases.split(","):
+    for case in filter(None, args.cases.split(",")):
         width, items = case.split(":")
         wide = width == "16k"
         w0 = args.wide_worlds if wide else args.null_worlds
@@ -150,6 +235,7 @@ def main() -> None:
         "config": "CheckConfig() defaults, seed = world index",
         "cases": cases,
         "retention": retention_rows(args.retention_worlds) if args.retention_worlds else {},
+        "ablation_boundary": boundary_rows(args.boundary_worlds) if args.boundary_worlds else {},
         "seconds": time.perf_counter() - tic,
     }
     Path(args.out).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
@@ -186,6 +272,12 @@ def main() -> None:
             f"| {name} | {row['worlds']} | {row['false_problem_rate']:.3f} | "
             f"{row['not_steering_problem_rate']:.3f} | {row['power']:.2f} |"
         )
+    print()
+    print("| ablation boundary world | worlds | 'problem' | 'fine' | interval holds the true cost |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, row in out["ablation_boundary"].items():
+        cov = "n/a" if row["coverage"] is None else f"{row['coverage']:.2f}"
+        print(f"| {name} | {row['worlds']} | {row['problem_rate']:.3f} | {row['fine_rate']:.3f} | {cov} |")
 
 
 if __name__ == "__main__":

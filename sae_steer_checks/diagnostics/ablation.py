@@ -17,27 +17,40 @@ as ``from_sae(x) = x / factor``. The component is projected where the rows live 
 ``removed = from_sae(P to_sae(v))``, ``P`` the orthogonal projector onto the rows' span (an SVD, so
 dependent rows are handled), and ``without = v - removed``. A scale commutes with ``P``, so this is
 the plain model-space projection of v: ``v = without + removed`` exactly, ``removed`` lies in the
-span and ``without`` is orthogonal to it. Under ``layer_norm`` the mean component of v, which the
-SAE never sees, stays in ``without``.
+span and ``without`` is orthogonal to it. Under ``layer_norm`` the SAE sees only the centred part of
+an input, so the rows are centred too before the projector is built (a row's mean component is
+invisible to the SAE), and the mean component of v stays in ``without``.
 
-**Null.** The same removal of the span of as many decoder rows of *live* features (firing on the
-ordinary activations), other than the lost ones, drawn at random ``n_null`` times; each draw gives a
-null cost on the same items. The Monte Carlo p-value is
-``(1 + #{null cost >= observed cost}) / (1 + n_null)``.
+**Energy share.** ``s^2 = (||removed|| / ||v||)^2`` is reported beside the cost: it is the cost one
+would expect if the behaviour were spread over v in proportion to energy, the yardstick that says
+whether the lost span carries more or less of the behaviour than its size.
 
-**Verdict** (:attr:`Ablation.status`), needing v to steer (retention's gate, ``Retention.steers``):
+**Random-row baseline (reported, not a gate).** The same removal of the span of as many decoder rows
+of *live* features (firing on the ordinary activations), other than the lost ones, drawn at random
+``n_null`` times (only when the pool has at least ``n_null + 1`` such row sets); each draw gives a cost
+on the same items, reported as a mean, a 95th percentile and a Monte Carlo p-value
+``(1 + #{null cost >= observed cost}) / (1 + #finite null costs)``. It is not comparable to the lost
+span: k random rows hold about ``k / d`` of ``||v||^2`` while v leans along the lost features' rows,
+so the lost span holds a large share of v and its removal costs more than any random removal even
+when the behaviour is spread over v in proportion to energy. The p-value therefore rejects at a true
+cost near ``s^2`` and cannot decide anything; the verdict is an absolute claim about the cost.
 
-- ``problem`` ("the lost projections carry the behaviour"): the Monte Carlo p <= alpha and the cost's
-  interval (``1 - 2 alpha``, each end a one-sided ``alpha`` test) lies wholly above the bound, the
-  larger of ``max_cost`` and the critical null cost (the ``floor(alpha (n_null + 1))``-th largest:
-  what a cost must exceed for p <= alpha);
-- ``fine``: the interval's upper end lies below ``max_cost``: whatever random removals cost, the lost
-  projections carry less than that share of the behaviour. (The Monte Carlo test is not asked to
-  fail here: v is long along the lost span and short along random live rows, so item-level noise
-  moves the observed cost more than the null's, and a cost of 1% can sit above every null cost.);
-- ``inconclusive``: otherwise, or when v does not steer, the score gives one number per vector, v's
-  slope is not clearly non-zero, or too few live features are left to draw the null from;
+**Verdict** (:attr:`Ablation.status`), needing v to steer (retention's gate, ``Retention.steers``).
+The lost features are leaning's ``flagged`` set (Benjamini-Hochberg at ``alpha``, past the minimum
+effect), not its Holm-``confirmed`` subset. The cost's interval is ``1 - 2 alpha`` (each end a one-sided
+``alpha`` test):
+
+- ``problem``: the interval's low end lies above ``max_cost``: removing v's component along the flagged
+  lost features' decoder rows costs more than ``max_cost`` of v's slope;
+- ``fine``: the interval's high end lies below ``max_cost``: removing that component costs less than
+  ``max_cost`` of v's slope (a claim about the cost of removal only, not that the features are
+  irrelevant in every other sense);
+- ``inconclusive``: otherwise (the interval straddles ``max_cost``), or when v does not steer, the score
+  gives one number per vector, or v's slope is not clearly non-zero;
 - ``not run``: no score function, or no lost feature (the reason says which).
+
+Random draws come from separate streams spawned from the one generator or seed: ``ablation.null``
+(the random rows), ``ablation.ratio.kept`` and ``ablation.ratio.only`` (the bootstraps).
 """
 
 from __future__ import annotations
@@ -59,21 +72,27 @@ from sae_steer_checks.diagnostics.retention import (
 )
 from sae_steer_checks.diagnostics.space import SaeSpace
 from sae_steer_checks.stats import RatioTest, fit_slope, group_mean, ratio_test, summarize_null
-from sae_steer_checks.stats.draws import GeneratorLike, as_generator
+from sae_steer_checks.stats.draws import GeneratorLike, streams
 
-__all__ = ["Ablation", "ablation_check", "lost_component"]
+__all__ = ["Ablation", "ablation_check", "lost_component", "monte_carlo_p"]
 
 Status = Literal["problem", "fine", "inconclusive", "not run"]
 NO_SCORE = "no behaviour score was given"
 NO_LOST = "SAE(v) drops no flagged negative-leaning feature, so there is no lost projection to remove"
 PROJECTION = (
     "removed = from_sae(P to_sae(v)), P the orthogonal projector onto the lost features' decoder rows"
+    " (centred under layer_norm)"
+)
+STREAMS = ("ablation.null", "ablation.ratio.kept", "ablation.ratio.only")
+BASELINE_NOTE = (
+    "random live rows hold about k/d of ||v||^2 while the lost span holds a large share of v, so their "
+    "costs are a reported baseline, not a gate"
 )
 
 
 @dataclass(frozen=True)
 class Ablation:
-    """Steering without the lost projections and with them alone, against random removals."""
+    """Steering without the lost projections and with them alone; random removals as a baseline."""
 
     features: tuple[int, ...]
     """The lost features whose decoder rows span the removed component."""
@@ -86,7 +105,7 @@ class Ablation:
     rank: int = 0
     """Dimension of the span removed."""
     removed_norm_share: float | None = None
-    """``||removed|| / ||v||``."""
+    """``s = ||removed|| / ||v||``."""
     slopes: dict[str, float] = field(default_factory=dict)
     """``original``, ``without`` (v minus the lost span) and ``only`` (the lost component) -> mean slope."""
     share_kept: RatioTest | None = None
@@ -94,15 +113,15 @@ class Ablation:
     share_removed: RatioTest | None = None
     """Slope of ``only`` over v's, tested against ``max_cost``, with its interval (reported beside)."""
     null_costs: Tensor | None = field(default=None, repr=False)
-    """Cost of removing the span of as many random live decoder rows ``[n_null]`` (float64)."""
+    """Finite costs of removing the span of as many random live decoder rows (float64): a baseline."""
     p_value: float | None = None
-    """Monte Carlo p-value of the observed cost among the null costs."""
+    """Monte Carlo p-value of the observed cost among the null costs (reported, not a gate)."""
     critical: float | None = None
-    """The null cost a cost must exceed for ``p_value <= alpha``."""
+    """The null cost a cost must exceed for ``p_value <= alpha`` (reported, not a gate)."""
     max_cost: float = 0.2
-    """Share of v's slope below which the lost projections count as carrying little."""
+    """Share of v's slope the cost's interval is judged against (``problem`` above, ``fine`` below)."""
     alpha: float = 0.05
-    """Level of the Monte Carlo test and of each end of the cost's interval."""
+    """Each end of the cost's interval is a one-sided test at this level (and the baseline's p)."""
     steers: bool = False
     """Whether v beats its random directions (retention's gate)."""
     n_items: int = 0
@@ -126,22 +145,24 @@ class Ablation:
         return 1.0 - r.ci_high, 1.0 - r.ci_low
 
     @property
-    def bound(self) -> float | None:
-        """What the cost's interval must lie above for ``problem``: ``max(max_cost, critical)``."""
-        return None if self.critical is None else max(self.max_cost, self.critical)
+    def energy_share(self) -> float | None:
+        """``s^2 = (||removed|| / ||v||)^2``: the cost expected were the behaviour spread over v by energy."""
+        return None if self.removed_norm_share is None else self.removed_norm_share**2
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: the report's ``ablation`` section (non-finite numbers as None)."""
         null = None
-        if self.null_costs is not None and self.cost is not None:
+        if self.null_costs is not None and self.cost is not None and self.null_costs.numel():
             summary = summarize_null(self.cost, self.null_costs)
-            null = {**summary.to_dict(), "p_value": self.p_value, "critical": self.critical}
+            null = {**summary.to_dict(), "p_value": self.p_value, "critical": self.critical,
+                    "gate": False, "note": BASELINE_NOTE}  # fmt: skip
         return {
             "features": list(self.features),
             "n_features": len(self.features),
             "rank": self.rank,
             "projection": PROJECTION,
             "removed_norm_share": self.removed_norm_share,
+            "energy_share": self.energy_share,
             "multipliers": list(self.multipliers),
             "slopes": dict(self.slopes),
             "cost": self.cost,
@@ -150,7 +171,7 @@ class Ablation:
             "share_removed": _ratio_dict(self.share_removed),
             "null": null,
             "p_value": self.p_value,
-            "bound": self.bound,
+            "bound": self.max_cost,
             "max_cost": self.max_cost,
             "alpha": self.alpha,
             "steers": self.steers,
@@ -202,10 +223,18 @@ def _split(space: SaeSpace, v: Tensor, ids: tuple[int, ...]) -> tuple[Tensor, Te
     """``(without, removed, rank)`` of a validated ``v`` (see :func:`lost_component`)."""
     if not ids:
         return v.clone(), torch.zeros_like(v), 0
-    rows = space.W_dec[list(ids)].to(torch.float64)
+    rows = _rows(space, space.W_dec[list(ids)])
     removed_sae, rank = _project(rows, space.to_sae(v).to(torch.float64).cpu())
     removed = space.from_sae(removed_sae).to(v.device)
     return v - removed, removed, int(rank)
+
+
+def _rows(space: SaeSpace, rows: Tensor) -> Tensor:
+    """Decoder rows ``[..., k, d_in]`` in float64, centred under ``layer_norm`` (as the SAE sees inputs)."""
+    rows = rows.to(torch.float64)
+    if space.normalization == "layer_norm":
+        rows = rows - rows.mean(dim=-1, keepdim=True)
+    return rows
 
 
 def _feature_ids(features: Sequence[int], d_sae: int) -> tuple[int, ...]:
@@ -218,9 +247,36 @@ def _feature_ids(features: Sequence[int], d_sae: int) -> tuple[int, ...]:
 def _null_removed(space: SaeSpace, v: Tensor, pool: Tensor, k: int, n: int, gen: torch.Generator) -> Tensor:
     """``[n, d_in]``: v's component in the span of ``k`` random rows of ``pool`` (ids), per draw."""
     picks = torch.rand(n, pool.numel(), generator=gen).argsort(dim=1)[:, :k]
-    rows = space.W_dec[pool[picks]].to(torch.float64)  # [n, k, d_in]
+    rows = _rows(space, space.W_dec[pool[picks]])  # [n, k, d_in]
     removed, _ = _project(rows, space.to_sae(v).to(torch.float64).cpu())
     return space.from_sae(removed)
+
+
+def monte_carlo_p(cost: float, null_costs: Tensor, alpha: float) -> tuple[float | None, float | None]:
+    """``(p, critical)`` of ``cost`` among the finite ``null_costs`` (non-finite ones are dropped).
+
+    ``p = (1 + #{null >= cost}) / (1 + n)`` with n the finite null costs (ties count against the cost);
+    ``critical`` is the ``floor(alpha (n + 1))``-th largest null cost, what a cost must exceed for
+    ``p <= alpha`` (None when ``alpha (n + 1) < 1``). Both None without a finite null cost.
+    """
+    null = null_costs[torch.isfinite(null_costs)]
+    n = int(null.numel())
+    if n == 0:
+        return None, None
+    p = (1 + int((null >= cost).sum())) / (1 + n)
+    j = math.floor(alpha * (n + 1) + 1e-9)
+    critical = float(null.sort(descending=True).values[j - 1]) if j >= 1 else None
+    return p, critical
+
+
+def _streams(generator: GeneratorLike) -> dict[str, torch.Generator]:
+    """One generator per use: spawned from an int seed (None: 0), or seeded by draws from a generator."""
+    if isinstance(generator, torch.Generator):
+        seeds = torch.randint(0, 2**62, (len(STREAMS),), generator=generator, device=generator.device)
+        return {
+            n: torch.Generator().manual_seed(int(k)) for n, k in zip(STREAMS, seeds.tolist(), strict=True)
+        }
+    return streams(0 if generator is None else int(generator), STREAMS)
 
 
 def _slopes(score_fn: ScoreFn, vectors: Tensor, ms: tuple[float, ...]) -> Tensor:
@@ -296,13 +352,18 @@ def ablation_check(
                               "steers": bool(steers)}  # fmt: skip
     if score_fn is None or not ids:
         return Ablation(status="not run", reason=NO_SCORE if score_fn is None else NO_LOST, **common)
-    gen = as_generator(generator)
+    rng = _streams(generator)
     without, removed, rank = _split(space, v, ids)
     pool_mask = live.cpu().clone()
     pool_mask[list(ids)] = False
     pool = torch.nonzero(pool_mask).flatten()
-    has_null = pool.numel() >= len(ids)
-    nulls = _null_removed(space, v, pool, len(ids), n_null, gen) if has_null else v.new_zeros(0, space.d_in)
+    # a baseline needs at least n_null + 1 distinct row sets to draw from
+    has_null = pool.numel() >= len(ids) and math.comb(int(pool.numel()), len(ids)) >= n_null + 1
+    nulls = (
+        _null_removed(space, v, pool, len(ids), n_null, rng["ablation.null"])
+        if has_null
+        else v.new_zeros(0, space.d_in)
+    )
     # one scoring call for v, v without the lost span, the span's component and every random removal
     vectors = torch.cat([torch.stack([v, without, removed]), v[None] - nulls.to(v)])
     per_item = _slopes(score_fn, vectors, ms)
@@ -319,46 +380,39 @@ def ablation_check(
     if per_item.shape[1] < 2:
         return Ablation(status="inconclusive", reason="the score gives one number per vector, not one per "
                         "item, so the shares have no interval", **common)  # fmt: skip
-    tests: dict[str, Any] = {"groups": groups, "level": 1 - 2 * alpha, "n_boot": n_boot, "generator": gen}
-    kept = ratio_test(per_item[1], per_item[0], 1 - max_cost, **tests)
-    only = ratio_test(per_item[2], per_item[0], max_cost, **tests)
+    tests: dict[str, Any] = {"groups": groups, "level": 1 - 2 * alpha, "n_boot": n_boot}
+    kept = ratio_test(per_item[1], per_item[0], 1 - max_cost, generator=rng["ablation.ratio.kept"], **tests)
+    only = ratio_test(per_item[2], per_item[0], max_cost, generator=rng["ablation.ratio.only"], **tests)
     common.update(share_kept=kept, share_removed=only)
     if not kept.bounded:
         return Ablation(status="inconclusive", reason="v's slope is not clearly non-zero, so the shares "
                         "have no bounded interval", **common)  # fmt: skip
-    if not has_null:
-        return Ablation(status="inconclusive", reason=f"only {pool.numel()} live features besides the "
-                        f"{len(ids)} lost ones, too few to draw the null from", **common)  # fmt: skip
-    null_costs = 1.0 - means[3:] / means[0]
     cost = 1.0 - kept.ratio
-    p = (1 + int((null_costs >= cost).sum())) / (1 + n_null)
-    # p <= alpha exactly when the cost exceeds the floor(alpha (n + 1))-th largest null cost
-    critical = float(null_costs.sort(descending=True).values[math.floor(alpha * (n_null + 1) + 1e-9) - 1])
-    common.update(null_costs=null_costs, p_value=p, critical=critical)
-    status, reason = _judge(kept, p, critical, bool(steers), max_cost, alpha)
+    if has_null:
+        all_null = (1.0 - means[3:] / means[0]).to(torch.float64)
+        null_costs = all_null[torch.isfinite(all_null)]
+        p, critical = monte_carlo_p(cost, null_costs, alpha)
+        common.update(null_costs=null_costs, p_value=p, critical=critical)
+    status, reason = _judge(kept, bool(steers), max_cost, common["removed_norm_share"])
     return Ablation(status=status, reason=reason, **common)
 
 
-def _judge(
-    kept: RatioTest, p: float, critical: float, steers: bool, max_cost: float, alpha: float
-) -> tuple[Status, str]:
+def _judge(kept: RatioTest, steers: bool, max_cost: float, share: float | None) -> tuple[Status, str]:
+    """The cost's interval against ``max_cost``: ``problem`` reads its low end, ``fine`` its high end."""
     if not steers:
         return "inconclusive", NOT_STEERING
     low, high = 1.0 - kept.ci_high, 1.0 - kept.ci_low
     span = f"{kept.level:.0%} interval [{low:.2f}, {high:.2f}]"
-    mc = f"Monte Carlo p = {p:.2g} against random removals"
-    bound = max(max_cost, critical)
-    if p <= alpha and low > bound:
-        return "problem", (
-            f"removing the lost span costs more of v's slope than {bound:.2g} (the larger of max_cost "
-            f"{max_cost:g} and what random removals reach at p <= {alpha:g}): {span}; {mc}"
-        )
+    energy = (
+        ""
+        if share is None
+        else f"; s^2 = {share**2:.2f}, the cost if the behaviour were spread over v by energy"
+    )
+    what = "removing v's component along the flagged lost features' decoder rows"
+    if low > max_cost:
+        return "problem", f"{what} costs more than {max_cost:g} of v's slope: {span}{energy}"
     if high < max_cost:
-        return (
-            "fine",
-            f"removing the lost span costs less than max_cost {max_cost:g} of v's slope: {span}; {mc}",
-        )
+        return "fine", f"{what} costs less than {max_cost:g} of v's slope: {span}{energy}"
     return "inconclusive", (
-        f"the cost of removing the lost span ({span}; {mc}) is neither above {bound:.2g} nor clearly "
-        f"below max_cost {max_cost:g}"
+        f"the cost of {what} ({span}{energy}) is neither clearly above nor clearly below {max_cost:g}"
     )

@@ -104,8 +104,8 @@ class CheckConfig:
     bias_share: float = 0.5
     """Share of SAE(v)'s mass in SAE(0) above which (and above ordinary activations) the bias decides."""
     ablation_cost: float = 0.2
-    """Share of v's slope that removing the lost projections must cost for an ablation ``problem``
-    (beside beating random removals); ``fine`` when the cost's interval lies below it."""
+    """Share of v's slope the ablation's cost is judged against: ``problem`` when the cost's interval lies
+    above it, ``fine`` when below (random removals are a reported baseline, not a gate)."""
     seed: int = 0
     """Seed of the run: each null, permutation and bootstrap draws from its own stream spawned from it."""
 
@@ -346,7 +346,7 @@ def _retention(
 def _ablation(
     score_fn: ScoreFn | None, s: SharedInputs, leaning: LeaningCheck, kept: Retention, config: CheckConfig
 ) -> Ablation:
-    """Steering without the lost projections (the flagged features' span) against random live rows."""
+    """Steering without the lost projections (the BH-flagged features' span); random live rows as baseline."""
     return ablation_check(
         score_fn, s.space, s.vector, leaning.flagged, s.ordinary.live, config.multipliers,
         steers=kept.steers, n_null=config.n_null, alpha=config.alpha, max_cost=config.ablation_cost,

@@ -320,7 +320,9 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
         *_table(("Steering with", "Slope", "Share of v's slope", f"{level} interval of share"), rows),
         "",
         f"Cost of removing the lost span: {fmt_pct(abl['cost'])} ({level} interval "
-        f"{_pct_range(abl['cost_interval'])}); ablation_cost {fmt_pct(abl['max_cost'])}.",
+        f"{_pct_range(abl['cost_interval'])}); ablation_cost {fmt_pct(abl['max_cost'])}; "
+        f"s^2 = (||removed|| / ||v||)^2 = {fmt_pct(abl.get('energy_share'))}, the cost expected were the "
+        "behaviour spread over v in proportion to energy.",
     ]
     null = abl["null"]
     if null is not None:
@@ -328,7 +330,11 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
             "",
             f"Removing as many random live decoder rows ({fmt_num(null['n'])} draws from "
             f"{fmt_num(abl['n_pool'])} live features): cost {_null_cell(null, pct=True)}; Monte Carlo "
-            f"p = {fmt_num(null['p_value'])}, critical cost {fmt_pct(null['critical'])}.",
+            f"p = {fmt_num(null['p_value'])}, critical cost {fmt_pct(null['critical'])}. A baseline, not a "
+            "gate: k random rows hold about k/d of ||v||^2 while v leans along the lost rows, so the lost "
+            "span holds a large share of v and its removal costs more than random removals even when the "
+            "behaviour is spread over v by energy; the verdict reads the cost's interval against "
+            "ablation_cost.",
         ]
     return out
 

@@ -284,6 +284,8 @@ class AblationSection(TypedDict):
     rank: int
     projection: str
     removed_norm_share: float | None
+    energy_share: NotRequired[float | None]
+    """``removed_norm_share ** 2``: the cost expected were the behaviour spread over v by energy."""
     multipliers: list[float]
     slopes: dict[str, float]
     cost: float | None
@@ -293,6 +295,7 @@ class AblationSection(TypedDict):
     null: dict[str, Any] | None
     p_value: float | None
     bound: float | None
+    """What the cost's interval is judged against (``max_cost``; the random rows are not a gate)."""
     max_cost: float
     alpha: float
     steers: bool

@@ -9,12 +9,21 @@ import pytest
 import torch
 from torch import Tensor
 
-from sae_steer_checks.diagnostics.ablation import NO_LOST, NO_SCORE, Ablation, ablation_check, lost_component
+from sae_steer_checks.diagnostics.ablation import (
+    NO_LOST,
+    NO_SCORE,
+    Ablation,
+    _judge,
+    ablation_check,
+    lost_component,
+    monte_carlo_p,
+)
 from sae_steer_checks.diagnostics.retention import NOT_STEERING
 from sae_steer_checks.diagnostics.run import CheckConfig
 from sae_steer_checks.diagnostics.space import SaeSpace, sae_space
 from sae_steer_checks.report.verdicts import _ablation_verdict, clears
 from tests.helpers.hand_saes import make_sae
+from tests.helpers.readouts import mixed_readout
 
 D, D_SAE, N_ITEMS = 16, 48, 24
 
@@ -86,10 +95,12 @@ def test_dependent_and_full_rank_rows_are_handled() -> None:
     assert float(nothing.norm()) == 0.0
 
 
-def _check(w: Tensor, features: tuple[int, ...], **kwargs: object) -> tuple[Ablation, Readout]:
-    score = Readout(w)
-    space = _space()
-    live = torch.ones(D_SAE, dtype=torch.bool)
+def _check(
+    w: Tensor, features: tuple[int, ...], space: SaeSpace | None = None, noise: float = 0.05, **kwargs: object
+) -> tuple[Ablation, Readout]:
+    score = Readout(w, noise=noise)
+    space = _space() if space is None else space
+    live = torch.ones(space.d_sae, dtype=torch.bool)
     opts: dict = {"steers": True, "n_null": 19, "n_boot": 50, "generator": 0, **kwargs}
     return ablation_check(score, space, _vector(), features, live, **opts), score
 
@@ -107,11 +118,19 @@ def test_behaviour_in_the_lost_span_is_a_problem_and_one_call_scores_everything(
     assert ablation.p_value == pytest.approx(1 / 20)
     d = ablation.to_dict()
     assert d["null"]["p_value"] == d["p_value"]
-    assert d["bound"] == max(0.2, d["null"]["critical"])
+    assert d["null"]["gate"] is False  # a reported baseline
+    assert d["bound"] == 0.2  # the verdict reads ablation_cost alone
+    assert ablation.removed_norm_share is not None
+    assert d["energy_share"] == pytest.approx(ablation.removed_norm_share**2)
     verdict = _ablation_verdict(d)
     assert verdict.status == "problem"
+    assert verdict.rule is not None
+    assert verdict.rule.bound == 0.2
     assert clears(verdict.interval, verdict.rule)
-    assert verdict.sentence.endswith("the lost projections carry the behaviour.")
+    assert verdict.sentence.endswith(
+        "removing v's component along the flagged lost features' decoder rows costs more than 20.0% of "
+        "v's slope."
+    )
 
 
 def test_behaviour_orthogonal_to_the_lost_span_is_fine() -> None:
@@ -124,6 +143,7 @@ def test_behaviour_orthogonal_to_the_lost_span_is_fine() -> None:
     verdict = _ablation_verdict(ablation.to_dict())
     assert verdict.status == "fine"
     assert not clears(verdict.interval, verdict.rule)
+    assert verdict.sentence.endswith("costs less than 20.0% of v's slope.")
 
 
 def test_a_vector_that_does_not_steer_is_inconclusive() -> None:
@@ -144,13 +164,125 @@ def test_without_a_score_or_lost_features_it_is_not_run_and_says_which() -> None
     assert _ablation_verdict(None).status == "not run"
 
 
-def test_too_few_live_features_for_the_null_is_inconclusive() -> None:
+@pytest.mark.parametrize(("n_live", "has_null"), [(3, False), (6, False), (7, True)])
+def test_the_baseline_needs_n_null_plus_one_row_sets_and_is_not_a_gate(n_live: int, has_null: bool) -> None:
+    space, features = _space(), (0, 1)
     live = torch.zeros(D_SAE, dtype=torch.bool)
-    live[:3] = True
-    ablation = ablation_check(Readout(_vector(3)), _space(), _vector(), (0, 1), live, steers=True, n_boot=50)
-    assert ablation.status == "inconclusive"
-    assert "too few" in ablation.reason
-    assert ablation.null_costs is None
+    live[: n_live + 2] = True  # a pool of n_live rows besides the 2 lost ones
+    w = space.W_dec[list(features)].sum(0)
+    ablation = ablation_check(Readout(w), space, _vector(), features, live, steers=True, n_null=19, n_boot=50)
+    assert ablation.n_pool == n_live
+    assert (ablation.null_costs is not None) is has_null  # C(6, 2) = 15 < 20 <= C(7, 2) = 21
+    assert ablation.status == "problem", ablation.reason  # the verdict does not need the baseline
+    assert (ablation.to_dict()["null"] is not None) is has_null
+
+
+def test_the_monte_carlo_p_and_critical_cost_are_exact() -> None:
+    null = torch.arange(39, dtype=torch.float64) / 100  # largest 0.38, 2nd largest 0.37
+    assert monte_carlo_p(0.37, null, 0.05) == (pytest.approx(3 / 40), 0.37)  # ties count against it
+    assert monte_carlo_p(0.375, null, 0.05) == (pytest.approx(2 / 40), 0.37)  # just above: p <= alpha
+    assert monte_carlo_p(0.39, null, 0.05)[0] == pytest.approx(1 / 40)
+    tied = torch.full((39,), 0.5, dtype=torch.float64)
+    assert monte_carlo_p(0.5, tied, 0.05)[0] == pytest.approx(1.0)
+    with_nan = torch.cat([null, torch.tensor([math.nan, math.inf, -math.inf], dtype=torch.float64)])
+    assert monte_carlo_p(0.375, with_nan, 0.05) == (pytest.approx(2 / 40), 0.37)  # non-finite dropped
+    assert monte_carlo_p(0.5, torch.full((3,), math.nan, dtype=torch.float64), 0.05) == (None, None)
+    assert monte_carlo_p(0.5, null[:5], 0.05) == (pytest.approx(1 / 6), None)  # too few for a critical
+
+
+def _kept(cost_low: float, cost_high: float) -> object:
+    space, features = _space(), (2, 7)
+    ablation, _ = _check(space.W_dec[list(features)].sum(0), features)
+    assert ablation.share_kept is not None
+    return dataclasses.replace(ablation.share_kept, ci_low=1 - cost_high, ci_high=1 - cost_low)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "status"),
+    [
+        (0.21, 0.9, "problem"),
+        (0.19, 0.9, "inconclusive"),  # "problem" reads the low end
+        (0.15, 0.25, "inconclusive"),  # straddles ablation_cost
+        (0.01, 0.19, "fine"),
+        (0.01, 0.21, "inconclusive"),  # "fine" reads the high end
+        (-0.5, 0.19, "fine"),
+    ],
+)
+def test_problem_reads_the_low_end_and_fine_the_high_end(low: float, high: float, status: str) -> None:
+    assert _judge(_kept(low, high), True, 0.2, 0.5)[0] == status  # type: ignore[arg-type]
+    assert _judge(_kept(low, high), False, 0.2, 0.5) == ("inconclusive", NOT_STEERING)  # type: ignore[arg-type]
+
+
+def test_a_true_cost_at_the_bound_with_noisy_items_is_inconclusive() -> None:
+    space, features, v = _space(), (2, 7), _vector()
+    without, removed = lost_component(space, v, features)
+    ablation, _ = _check(mixed_readout(without, removed, 0.2).float(), features, noise=0.3)
+    assert ablation.cost_interval is not None
+    low, high = ablation.cost_interval
+    assert low < 0.2 < high
+    assert ablation.status == "inconclusive", ablation.reason
+    assert _ablation_verdict(ablation.to_dict()).status == "inconclusive"
+
+
+def test_random_rows_carrying_the_behaviour_cost_about_one() -> None:
+    # every pool row lies in one plane that carries the whole behaviour: any 2 rows span it
+    space, features = _space(), (0, 1)
+    gen = torch.Generator().manual_seed(3)
+    plane = torch.linalg.qr(torch.randn(D, 2, generator=gen)).Q.T  # [2, D] orthonormal
+    rows = space.W_dec.clone()
+    rows[2:] = torch.nn.functional.normalize(torch.randn(D_SAE - 2, 2, generator=gen) @ plane, dim=1)
+    rows[:2] = torch.nn.functional.normalize(torch.randn(2, D, generator=gen), dim=1)
+    space = dataclasses.replace(space, W_dec=rows)
+    ablation, _ = _check(plane.sum(0), features, space=space, noise=0.01)
+    assert ablation.null_costs is not None
+    torch.testing.assert_close(ablation.null_costs, torch.ones(19, dtype=torch.float64), rtol=0, atol=0.05)
+
+
+def test_null_costs_do_not_move_with_the_input_space_scale() -> None:
+    base = _space()
+    w = base.W_dec[[2, 7]].sum(0)
+    costs = [_check(w, (2, 7), space=_space(factor=f))[0].null_costs for f in (1.0, 0.25, 7.0)]
+    assert all(c is not None for c in costs)
+    for c in costs[1:]:
+        torch.testing.assert_close(c, costs[0], rtol=0, atol=1e-6)
+
+
+def test_layer_norm_centres_the_decoder_rows() -> None:
+    base = dataclasses.replace(_space(), normalization="layer_norm")
+    centred = base.W_dec - base.W_dec.mean(1, keepdim=True)
+    plain = dataclasses.replace(base, W_dec=centred)
+    shifted = dataclasses.replace(base, W_dec=centred + 0.7)  # rows with a non-zero mean
+    v, features = _vector(), (2, 7, 11)
+    _w0, r0 = lost_component(plain, v, features)
+    w1, r1 = lost_component(shifted, v, features)
+    torch.testing.assert_close(r1, r0, rtol=0, atol=1e-5)  # the mean the SAE never sees is ignored
+    assert abs(float(r1.mean())) < 1e-5  # v's mean component stays in "without"
+    torch.testing.assert_close(float(w1.mean()), float(v.mean()), rtol=0, atol=1e-5)
+    torch.testing.assert_close(centred[list(features)].double() @ w1.double(),
+                               torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-4)  # fmt: skip
+    w = centred[[2, 7]].sum(0)
+    a0, _ = _check(w, (2, 7), space=plain)
+    a1, _ = _check(w, (2, 7), space=shifted)
+    assert a0.null_costs is not None
+    assert a1.null_costs is not None
+    torch.testing.assert_close(a1.null_costs, a0.null_costs, rtol=0, atol=1e-5)
+
+
+def test_the_null_and_each_bootstrap_draw_from_their_own_streams() -> None:
+    space, features = _space(), (2, 7)
+    w = space.W_dec[list(features)].sum(0) + 0.5 * _vector(4)
+    a, _ = _check(w, features, noise=0.3, n_null=19)
+    b, _ = _check(w, features, noise=0.3, n_null=39)  # more random rows: the bootstraps do not move
+    assert a.share_kept is not None
+    assert b.share_kept is not None
+    assert a.share_removed is not None
+    assert b.share_removed is not None
+    assert (a.share_kept.ci_low, a.share_kept.ci_high) == (b.share_kept.ci_low, b.share_kept.ci_high)
+    assert a.share_removed.ci_low == b.share_removed.ci_low
+    c, _ = _check(w, features, noise=0.3, n_boot=80)  # more bootstrap draws: the null does not move
+    assert c.null_costs is not None
+    assert a.null_costs is not None
+    torch.testing.assert_close(c.null_costs, a.null_costs)
 
 
 @pytest.mark.parametrize(
