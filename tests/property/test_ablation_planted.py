@@ -5,8 +5,9 @@ drops them: their decoder rows span the lost projections. When the behaviour rea
 the steering vector, removing it takes the steering away and the ablation must say "problem"; when
 the behaviour reads only the positive-leaning part (orthogonal to that span), removing it costs
 nothing and the ablation must not say "problem". Both run through ``run_checks``, so the gate, the
-null and the verdict are the shipped ones. The ``slow`` test repeats both on the calibration's hard
-worlds (noisy dictionary, skewed noise, swapped copies) with ``run_checks`` defaults.
+random-row baseline and the verdict are the shipped ones. The ``slow`` test repeats both on the
+calibration's hard worlds (noisy dictionary, skewed noise, swapped copies) with ``run_checks``
+defaults.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def test_behaviour_in_the_lost_span_is_a_problem(seed: int, n_pairs: int, archit
     assert ablation.status == "problem", ablation.reason
     assert ablation.cost is not None
     assert ablation.cost > 0.8
+    # s^2, the cost were the behaviour spread over v by energy, sits below the cost the readout gives
+    assert ablation.energy_share is not None
+    assert ablation.energy_share < ablation.cost
     # a linear behaviour splits exactly: without the span + the span alone = v
     s = ablation.slopes
     assert math.isclose(s["without"] + s["only"], s["original"], rel_tol=1e-4, abs_tol=1e-4)
