@@ -8,9 +8,9 @@ by scale alone) and ``c`` kept sparse, by projected gradient ascent:
 
 1. start from the gradient at ``u = 0`` read in the decoder basis (``init="gradient"``, the best
    first step of a linear objective) or from seeded random coefficients (``init="random"``);
-2. each step moves the coefficients along the objective's gradient (a plain step of length ``lr``
-   along the normalised gradient, ``optimizer="gradient"``, the default; or Adam), the step size
-   decaying on a cosine schedule;
+2. each step moves the coefficients along the objective's gradient (a plain step, ``lr`` times the
+   gradient over its scale at the start, ``optimizer="gradient"``, the default; or Adam), the step
+   size decaying on a cosine schedule;
 3. then soft-thresholds them (``l1``, a proximal step); the iterate is their ``k`` largest (``k``, a
    projection), rescaled so that ``||c @ W_dec||`` is the budget again.
 
@@ -72,7 +72,7 @@ class LearnedVector:
     lr: float
     """Initial step length (in units of the unit-norm coefficients)."""
     optimizer: str
-    """``gradient`` (plain steps along the normalised gradient) or ``adam``."""
+    """``gradient`` (plain steps, in units of the gradient at the start) or ``adam``."""
     init: str
     """``gradient`` (the gradient at u = 0) or ``random`` (seeded)."""
     seed: int
@@ -137,8 +137,9 @@ def fit_sparse_steering(
         k: keep at most ``k`` coefficients after each step (None: no top-k projection).
         l1: soft-threshold each coefficient by ``l1 * step`` after each step (0: none).
         steps: gradient steps (0 returns the start).
-        lr: initial step length; coefficients are kept at ``||c @ W_unit|| = 1`` over unit-norm rows.
-        optimizer: ``gradient`` (plain steps along the normalised gradient) or ``adam``.
+        lr: initial step size, in units of the gradient at the start (plain steps) or per coordinate
+            (Adam); coefficients are kept at ``||c @ W_unit|| = 1`` over unit-norm rows.
+        optimizer: ``gradient`` (plain steps) or ``adam``.
         init: ``gradient`` (the gradient at ``u = 0`` in the decoder basis) or ``random`` (from ``seed``).
         seed: seed of the random start.
         progress: show a progress bar (the objective in its postfix).
@@ -156,7 +157,7 @@ def fit_sparse_steering(
     value_of = _scalar_objective(objective, norm)
     # z: dense coefficients the steps move; a = its top k, read as the iterate. Coefficients off the
     # support keep what their gradient gave them, so a feature enters once its steps add up
-    z = _start(value_of, W, init, seed)
+    z, scale_grad = _start(value_of, W, init, seed, norm)
     best_a, best, values = z.clone(), 0, []
     opt = torch.optim.Adam([z], lr=lr) if optimizer == "adam" else None
     bar = tqdm(range(steps + 1), desc=label, unit="step", disable=not progress)
@@ -171,12 +172,14 @@ def fit_sparse_steering(
             best, best_a = step, a.detach().clone()
         bar.set_postfix(objective=f"{values[-1]:.4g}")
         if step == steps:
-            break
+            continue  # the last iterate is only scored
         (grad,) = torch.autograd.grad(value, a)
         size = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         with torch.no_grad():
             if opt is None:
-                z += size * grad / grad.norm().clamp(min=1e-30)
+                # no first-order direction at u = 0 (a random start): the first gradient sets the scale
+                scale_grad = scale_grad or float(grad.norm())
+                z += size * grad / max(scale_grad, 1e-30)
             else:
                 for group in opt.param_groups:
                     group["lr"] = size
@@ -321,18 +324,26 @@ def _scalar_objective(objective: Callable[[Tensor], Tensor], norm: float) -> Cal
     return value_of
 
 
-def _start(value_of: Callable[[Tensor], Tensor], W: Tensor, init: str, seed: int) -> Tensor:
-    """Dense starting coefficients ``[d_sae]`` over the unit rows."""
+def _start(
+    value_of: Callable[[Tensor], Tensor], W: Tensor, init: str, seed: int, norm: float
+) -> tuple[Tensor, float]:
+    """Dense starting coefficients ``[d_sae]`` over the unit rows, and the gradient scale of the steps.
+
+    The scale is ``norm * ||W @ grad f(0)||``: the gradient with respect to the coefficients that an
+    iterate orthogonal to the objective's first-order direction sees. Steps are measured in it, so they
+    shrink where the gradient vanishes (a normalised gradient would step as far at the optimum).
+    """
+    u = torch.zeros(W.shape[1], device=W.device, requires_grad=True)
+    (grad,) = torch.autograd.grad(value_of(u), u)
+    rows = W @ grad.detach()
+    scale = norm * float(rows.norm())
     if init == "random":
         gen = torch.Generator().manual_seed(seed)
         a = torch.randn(W.shape[0], generator=gen).to(W.device)
-        return a * (W.norm(dim=1) > 0)
-    u = torch.zeros(W.shape[1], device=W.device, requires_grad=True)
-    (grad,) = torch.autograd.grad(value_of(u), u)
-    a = W @ grad.detach()
-    if not bool(a.any()):
+        return a * (W.norm(dim=1) > 0), scale
+    if scale == 0:
         raise ValueError("objective has zero gradient at u = 0 along every decoder row; use init='random'")
-    return a
+    return rows, scale
 
 
 def _top_k(z: Tensor, W: Tensor, k: int | None, l1: float) -> tuple[Tensor, Tensor]:
