@@ -473,7 +473,12 @@ def run_survey(args: argparse.Namespace) -> int:
                     )
                 except Exception as error:  # one failing cell must not stop the others
                     rows[cell.id] = error_row(cell.describe(loaded.name), one_line(error))
-                _say(args, f"   {rows[cell.id]['status']} in {time.perf_counter() - tic:.0f}s")
+                message = rows[cell.id]["error"]
+                _say(
+                    args,
+                    f"   {rows[cell.id]['status']} in {time.perf_counter() - tic:.0f}s"
+                    + (f": {message}" if message else ""),
+                )
     survey = _survey_dict(loaded.name, cells, [rows[c.id] for c in mine], args.shard)
     names = write_survey(survey, out)
     failed = sum(r["status"] != "ok" for r in survey["rows"])
