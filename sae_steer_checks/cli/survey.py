@@ -401,6 +401,20 @@ def run_survey(args: argparse.Namespace) -> int:
     saes = parse_sae_specs(args.saes or [], layers, args.architectures or [])
     cells = plan_cells(list(datasets), layers, saes)
     mine = [c for c in cells if c.index % n == k - 1]
+    rows: dict[str, dict[str, Any]] = {}
+    pending: list[Cell] = []
+    for cell in mine:
+        row_file = out / "cells" / cell.id / _ROW
+        if row_file.is_file() and not args.force:
+            rows[cell.id] = json.loads(row_file.read_text())
+        else:
+            pending.append(cell)
+    if not pending:  # every cell is kept: the model is not even loaded
+        model = str(rows[mine[0].id]["model"]) if mine else str(args.model)
+        kept = _survey_dict(model, cells, [rows[c.id] for c in mine], args.shard)
+        names = write_survey(kept, out)
+        _say(args, f"All {len(mine)} cells were already in {out}; wrote {', '.join(names)}.")
+        return 0
     device, dtype = _sae_device(args), _dtype(args.dtype)
     model_args = argparse.Namespace(**vars(args), layer=max(layers), gguf_file=None, device_map=None)
     loaded = _model(model_args, device, dtype)  # checks the deepest layer, and --quiet quiets the load
@@ -412,14 +426,6 @@ def run_survey(args: argparse.Namespace) -> int:
     for dataset in datasets.values():
         inputs.resolved_prompt_format(loaded, args.prompt_format, dataset)  # checked before any work
     out.mkdir(exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
-    pending: list[Cell] = []
-    for cell in mine:
-        row_file = out / "cells" / cell.id / _ROW
-        if row_file.is_file() and not args.force:
-            rows[cell.id] = json.loads(row_file.read_text())
-        else:
-            pending.append(cell)
     _say(args, f"{len(mine)} cells in this shard: {len(mine) - len(pending)} kept, {len(pending)} to run.")
     trained: dict[int, list[str]] = {}
     for cell in pending:
