@@ -532,7 +532,9 @@ def plot_retention(
     ax.set_ylabel("behaviour score")
     title = "Steering effect of the vector and of its reconstructions"
     ax.set_title(title + ("\n(bands: score ± 1.96 SE over items)" if se else ""), fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    # a fixed corner: "best" searches every line (40 random directions) and is slow on a busy machine;
+    # rising curves leave the upper left free
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
     return _save(fig, path)
 
 
