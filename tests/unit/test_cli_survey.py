@@ -83,13 +83,13 @@ def test_survey_runs_every_cell_and_writes_the_table(surveyed: Path) -> None:
         assert [v["mechanism"] for v in report["verdicts"]] == [v["mechanism"] for v in r["verdicts"]]
         for v, entry in zip(report["verdicts"], r["verdicts"], strict=True):
             assert entry["status"] == v["status"]
-            assert entry["value"] == v["figure"]["value"]
+            assert entry["value"] == (v["figure"] or {}).get("value")
             interval = v["interval"]
             assert entry["interval"] == (interval and [interval["low"], interval["high"]])
         assert report["provenance"]["layer"] == r["layer"]
         assert report["provenance"]["dataset"] == r["behaviour"]
     topk = next(r for r in rows if r["architecture"] == "topk")
-    assert topk["l0"] == pytest.approx(4.0)
+    assert 3.5 < topk["l0"] <= 4.0  # k = 4 active, fewer where a token has fewer positive pre-activations
     markdown = (surveyed / "survey.md").read_text()
     assert markdown == render_survey_markdown(json.loads((surveyed / "survey.json").read_text()))
     for heading in ("three problems", "dropped projections", "learned in the SAE basis"):
