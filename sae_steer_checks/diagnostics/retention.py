@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -67,11 +67,20 @@ __all__ = [
     "score_vectors",
 ]
 
-ScoreFn = Callable[[Tensor], Any]
-"""Behaviour score when the (already multiplied) steering vector ``u [d_model]`` is added: a float, or
-one score per held-out item ``[n_items]``. It may also offer ``score_batch(us [k, d_model]) -> [k, n_items]``
-(several vectors at once) and ``item_groups`` (group of each item, or None), as
-``steering.scoring.ItemScoreFn`` does."""
+
+@runtime_checkable
+class ScoreFn(Protocol):
+    """Behaviour score with the (already multiplied) steering vector ``u [d_model]`` added.
+
+    A float, or one score per held-out item ``[n_items]``. Any callable of one tensor qualifies. It may
+    also offer ``score_batch(us [k, d_model]) -> [k, n_items]`` (several vectors at once) and
+    ``item_groups`` (group of each item, or None), as ``steering.scoring.ItemScoreFn`` does; the checks
+    look for both with ``getattr``.
+    """
+
+    def __call__(self, u: Tensor, /) -> Any:
+        """The score(s) with ``u`` added."""
+
 
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (-1.0, 0.0, 1.0)
 DEFAULT_THRESHOLD = 0.8
