@@ -214,7 +214,9 @@ class Rows:
         head = {k: t[:, : self.prefix] for k, t in self.inputs.items()}
         out = forward(self.model, 1, use_cache=True, **head)
         # transformers >= 5.25 names the cache ``cache``; earlier releases ``past_key_values``
-        cache = out.get("cache", out.get("past_key_values"))
+        cache = out.get("cache")
+        if cache is None:  # reading the old name only when needed: newer releases warn on it
+            cache = out.get("past_key_values")
         return cache if hasattr(cache, "batch_repeat_interleave") else None
 
     def _tail(self, inputs: dict[str, Tensor], cache: Any) -> dict[str, Any]:
