@@ -345,13 +345,9 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tiny_run: 
     assert len(prov["dataset_sha256"]) == 64
     assert prov["n_items"] == 8
     assert prov["behaviour"]["kind"] == "ab"
-    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed", "learned"}
+    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
     assert len(report["retention"]["multipliers"]) == 5
-    learned = report["learned"]  # learned on the training items by default, swept beside v
-    assert learned["training"]["n_train_items"] == 6
-    assert learned["training"]["multipliers"] == report["retention"]["multipliers"]
-    assert 0 < learned["n_support"] <= 32
-    assert learned["norm"] == pytest.approx(report["norm"]["steering_norm"], rel=1e-5)
+    assert report["learned"] is None  # learning a vector is asked for with --learn-steps
     assert prov["behaviour"]["steer_positions"] == "answer"  # CAA's convention by default, and said so
     assert "Steered positions: answer" in (tiny_run / "report.md").read_text()
 
@@ -368,16 +364,22 @@ def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tiny_run: P
     assert main(["run", "--steer-positions", "prompt"]) == 2
 
 
-def test_run_learns_no_vector_with_zero_steps(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
-    assert _run(tiny, tmp_path / "none", learn_steps="0") == 0
-    plain = json.loads((tmp_path / "none" / "report.json").read_text())
-    learned = json.loads((tiny_run / "report.json").read_text())
+def test_run_learns_a_vector_when_asked(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
+    assert _run(tiny, tmp_path / "learned", learn_steps="3") == 0
+    plain = json.loads((tiny_run / "report.json").read_text())  # the default: no learning
+    learned = json.loads((tmp_path / "learned" / "report.json").read_text())
+    assert set(learned["retention"]["slopes"]) == {"original", "sae", "signed", "learned"}
+    section = learned["learned"]  # learned on the training items, swept beside v
+    assert section["training"]["n_train_items"] == 6
+    assert section["training"]["multipliers"] == learned["retention"]["multipliers"]
+    assert 0 < section["n_support"] <= 32
+    assert section["norm"] == pytest.approx(learned["norm"]["steering_norm"], rel=1e-5)
     assert plain["learned"] is None
     assert set(plain["retention"]["slopes"]) == {"original", "sae", "signed"}
     assert "ratio_learned" not in plain["retention"]
     for name in ("original", "sae", "signed"):  # the learned vector only joins the sweep
         assert plain["retention"]["slopes"][name] == pytest.approx(learned["retention"]["slopes"][name])
-    assert "Not run: no vector was learned" in (tmp_path / "none" / "report.md").read_text()
+    assert "Not run: no vector was learned" in (tiny_run / "report.md").read_text()
 
 
 def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:
