@@ -85,6 +85,7 @@ def score_grid(
     full_vocab: bool = False,
     progress: bool = False,
     label: str | None = None,
+    prefixes: dict[tuple[int, int], _Rows] | None = None,
 ) -> Tensor:
     """Per-prompt scores with each of ``vectors`` added after block ``layer``, ``[k, n_prompts]`` float64.
 
@@ -104,6 +105,9 @@ def score_grid(
         full_vocab: compute the whole vocabulary's logits even where only the targets' are needed.
         progress: show a progress bar (vectors x prompts, with the time left).
         label: what the vectors are, for the progress bar (default: "<k> vectors").
+        prefixes: a store of each batch's work done once (the prefix cache and blocks ``0..layer``), kept
+            between calls on the same model, task, layer, positions and ``batch_size`` so a later sweep
+            does not recompute it (``ItemScoreFn`` keeps one); None computes it afresh.
     """
     if not isinstance(task, BehaviourTask):
         raise TypeError(f"task must be a BehaviourTask, got {type(task).__name__}")
@@ -135,8 +139,12 @@ def score_grid(
     )
     for start in range(0, len(plan.rows), batch_size):
         stop = min(start + batch_size, len(plan.rows))
-        reuse = reuse_prefix and unique.shape[0] > 1
-        batch = _Rows(model, layer, task, plan.rows[start:stop], plan.keeps[start:stop], positions, reuse)
+        reuse = reuse_prefix and (unique.shape[0] > 1 or prefixes is not None)
+        batch = None if prefixes is None or not reuse else prefixes.get((start, stop))
+        if batch is None:
+            batch = _Rows(model, layer, task, plan.rows[start:stop], plan.keeps[start:stop], positions, reuse)
+            if prefixes is not None and reuse:
+                prefixes[(start, stop)] = batch
         # the entries read from these rows: batch row, kept position and token
         sel = ((entries[:, 0] >= start) & (entries[:, 0] < stop)).nonzero().flatten()
         e_row = entries[sel, 0] - start
@@ -219,6 +227,11 @@ class ItemScoreFn:
     """Show a progress bar per batched call."""
     positions: SteerPositions = "answer"
     """Steered positions: ``answer`` (from each prompt's last token on) or ``all`` (:func:`score_grid`)."""
+    _prefixes: dict[tuple[int, int], _Rows] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each batch's work done once (prefix cache, blocks ``0..layer``), shared by every call: the model and
+    task are fixed for the function's lifetime (memory: one prefix cache per batch of prompts)."""
 
     def __post_init__(self) -> None:
         validate_positions(self.positions)
@@ -243,6 +256,7 @@ class ItemScoreFn:
             vectors_per_batch=self.vectors_per_batch,
             progress=self.progress,
             label=label,
+            prefixes=self._prefixes,
         )
         return item_scores(self.task, grid)
 

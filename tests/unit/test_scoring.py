@@ -200,3 +200,32 @@ def test_group_mean_ignores_a_uniform_letter_shift() -> None:
     shifted = base + torch.tensor([1.0, 1.0, 1.0, -1.0])
     assert group_mean(shifted, groups) == pytest.approx(group_mean(base, groups))
     assert shifted.mean() != pytest.approx(base.mean())
+
+
+def test_a_score_function_computes_each_batch_prefix_once_across_calls(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]
+) -> None:
+    # the retention sweep and the ablation's sweep call one score function: the second call reuses the
+    # first's prefix caches and blocks 0..L, and scores exactly as a fresh function does
+    model = tiny_model("gemma3", len(tok), seed=2)
+    task = tasks["ab"]
+    gen = torch.Generator().manual_seed(7)
+    first, second = 3 * torch.randn(4, 32, generator=gen), 3 * torch.randn(3, 32, generator=gen)
+    score_fn = make_score_fn(model, task, LAYER, batch_size=3, vectors_per_batch=2)
+    assert isinstance(score_fn, ItemScoreFn)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+    try:
+        score_fn.score_batch(first)
+        after_first = len(calls)
+        again = score_fn.score_batch(second)
+        after_second = len(calls) - after_first
+    finally:
+        handle.remove()
+    fresh = make_score_fn(model, task, LAYER, batch_size=3, vectors_per_batch=2)
+    torch.testing.assert_close(again, fresh.score_batch(second), rtol=1e-6, atol=1e-7)
+    n_batches = -(-len(task) // 3)
+    # per batch the first call runs the prefix, the answer position through blocks 0..L, then one forward
+    # per chunk (4 vectors, 2 per chunk); the second call runs only its chunks (3 vectors, 2 per chunk)
+    assert after_first == n_batches * (1 + 1 + 2)
+    assert after_second == n_batches * 2
