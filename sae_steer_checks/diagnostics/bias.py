@@ -17,21 +17,20 @@ activations. The basic bootstrap over items and label-shuffled vectors of v's no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
+from sae_steer_checks.diagnostics.judged import Judged, Verdict
 from sae_steer_checks.diagnostics.resample import SaeDraws, VectorDraws, encode_draws
 from sae_steer_checks.diagnostics.space import EncodedSample, SaeSpace, encode_sample, sae_space
 from sae_steer_checks.sae.protocol import SAELike, encode_activations, validate_sae
 from sae_steer_checks.stats.resampling import basic_interval
 
 __all__ = ["BiasCheck", "ConventionComparison", "bias_check", "bottom_features", "jaccard", "top_features"]
-
-Verdict = Literal["problem", "fine", "inconclusive"]
 
 
 def top_features(values: Tensor, k: int) -> tuple[tuple[int, float], ...]:
@@ -100,7 +99,7 @@ class ConventionComparison:
 
 
 @dataclass(frozen=True)
-class BiasCheck:
+class BiasCheck(Judged):
     """Encoder-bias dominance under the SAE's own convention, the other one, and the delta view."""
 
     top_k: int
@@ -166,16 +165,6 @@ class BiasCheck:
         """What SAE(v)'s share must exceed for ``problem``: ``share_threshold`` or the reference's q95."""
         ref = self.mass_reference
         return max(self.share_threshold, ref.q95) if ref is not None else self.share_threshold
-
-    @property
-    def status(self) -> Verdict:
-        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        return self._judge()[0]
-
-    @property
-    def reason(self) -> str:
-        """Why :attr:`status` says what it says, in words that match the rule."""
-        return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
         share = f"{100 * self.share_threshold:g}%"

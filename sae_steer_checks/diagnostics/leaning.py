@@ -58,6 +58,7 @@ from torch import Tensor
 
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_fraction
+from sae_steer_checks.diagnostics.judged import Judged, Verdict
 from sae_steer_checks.diagnostics.signflip import (
     NULL_RESOLUTION,
     FdrMethod,
@@ -84,14 +85,13 @@ __all__ = [
 ]
 
 LeaningTest = Literal["sign_flip", "t"]
-Verdict = Literal["problem", "fine", "inconclusive"]
 
 # Tolerance of the minimum-effect rule of the family against rounding of the float32 means.
 _EFFECT_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
-class LeaningCheck:
+class LeaningCheck(Judged):
     """Per-feature leaning toward the positive or the negative prompt set, with its nulls."""
 
     mean_pos: Tensor
@@ -201,16 +201,6 @@ class LeaningCheck:
     def flagged_bound(self) -> float:
         """What the interval's lower end must exceed for ``problem``: the null's 95th percentile (>= 0)."""
         return max(0.0, self.flagged_null.q95) if self.flagged_null is not None else 0.0
-
-    @property
-    def status(self) -> Verdict:
-        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        return self._judge()[0]
-
-    @property
-    def reason(self) -> str:
-        """Why :attr:`status` says what it says, in words that match the rule."""
-        return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
         confirmed = len(self.confirmed)

@@ -19,24 +19,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from scipy import stats as scipy_stats
 from torch import Tensor
 
 from sae_steer_checks._validate import validate_batch, validate_vector
+from sae_steer_checks.diagnostics.judged import Judged, Verdict
 from sae_steer_checks.stats.resampling import squared_norm_u
 
 __all__ = ["DEFAULT_QUANTILES", "NormCheck", "norm_check"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 INTERVAL_METHOD = "U-statistic of ||mu||^2, jackknife normal interval, square-rooted"
-Verdict = Literal["problem", "fine", "inconclusive"]
 
 
 @dataclass(frozen=True)
-class NormCheck:
+class NormCheck(Judged):
     """The steering vector's L2 norm placed within the distribution of activation norms."""
 
     steering_norm: float
@@ -74,16 +74,6 @@ class NormCheck:
         if self.interval is None:
             return None
         return min(self.interval[0], self.steering_norm), max(self.interval[1], self.steering_norm)
-
-    @property
-    def status(self) -> Verdict:
-        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        return self._judge()[0]
-
-    @property
-    def reason(self) -> str:
-        """Why :attr:`status` says what it says, in words that match the rule."""
-        return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
         level = f"percentile {self.bound_percentile:g} of activation norms"

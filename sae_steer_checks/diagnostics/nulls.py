@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,6 +61,7 @@ from torch import Tensor
 from sae_steer_checks import stats
 from sae_steer_checks._validate import validate_batch, validate_positive_int, validate_vector
 from sae_steer_checks.diagnostics.decompose import omp
+from sae_steer_checks.diagnostics.judged import Judged, Verdict
 from sae_steer_checks.diagnostics.space import SaeSpace, sae_space
 from sae_steer_checks.sae.protocol import SAELike, decode_features, validate_sae
 
@@ -77,7 +78,6 @@ ACCOUNTS = ("sae", "sae_minus_zero", "signed")
 GATE_FAMILY = "isotropic"
 """The null family the signed fit must beat; the others are reported beside it."""
 INTERVAL_METHOD = "basic"
-Verdict = Literal["problem", "fine", "inconclusive"]
 
 # The elbow k_default: v's gain over the null grows by less than _GAIN_STEP for _GAIN_RUN steps in a row.
 _GAIN_STEP = 0.005
@@ -88,7 +88,7 @@ _FLIP_CHUNK = 1024
 
 
 @dataclass(frozen=True)
-class DecompositionNulls:
+class DecompositionNulls(Judged):
     """Each account's cosine with v beside the same figure for null vectors, and the cosine-vs-k curves."""
 
     norm: float
@@ -166,16 +166,6 @@ class DecompositionNulls:
             "interval_method": INTERVAL_METHOD,
             "level": self.level,
         }
-
-    @property
-    def status(self) -> Verdict:
-        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        return self._judge()[0]
-
-    @property
-    def reason(self) -> str:
-        """Why :attr:`status` says what it says, in words that match the rule."""
-        return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
         fig = self.verdict_figures()

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_steer_checks import stats
+from sae_steer_checks.diagnostics.judged import Judged, Verdict
 from sae_steer_checks.diagnostics.resample import SaeDraws
 from sae_steer_checks.diagnostics.space import EncodedSample
 from sae_steer_checks.stats.resampling import basic_interval
@@ -51,7 +52,6 @@ __all__ = [
     "spurious_check",
 ]
 
-Verdict = Literal["problem", "fine", "inconclusive"]
 
 # A change smaller than this share of ||v|| ||W_enc[:, p]|| is too small to split into shares.
 _FLOOR = 1e-3
@@ -101,7 +101,7 @@ class SignConflict:
 
 
 @dataclass(frozen=True)
-class SpuriousCheck:
+class SpuriousCheck(Judged):
     """Positive SAE(v) coefficients on rare features, sorted by what explains them."""
 
     threshold: float
@@ -134,16 +134,6 @@ class SpuriousCheck:
         """What the interval's lower end must clear for ``problem``: ``min_share`` or the reference's q95."""
         q95 = self.share_reference.q95 if self.share_reference is not None else 0.0
         return max(self.min_share, q95)
-
-    @property
-    def status(self) -> Verdict:
-        """``problem`` / ``fine`` / ``inconclusive`` as defined in the module docstring."""
-        return self._judge()[0]
-
-    @property
-    def reason(self) -> str:
-        """Why :attr:`status` says what it says, in words that match the rule."""
-        return self._judge()[1]
 
     def _judge(self) -> tuple[Verdict, str]:
         share = f"{100 * self.min_share:.0f}%"
