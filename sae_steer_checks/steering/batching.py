@@ -128,6 +128,15 @@ def head_columns(model: nn.Module, columns: Tensor) -> Iterator[None]:
             head.__dict__["forward"] = saved
 
 
+def _one_column(model: nn.Module) -> Any:
+    """``head_columns`` with a single column, where the head allows it (a forward read for its cache)."""
+    get_head: Any = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, nn.Linear):
+        return nullcontext()
+    return head_columns(model, torch.zeros(1, dtype=torch.long))
+
+
 def forward(model: nn.Module, n_keep: int, **inputs: Any) -> Any:
     kwargs: dict[str, Any] = {"use_cache": False, **inputs}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
@@ -212,12 +221,39 @@ class Rows:
 
     def _prefix_cache(self) -> Any:
         head = {k: t[:, : self.prefix] for k, t in self.inputs.items()}
-        out = forward(self.model, 1, use_cache=True, **head)
+        # only the keys and values are kept: the output head computes one vocabulary column, not all
+        with _one_column(self.model):
+            out = forward(self.model, 1, use_cache=True, **head)
         # transformers >= 5.25 names the cache ``cache``; earlier releases ``past_key_values``
         cache = out.get("cache")
         if cache is None:  # reading the old name only when needed: newer releases warn on it
             cache = out.get("past_key_values")
         return cache if hasattr(cache, "batch_repeat_interleave") else None
+
+    @property
+    def tokens_per_row(self) -> int:
+        """Token positions each added vector holds per row: the cached prefix, or the whole row."""
+        return self.prefix if self.cache is not None else int(self.inputs["input_ids"].shape[1])
+
+    def _chunk_cache(self, c: int) -> Any:
+        """The prefix cache with each row repeated ``c`` times, for the blocks a chunk runs.
+
+        Blocks ``0..layer`` are skipped by the replay, so their entries are shared with the stored cache
+        as they are (never read or written); only the later blocks' keys and values are repeated. The
+        stored cache is left unchanged: a cache's layers replace their tensors rather than write into
+        them, so shallow copies of the layer objects suffice. A cache without a ``layers`` list (older
+        transformers releases) is copied whole.
+        """
+        layers = getattr(self.cache, "layers", None)
+        if not isinstance(layers, list) or len(layers) <= self.layer:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(c)
+            return cache
+        cache = copy.copy(self.cache)
+        cache.layers = [copy.copy(layer) for layer in layers]
+        for layer in cache.layers[self.layer + 1 :]:
+            layer.batch_repeat_interleave(c)
+        return cache
 
     def _tail(self, inputs: dict[str, Tensor], cache: Any) -> dict[str, Any]:
         """The forward's arguments for the positions after the cached prefix."""
@@ -243,9 +279,7 @@ class Rows:
                 mask = self.mask[:, self.prefix :].repeat_interleave(c, dim=0)
                 replaced = hidden + deltas.to(hidden.dtype)[:, None, :] * mask[:, :, None].to(hidden.dtype)
             if self.cache is not None:
-                cache = copy.deepcopy(self.cache)
-                cache.batch_repeat_interleave(c)
-                big = self._tail(big, cache)
+                big = self._tail(big, self._chunk_cache(c))
             with replay_from_layer(self.model, self.layer, replaced), narrow:
                 logits = forward_logits(self.model, self.n_keep, **big)
         logits = logits.float().reshape(b, c, self.n_keep, -1)

@@ -43,6 +43,7 @@ __all__ = [
     "STEER_POSITIONS_RULES",
     "ItemScoreFn",
     "SteerPositions",
+    "chunk_size",
     "group_mean",
     "item_scores",
     "make_score_fn",
@@ -80,7 +81,7 @@ def score_grid(
     *,
     positions: SteerPositions = "answer",
     batch_size: int = 16,
-    vectors_per_batch: int = 8,
+    vectors_per_batch: int | None = None,
     reuse_prefix: bool = True,
     full_vocab: bool = False,
     progress: bool = False,
@@ -98,7 +99,8 @@ def score_grid(
             prompt its last position, for a free-form one the opening's last token and the
             continuation), ``"all"`` every position (:data:`STEER_POSITIONS`).
         batch_size: prompt rows per batch.
-        vectors_per_batch: vectors stacked into one forward (``batch_size * vectors_per_batch`` rows).
+        vectors_per_batch: vectors stacked into one forward (``batch_size * vectors_per_batch`` rows); None
+            chooses per batch (:func:`chunk_size`: up to 512 rows and 16,384 held positions).
         reuse_prefix: compute what no vector changes once per batch and run only the rest per vector
             (``answer``: the unsteered prefix's keys and values; ``all``: blocks ``0..layer``); the same
             values as full forwards, to float tolerance. False runs every forward in full.
@@ -113,7 +115,7 @@ def score_grid(
         raise TypeError(f"task must be a BehaviourTask, got {type(task).__name__}")
     layer = validate_layer(model, layer)
     positions = validate_positions(positions)
-    if batch_size < 1 or vectors_per_batch < 1:
+    if batch_size < 1 or (vectors_per_batch is not None and vectors_per_batch < 1):
         raise ValueError(
             f"batch_size and vectors_per_batch must be >= 1, got {batch_size}, {vectors_per_batch}"
         )
@@ -151,8 +153,9 @@ def score_grid(
         e_pos, e_tok = batch.n_keep - keeps[entries[sel, 0]] + entries[sel, 1], entries[sel, 2]
         if columns is not None:
             e_tok = torch.searchsorted(columns, e_tok)
-        for v0 in range(0, unique.shape[0], vectors_per_batch):
-            chunk = unique[v0 : v0 + vectors_per_batch]
+        per_chunk = vectors_per_batch or chunk_size(stop - start, batch.tokens_per_row)
+        for v0 in range(0, unique.shape[0], per_chunk):
+            chunk = unique[v0 : v0 + per_chunk]
             logits = batch.logits(chunk, columns)
             picked = logits[:, e_row, e_pos, e_tok]
             if columns is None:
@@ -161,6 +164,18 @@ def score_grid(
             bar.update(chunk.shape[0] * (stop - start))
     bar.close()
     return _prompt_scores(plan, values)[inverse]
+
+
+def chunk_size(rows: int, tokens: int, *, max_rows: int = 512, max_tokens: int = 16_384) -> int:
+    """Vectors per forward for a batch of ``rows`` prompt rows, each vector holding ``tokens`` per row.
+
+    A forward runs ``rows * c`` rows. Each holds ``tokens`` positions: over a cached prefix, its own copy
+    of the prefix's keys and values in the blocks after the steered layer; without one, the whole row.
+    ``c`` is the largest value with at most ``max_rows`` rows and ``max_tokens`` positions held in all (at
+    least 1, at most 64). On a CPU a forward of a few hundred single-token rows runs its matrix products
+    near full speed and smaller ones do not; the token bound keeps a chunk's memory in check.
+    """
+    return max(1, min(64, max_rows // max(rows, 1), max_tokens // max(rows * tokens, 1)))
 
 
 def item_scores(task: BehaviourTask, prompt_scores: Tensor) -> Tensor:
@@ -221,8 +236,8 @@ class ItemScoreFn:
     """Decoder block whose output is steered."""
     batch_size: int = 16
     """Prompt rows per batch."""
-    vectors_per_batch: int = 8
-    """Vectors stacked into one forward."""
+    vectors_per_batch: int | None = None
+    """Vectors stacked into one forward (None: chosen per batch, :func:`chunk_size`)."""
     progress: bool = False
     """Show a progress bar per batched call."""
     positions: SteerPositions = "answer"
@@ -274,7 +289,7 @@ def make_score_fn(
     positions: SteerPositions = ...,
     batch_size: int = ...,
     per_item: Literal[True] = ...,
-    vectors_per_batch: int = ...,
+    vectors_per_batch: int | None = ...,
     progress: bool = ...,
 ) -> ItemScoreFn: ...
 @overload
@@ -286,7 +301,7 @@ def make_score_fn(
     positions: SteerPositions = ...,
     batch_size: int = ...,
     per_item: Literal[False],
-    vectors_per_batch: int = ...,
+    vectors_per_batch: int | None = ...,
     progress: bool = ...,
 ) -> Callable[[Tensor], float]: ...
 def make_score_fn(
@@ -297,7 +312,7 @@ def make_score_fn(
     positions: SteerPositions = "answer",
     batch_size: int = 16,
     per_item: bool = True,
-    vectors_per_batch: int = 8,
+    vectors_per_batch: int | None = None,
     progress: bool = False,
 ) -> Callable[[Tensor], float] | ItemScoreFn:
     """The ``ScoreFn`` of the retention check with ``u`` (the multiplied vector ``[d_model]``) added.

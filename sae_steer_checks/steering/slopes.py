@@ -131,7 +131,7 @@ def sweeps(
     *,
     positions: SteerPositions = "answer",
     batch_size: int = 16,
-    vectors_per_batch: int = 8,
+    vectors_per_batch: int | None = None,
     progress: bool = False,
 ) -> list[SweepResult]:
     """Sweep every vector of ``vectors [k, d_model]`` over ``multipliers`` in shared, batched forwards.
@@ -166,7 +166,7 @@ def sweep(
     *,
     positions: SteerPositions = "answer",
     batch_size: int = 16,
-    vectors_per_batch: int = 8,
+    vectors_per_batch: int | None = None,
     progress: bool = False,
 ) -> SweepResult:
     """Score ``task`` with ``m * vector [d_model]`` added at ``layer`` for each multiplier; fit the slope."""
@@ -242,7 +242,7 @@ def steerability(
     generator: torch.Generator | int | None = None,
     positions: SteerPositions = "answer",
     batch_size: int = 16,
-    vectors_per_batch: int = 8,
+    vectors_per_batch: int | None = None,
     progress: bool = False,
 ) -> Steerability:
     """Sweep ``vector [d_model]`` and random directions of its norm; compare their slopes.

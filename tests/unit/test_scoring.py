@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from sae_steer_checks.lm.models import decoder_layers
 from sae_steer_checks.steering.scoring import (
     ItemScoreFn,
     SteerPositions,
+    chunk_size,
     group_mean,
     item_scores,
     make_score_fn,
@@ -229,3 +231,52 @@ def test_a_score_function_computes_each_batch_prefix_once_across_calls(
     # per chunk (4 vectors, 2 per chunk); the second call runs only its chunks (3 vectors, 2 per chunk)
     assert after_first == n_batches * (1 + 1 + 2)
     assert after_second == n_batches * 2
+
+
+def test_chunk_size_keeps_rows_and_held_positions_within_their_bounds() -> None:
+    assert chunk_size(16, 76) == 13  # 16,384 held positions / (16 rows x 76 cached tokens)
+    assert chunk_size(15, 9) == 34  # 512 rows / 15
+    assert chunk_size(1, 1) == 64  # never more than 64 vectors
+    assert chunk_size(600, 1) == 1  # never fewer than one
+    assert chunk_size(4, 0) == 64  # nothing cached: the rows decide
+    for rows in (1, 3, 16, 40):
+        for tokens in (0, 5, 130, 4000):
+            c = chunk_size(rows, tokens, max_rows=256, max_tokens=4096)
+            assert c == 1 or (rows * c <= 256 and rows * c * tokens <= 4096)
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "gpt2"])
+def test_chunks_chosen_per_batch_score_as_full_forwards_and_leave_the_stored_prefix_unchanged(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask], kind: str
+) -> None:
+    model = tiny_model(kind, len(tok), seed=3)
+    task = tasks["ab"]
+    vectors = 2 * torch.randn(20, 32, generator=torch.Generator().manual_seed(11))
+    store: dict[tuple[int, int], Any] = {}
+    grid = score_grid(model, task, LAYER, vectors, batch_size=4, prefixes=store)
+    full = score_grid(model, task, LAYER, vectors, batch_size=4, reuse_prefix=False)
+    torch.testing.assert_close(grid, full, rtol=1e-4, atol=1e-5)
+    # the stored caches keep one row per prompt in every block, and score again exactly
+    for (start, stop), rows in store.items():
+        for layer in rows.cache.layers:
+            assert layer.keys.shape[0] == stop - start
+    again = score_grid(model, task, LAYER, vectors, batch_size=4, prefixes=store)
+    assert torch.equal(grid, again)
+
+
+def test_the_prefix_pass_computes_one_column_of_the_output_head(
+    tok: PreTrainedTokenizerFast, tasks: dict[str, BehaviourTask]
+) -> None:
+    # the prefix is run for its keys and values only: a full-vocabulary head there is wasted work
+    model = tiny_model("gemma3", len(tok), seed=2)
+    widths: list[int] = []
+    head = model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, _a, out: widths.append(int(out.shape[-1])))
+    try:
+        score_grid(model, tasks["ab"], LAYER, torch.randn(3, 32), batch_size=4)
+    finally:
+        handle.remove()
+    n_batches = -(-len(tasks["ab"]) // 4)
+    assert widths[:1] == [1]  # the first batch's prefix pass
+    assert widths.count(1) == n_batches
+    assert "forward" not in head.__dict__
