@@ -8,7 +8,8 @@ leaning negative, present in every item). For each verdict the table gives the f
 on null worlds (bound ``alpha + 3 sqrt(alpha (1 - alpha) / W)``) and the power on effect worlds; for
 each interval the share of worlds where it holds the figure of the population CAA vector mu.
 Retention is calibrated through ``retention_check()`` on per-item linear behaviour scores with skewed and
-heavy-tailed slopes (``tests/property/test_calibration_retention.py``).
+heavy-tailed slopes (``tests/property/test_calibration_retention.py``); so is the interval of a learned
+vector's slope over v's (:func:`learned_rows`: how often it holds the true ratio, 0.5 or 1.5).
 
 The ablation of the lost projections needs a behaviour that v steers, so it is judged on effect worlds
 scored per item through the planted readout: its power where the behaviour reads only the
@@ -198,6 +199,22 @@ def retention_rows(w: int) -> dict[str, Any]:
     return out
 
 
+def learned_rows(w: int) -> dict[str, Any]:
+    """Coverage of the learned vector's ratio interval (learned slope over v's) at its true ratio."""
+    from tests.property import test_calibration_retention as ret
+
+    out: dict[str, Any] = {}
+    for noise in ret.NOISES:
+        for n in ret.ITEM_COUNTS:
+            for ratio in ret.LEARNED_RATIOS:
+                out[f"{noise}, {n} items, true ratio {ratio:g}"] = {
+                    "worlds": w,
+                    "coverage": ret.learned_coverage(w, ratio, noise=noise, n_items=n),
+                    "nominal": 1 - 2 * ALPHA,
+                }
+    return out
+
+
 def main() -> None:
     """Run the grid, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -235,6 +252,7 @@ def main() -> None:
         "config": "CheckConfig() defaults, seed = world index",
         "cases": cases,
         "retention": retention_rows(args.retention_worlds) if args.retention_worlds else {},
+        "learned": learned_rows(args.retention_worlds) if args.retention_worlds else {},
         "ablation_boundary": boundary_rows(args.boundary_worlds) if args.boundary_worlds else {},
         "seconds": time.perf_counter() - tic,
     }
@@ -272,6 +290,11 @@ def main() -> None:
             f"| {name} | {row['worlds']} | {row['false_problem_rate']:.3f} | "
             f"{row['not_steering_problem_rate']:.3f} | {row['power']:.2f} |"
         )
+    print()
+    print("| learned-vector world | worlds | 90% ratio interval holds the true ratio |")
+    print("| --- | --- | --- |")
+    for name, row in out["learned"].items():
+        print(f"| {name} | {row['worlds']} | {row['coverage']:.3f} |")
     print()
     print("| ablation boundary world | worlds | 'problem' | 'fine' | interval holds the true cost |")
     print("| --- | --- | --- | --- | --- |")

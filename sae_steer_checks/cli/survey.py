@@ -172,13 +172,18 @@ def _check_survey_out(out: Path, *, force: bool) -> None:
 
 
 @torch.no_grad()
-def _collect_layers(model: torch.nn.Module, windows: Tensor, layers: Sequence[int]) -> dict[int, Tensor]:
+def _collect_layers(
+    model: torch.nn.Module, windows: Tensor, layers: Sequence[int], *, progress: bool = False, what: str = ""
+) -> dict[int, Tensor]:
     """Residual after each of ``layers`` on ``windows`` ``[n, w]`` (BOS dropped); one forward per batch."""
+    from tqdm.auto import tqdm
+
     from sae_steer_checks.lm.hooks import capture_residual
 
     device = next(model.parameters()).device
     chunks: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    for i in range(0, windows.shape[0], 16):
+    desc = f"reading {what or 'text'} at layers {', '.join(map(str, layers))}"
+    for i in tqdm(range(0, windows.shape[0], 16), desc=desc, unit="batch", disable=not progress):
         with capture_residual(model, list(layers), stop_after_last=True) as captured:
             model(input_ids=windows[i : i + 16].to(device), use_cache=False)
         for layer in layers:
@@ -208,28 +213,35 @@ def _train_saes(
     errors: dict[tuple[int, str], str] = {}
     if not todo:
         return errors
+    if loaded.tokenizer is None:
+        raise InputError(f"--model {loaded.name}: no tokenizer found beside the weights")
+    recipe = TrainConfig()
+    split = split_corpus(loaded.tokenizer, recipe.corpora, window=recipe.window, seed=args.seed)
+    order = torch.randperm(split.train.shape[0], generator=torch.Generator().manual_seed(args.seed))
+    windows = split.train[order[: args.train_windows]]
+    heldout = split.heldout[: max(args.train_windows // 4, 4)]
+    if windows.shape[0] < args.train_windows:
+        _say(args, f"--train-windows {args.train_windows}: the corpus's training split holds "
+                   f"{windows.shape[0]} windows; training on all of them")  # fmt: skip
     configs = {
         (layer, arch): TrainConfig(
             layer=layer, architecture=cast(Any, arch), width=args.width, k=args.k,
             target_l0=float(args.target_l0),
             l1_coefficient=args.l1_coefficient, epochs=args.train_epochs, seed=args.seed,
-            batch_size=min(1024, args.train_windows * 16),
-            extra={"survey": f"trained on {args.train_windows} windows of the corpus"},
+            batch_size=min(1024, int(windows.shape[0]) * 16),
+            extra={"survey": f"trained on {windows.shape[0]} windows of the corpus"},
         )
         for layer, archs in todo.items() for arch in archs
     }  # fmt: skip
-    first = next(iter(configs.values()))
-    if loaded.tokenizer is None:
-        raise InputError(f"--model {loaded.name}: no tokenizer found beside the weights")
-    split = split_corpus(loaded.tokenizer, first.corpora, window=first.window, seed=args.seed)
-    order = torch.randperm(split.train.shape[0], generator=torch.Generator().manual_seed(args.seed))
-    windows = split.train[order[: args.train_windows]]
-    heldout = split.heldout[: max(args.train_windows // 4, 4)]
     _say(args, f"Reading {windows.shape[0]} training windows at layers {sorted(todo)} ...")
     saes_dir.mkdir(parents=True, exist_ok=True)
     inner = getattr(loaded.model, "base_model", loaded.model)
-    train_acts = _collect_layers(inner, windows, sorted(todo))
-    heldout_acts = _collect_layers(inner, heldout, sorted(todo))
+    train_acts = _collect_layers(
+        inner, windows, sorted(todo), progress=not args.quiet, what="training windows"
+    )
+    heldout_acts = _collect_layers(
+        inner, heldout, sorted(todo), progress=not args.quiet, what="held-out windows"
+    )
     for (layer, arch), config in configs.items():
         tic = time.perf_counter()
         try:

@@ -103,6 +103,13 @@ def verdict_of(row: Mapping[str, Any], mechanism: str) -> dict[str, Any]:
     return next((dict(v) for v in row.get("verdicts", []) if v.get("mechanism") == mechanism), {})
 
 
+def _above(interval: Sequence[Any] | None, other: Sequence[Any] | None) -> bool:
+    """Whether ``interval``'s lower end lies above ``other``'s upper end (both known)."""
+    if not interval or not other or interval[0] is None or other[1] is None:
+        return False
+    return float(interval[0]) > float(other[1])
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -193,8 +200,12 @@ def render_survey_markdown(survey: Mapping[str, Any]) -> str:
         lines.append("No cell's report has the learned section (`--learn-steps 0`, or no behaviour score).")
     else:
         better = sum((r["learned"]["ratio"] or 0.0) > (r["learned"]["ratio_sae"] or 0.0) for r in learned)
+        clear = sum(_above(r["learned"]["interval"], r["learned"].get("interval_sae")) for r in learned)
+        beyond = sum(_above(r["learned"]["interval"], [1.0, 1.0]) for r in learned)
         lines.append(
-            f"The learned vector keeps more of v's slope than SAE(v) in {better} of {len(learned)} cells."
+            f"The learned vector keeps more of v's slope than SAE(v) in {better} of {len(learned)} cells "
+            f"(point estimates); in {clear} its 90% interval lies wholly above SAE(v)'s (a conservative "
+            f"comparison), and in {beyond} it lies above 1: it steers more than the CAA vector itself."
         )
         for r in learned:
             x = r["learned"]

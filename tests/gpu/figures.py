@@ -13,6 +13,10 @@ Expectations (``tests/gpu/study.json``, ``tests/gpu/standin_expectations.json``)
 - ``equal``: ``ours == study`` (ids, booleans, statuses); ``set``: the same set of ids;
 - ``min`` / ``max``: ``ours >= study`` / ``ours <= study`` (a bound the study's claim implies);
 - ``report``: no study number; the row is reported with ``holds? = n/a``.
+
+An entry with ``"source": "project"`` is this project's own figure or assertion, not the study's (the
+study has no ablation of the lost projections and no learned vector): its ``study`` value, if any, is a
+bound this project sets, and the table marks the row "(project)".
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class Row:
     """Interval, null or other convention beside our value."""
     reason: str
     """Why the tolerance is what it is."""
+    source: str = "study"
+    """``study`` (the study's figure) or ``project`` (this project's own figure or assertion)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -96,6 +102,10 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, Any]]:
         if entry.get("kind") not in KINDS:
             raise ValueError(
                 f"{path}: figure {name!r} has kind {entry.get('kind')!r}, expected one of {KINDS}"
+            )
+        if entry.get("source", "study") not in ("study", "project"):
+            raise ValueError(
+                f"{path}: figure {name!r} has source {entry.get('source')!r}, expected 'study' or 'project'"
             )
     return dict(figures)
 
@@ -182,7 +192,57 @@ def forward_figures(run: TierRun) -> dict[str, Figure]:
     }  # fmt: skip
     for f in SAEV_TOP5:
         out[f"saev_{f}"] = Figure(round(float(fv[f]), 6), f"other convention: {float(other[f]):.4f}")
-    return out
+    return out | _ablation_figures(report) | _learned_figures(report, run)
+
+
+def _ablation_figures(report: Mapping[str, Any]) -> dict[str, Figure]:
+    """This project's ablation of the lost projections (absent when the run had no behaviour score)."""
+    ab = report.get("ablation")
+    if ab is None:
+        return {}
+    null = ab.get("null") or {}
+    span = ", ".join(_num(x) for x in (ab.get("cost_interval") or [None, None]))
+    share = ab.get("removed_norm_share")
+    return {
+        "ablation_status": Figure(ab["status"], ab.get("reason") or ""),
+        "ablation_cost": Figure(
+            "not run" if ab.get("cost") is None else _round(ab["cost"]),
+            f"90% interval [{span}]; {ab.get('n_features')} lost features, "
+            + ("-" if share is None else f"{share:.1%}")
+            + f" of ||v|| removed; random live rows: mean {_num(null.get('mean'))} over {null.get('n', 0)}",
+        ),
+        "ablation_random_draws": Figure(
+            int(null.get("n", 0)), "random live-row removals (a reported baseline)"
+        ),
+    }
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _learned_figures(report: Mapping[str, Any], run: TierRun) -> dict[str, Figure]:
+    """This project's vector learned in the SAE basis (absent when none was learned)."""
+    learned = report.get("learned")
+    if learned is None:
+        return {}
+    ret = report.get("retention") or {}
+    ratio = (ret.get("ratio_intervals") or {}).get("learned")
+    training = learned.get("training") or {}
+    return {
+        "learned_ratio": Figure(
+            "not run" if ratio is None or ratio.get("ratio") is None else _round(ratio["ratio"]),
+            "n/a" if ratio is None else _ratio(ratio) + f"; {training.get('steps', '?')} steps",
+        ),
+        "learned_n_support": Figure(int(learned["n_support"]), f"{learned['n_negative']} negative"),
+        "learned_n_negative": Figure(int(learned["n_negative"])),
+        "learned_cosine": Figure(_round(learned["cosine"]), f"norm {learned['norm']:.3f} (v's)"),
+        "learned_train_items": Figure(
+            int(training.get("n_train_items", -1)),
+            f"generate items read: {training.get('n_train_items')}; test items scored: "
+            f"{report['provenance']['behaviour']['n_items']}",
+        ),
+    }
 
 
 def tier_figures(run: TierRun) -> dict[str, Figure]:
@@ -241,6 +301,7 @@ def replication_table(figures: Mapping[str, Figure], study: Mapping[str, Mapping
                 holds=_holds(kind, ours, entry.get("study"), tol),
                 note="" if fig is None else fig.note,
                 reason=entry.get("reason", ""),
+                source=entry.get("source", "study"),
             )
         )
     return rows
@@ -276,14 +337,15 @@ def write_replication_table(rows: list[Row], out_dir: str | Path) -> tuple[Path,
     for r in rows:
         ours = _cell(r.ours) + (f" ({r.note})" if r.note else "")
         holds = {True: "yes", False: "**no**", None: "n/a"}[r.holds]
-        lines.append(
-            f"| {r.figure} | {_cell(r.study)} | {ours.replace('|', '/')} | {_tolerance(r)} | {holds} |"
-        )
+        figure = r.figure + (" (project)" if r.source == "project" else "")
+        ours = ours.replace("|", "/")
+        lines.append(f"| {figure} | {_cell(r.study)} | {ours} | {_tolerance(r)} | {holds} |")
     n_pinned = sum(r.holds is not None for r in rows)
     n_hold = sum(r.holds is True for r in rows)
     lines += [
         "",
         f"{n_hold} of {n_pinned} pinned figures hold. Tolerances and their reasons: replication.json.",
+        "Rows marked (project) are this project's own figures and bounds, not the study's.",
     ]
     md, js = out / "replication.md", out / "replication.json"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")

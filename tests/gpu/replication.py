@@ -293,8 +293,11 @@ class TierConfig:
     """Prompts per extraction forward."""
     score_batch_size: int = 64
     """Prompt rows per scoring forward."""
-    vectors_per_batch: int = 16
-    """Steering vectors stacked into one scoring forward."""
+    vectors_per_batch: int | None = None
+    """Steering vectors stacked into one scoring forward (None: chosen per batch)."""
+    learn_steps: int = 10
+    """Steps of the steering vector learned in the SAE basis on the generate items (never the test items),
+    swept beside v; 0 learns none. This project's own addition: the study has no learned vector."""
     check: CheckConfig = field(default_factory=CheckConfig)
     """Settings of every diagnostic."""
 
@@ -343,14 +346,17 @@ def run_tier(config: TierConfig, out: str | Path, *, progress: bool = False) -> 
     """Run the whole tier and write its report folder ``out`` (replaced when it exists).
 
     Steps: load model, SAE and items; raw CAA at ``config.layer`` with plain prompts; ordinary-text
-    activations; every diagnostic with per-item A/B scores on the test items; ``write_report``.
+    activations; a steering vector learned in the SAE basis on the generate items
+    (``config.learn_steps``); every diagnostic with per-item A/B scores on the test items (the ablation
+    of the lost projections and the learned vector's slope included); ``write_report``.
 
     Returns:
         A :class:`TierRun` (the replication table is written by ``figures.write_replication_table``).
     """
     from sae_steer_checks.report.write import write_report
+    from sae_steer_checks.steering.learned import learn_in_sae_basis
     from sae_steer_checks.steering.scoring import make_score_fn
-    from sae_steer_checks.steering.tasks import ab_task
+    from sae_steer_checks.steering.tasks import ab_task, training_task
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -384,6 +390,15 @@ def run_tier(config: TierConfig, out: str | Path, *, progress: bool = False) -> 
         batch_size=config.text_batch_size,
     )  # fmt: skip
     lap("text_activations")
+    learned = None
+    if config.learn_steps > 0:
+        learned = learn_in_sae_basis(
+            model, training_task(tok, generate, prompt_format="plain"), config.layer, sae,
+            norm=float(caa.vector.float().norm()), activations=activations,
+            multipliers=config.check.multipliers, positions="answer", steps=config.learn_steps,
+            seed=config.check.seed, batch_size=config.score_batch_size, progress=progress,
+        )  # fmt: skip
+        lap("learn_in_sae_basis")
     task = ab_task(tok, test, prompt_format="plain")
     score_fn = make_score_fn(
         model,
@@ -401,6 +416,7 @@ def run_tier(config: TierConfig, out: str | Path, *, progress: bool = False) -> 
         activations,
         item_ids=torch.tensor(caa.units),
         score_fn=score_fn,
+        learned=learned,
         config=config.check,
         device=config.device,
         progress=progress,

@@ -20,7 +20,11 @@ sample usually misses the long tail and looks low). Worlds, with ``retention_che
   the steering gate may pass beyond that bound;
 - exchangeable: ``v`` is itself a random direction, drawn like the gate's null: the gate may pass at
   most at that bound (its Monte Carlo p-value is exact here);
-- effect: the reconstruction keeps 40%: "problem" in at least 80% of worlds with 24 or more items.
+- effect: the reconstruction keeps 40%: "problem" in at least 80% of worlds with 24 or more items;
+- learned: a learned vector swept beside v (``learned``, as ``run --learn-steps`` adds it) has a true
+  ratio to v's slope of ``LEARNED_RATIOS`` (0.5: worse than CAA; 1.5: better) and a part along ``o``
+  with the opposite sign to the reconstruction's: its 90% ratio interval must hold the true ratio in at
+  least 90% of worlds less 3 Monte Carlo standard errors.
 
 W is 40 worlds per case in the fast tier and 200 with ``HYPOTHESIS_PROFILE=thorough``.
 """
@@ -44,6 +48,7 @@ ITEM_COUNTS = (12, 24, 50)
 NOISES = ("lognormal", "t3")
 SIGMA, STRENGTH, EXTRA, BASE = 0.5, 0.5, 1.0, 0.1
 MULTIPLIERS = (-1.0, 0.0, 1.0)
+LEARNED_RATIOS = (0.5, 1.5)
 
 Noise = Literal["lognormal", "t3"]
 
@@ -64,9 +69,17 @@ def _unit_noise(kind: str, n: int, gen: torch.Generator) -> Tensor:
 
 
 def _world(
-    seed: int, kept: float, steers: bool | Literal["random"], noise: str, n_items: int
+    seed: int,
+    kept: float,
+    steers: bool | Literal["random"],
+    noise: str,
+    n_items: int,
+    learned: float | None = None,
 ) -> tuple[Retention, Tensor]:
-    """Retention of one world with the shipped defaults, and the original vector's per-item slopes."""
+    """Retention of one world with the shipped defaults, and the original vector's per-item slopes.
+
+    ``learned`` adds a learned vector with that true ratio to v's slope.
+    """
     gen = torch.Generator().manual_seed(seed)
     r = torch.randn(D, generator=gen, dtype=torch.float64)
     # two directions orthogonal to r (and to each other): the reconstruction's extra part, and a
@@ -89,9 +102,10 @@ def _world(
     def score(x: Tensor) -> Tensor:
         return readouts @ x.to(torch.float64)
 
-    kept_check = retention_check(
-        score, {"original": v.float(), "sae": u.float()}, MULTIPLIERS, generator=seed
-    )
+    vectors = {"original": v.float(), "sae": u.float()}
+    if learned is not None:
+        vectors["learned"] = ((learned * unit - 0.5 * other) / norm).float()
+    kept_check = retention_check(score, vectors, MULTIPLIERS, generator=seed)
     return kept_check, readouts @ v
 
 
@@ -104,6 +118,18 @@ def _status(
 
 def _bound(w: int) -> float:
     return ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / w)
+
+
+def learned_coverage(w: int, ratio: float, *, noise: Noise = "lognormal", n_items: int = N_ITEMS) -> float:
+    """Share of ``w`` worlds whose learned/v ratio interval holds the true ``ratio``.
+
+    ``bench/calibration.py`` tabulates it.
+    """
+    held = 0
+    for seed in range(w):
+        test = _world(seed, 0.8, True, noise, n_items, learned=ratio)[0].ratios["learned"]
+        held += test.ci_low <= ratio <= test.ci_high
+    return held / w
 
 
 @pytest.mark.parametrize("n_items", ITEM_COUNTS)
@@ -141,6 +167,21 @@ def test_losing_most_of_the_slope_is_found_with_power_at_least_0_8(noise: Noise,
     assert power >= 0.8, f"power {power:.3f} over {W} worlds ({noise}, {n_items} items)"
 
 
+# two cases in the fast tier; every (ratio, items) case with --run-slow (bench/calibration.py: 200 worlds)
+_LEARNED_CASES = [
+    pytest.param(r, n, marks=() if (r, n) in ((0.5, 12), (1.5, 50)) else pytest.mark.slow)
+    for r in LEARNED_RATIOS
+    for n in ITEM_COUNTS
+]
+
+
+@pytest.mark.parametrize(("ratio", "n_items"), _LEARNED_CASES)
+def test_the_learned_vectors_ratio_interval_holds_the_true_ratio(ratio: float, n_items: int) -> None:
+    coverage = learned_coverage(W, ratio, n_items=n_items)
+    floor = 1 - 2 * ALPHA - 3 * math.sqrt(2 * ALPHA * (1 - 2 * ALPHA) / W)
+    assert coverage >= floor, f"coverage {coverage:.3f} of the learned ratio {ratio} over {W} worlds"
+
+
 @pytest.mark.parametrize("noise", NOISES)
 def test_the_worlds_are_as_described(noise: Noise) -> None:
     # the original's slopes have mean 1 and the stated spread; the null's contrasts are skewed or
@@ -149,3 +190,5 @@ def test_the_worlds_are_as_described(noise: Noise) -> None:
     assert float(slopes.mean()) == pytest.approx(1.0, abs=0.05)
     assert float(slopes.std()) == pytest.approx(math.hypot(STRENGTH, BASE), rel=0.15)
     assert kept.ratio("sae") == pytest.approx(0.8, abs=0.05)
+    learned = _world(0, 0.8, True, noise, 4000, learned=1.5)[0]
+    assert learned.ratio("learned") == pytest.approx(1.5, abs=0.08)

@@ -50,6 +50,7 @@ REHEARSAL: dict[str, Any] = {
     "text_batch_size": 8,
     "score_batch_size": 16,
     "check": CheckConfig(n_null=19, n_boot=50, leaning_n_perm=200, k_max=8, signed_k=8),
+    "learn_steps": 2,
 }
 
 
