@@ -418,7 +418,7 @@ def run_survey(args: argparse.Namespace) -> int:
     for cell in mine:
         row_file = out / "cells" / cell.id / _ROW
         if row_file.is_file() and not args.force:
-            rows[cell.id] = json.loads(row_file.read_text())
+            rows[cell.id] = _kept_row(row_file)
         else:
             pending.append(cell)
     if not pending:  # every cell is kept: the model is not even loaded
@@ -502,6 +502,17 @@ def run_survey(args: argparse.Namespace) -> int:
     failed = sum(r["status"] != "ok" for r in survey["rows"])
     _say(args, f"Wrote {', '.join(names)} and cells/ to {out} ({len(mine)} cells, {failed} failed).")
     return 0
+
+
+def _kept_row(row_file: Path) -> dict[str, Any]:
+    """A finished cell's row, rebuilt from its ``report.json`` (so a newer survey reads older cells alike)."""
+    from sae_steer_checks.report.survey import CELL_KEYS, survey_row
+
+    row: dict[str, Any] = json.loads(row_file.read_text())
+    report_file = row_file.with_name("report.json")
+    if row.get("status") == "ok" and report_file.is_file():
+        row = survey_row({k: row[k] for k in CELL_KEYS if k in row}, json.loads(report_file.read_text()))
+    return row
 
 
 def _survey_dict(

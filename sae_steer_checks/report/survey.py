@@ -89,8 +89,38 @@ def survey_row(cell: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, 
             "status": (retention.get("statuses") or {}).get("learned", {}).get("status"),
             "n_support": report["learned"].get("n_support"),
             "n_negative": report["learned"].get("n_negative"),
+            **_learned_slope(retention),
         }
     return row
+
+
+#: The keys of a row that come from the cell, not its report (kept when a row is rebuilt).
+CELL_KEYS = ("cell", "index", "model", "behaviour", "layer", "sae", "architecture", "width",
+             "explained_variance", "l0", "quality_source")  # fmt: skip
+
+
+def _learned_slope(retention: Mapping[str, Any]) -> dict[str, Any]:
+    """The learned vector's own held-out slope, its interval, and its Monte Carlo p-value against v's null.
+
+    The null's random directions have v's norm, as the learned vector has: ``p = (1 + #{|null slope| >=
+    |slope|}) / (n + 1)``, the test ``retention``'s gate applies to v. The vector was fitted on the
+    training items only, so its held-out slope is an honest draw; ``v_steers`` is that gate's verdict on v
+    (a ratio to a slope that does not beat random directions says little).
+    """
+    slopes = retention.get("slopes") or {}
+    estimate = (retention.get("slope_estimates") or {}).get("learned") or {}
+    null = retention.get("null") or {}
+    slope, draws = slopes.get("learned"), null.get("slopes") or []
+    p = None
+    if slope is not None and draws:
+        p = (1 + sum(abs(float(x)) >= abs(float(slope)) for x in draws)) / (len(draws) + 1)
+    return {
+        "slope": slope,
+        "slope_interval": [estimate.get("ci_low"), estimate.get("ci_high")] if estimate else None,
+        "null_p": p,
+        "null_n": len(draws),
+        "v_steers": retention.get("steers"),
+    }
 
 
 def error_row(cell: Mapping[str, Any], message: str) -> dict[str, Any]:
@@ -199,21 +229,33 @@ def render_survey_markdown(survey: Mapping[str, Any]) -> str:
     if not learned:
         lines.append("No cell's report has the learned section (`--learn-steps 0`, or no behaviour score).")
     else:
-        better = sum((r["learned"]["ratio"] or 0.0) > (r["learned"]["ratio_sae"] or 0.0) for r in learned)
-        clear = sum(_above(r["learned"]["interval"], r["learned"].get("interval_sae")) for r in learned)
-        beyond = sum(_above(r["learned"]["interval"], [1.0, 1.0]) for r in learned)
+        steering = [r for r in learned if r["learned"].get("v_steers")]
+        better = sum((r["learned"]["ratio"] or 0.0) > (r["learned"]["ratio_sae"] or 0.0) for r in steering)
+        clear = sum(_above(r["learned"]["interval"], r["learned"].get("interval_sae")) for r in steering)
+        beyond = sum(_above(r["learned"]["interval"], [1.0, 1.0]) for r in steering)
+        own = [r for r in learned if (r["learned"].get("null_p") or 1.0) <= 0.05]
+        own_where_v_fails = sum(not r["learned"].get("v_steers") for r in own)
         lines.append(
-            f"The learned vector keeps more of v's slope than SAE(v) in {better} of {len(learned)} cells "
-            f"(point estimates); in {clear} its 90% interval lies wholly above SAE(v)'s (a conservative "
-            f"comparison), and in {beyond} it lies above 1: it steers more than the CAA vector itself."
+            f"In {len(steering)} of {len(learned)} cells v itself steers (it beats its random directions); "
+            f"there the learned vector keeps more of v's slope than SAE(v) in {better} (point estimates), "
+            f"its 90% ratio interval lies wholly above SAE(v)'s in {clear} (a conservative comparison) and "
+            f"above 1 in {beyond}: it steers more than the CAA vector itself. On its own, the learned "
+            f"vector's held-out slope beats the random directions of v's norm at p <= 0.05 in {len(own)} of "
+            f"{len(learned)} cells, {own_where_v_fails} of them cells where v does not steer (there a ratio "
+            f"to v's slope says little)."
         )
         for r in learned:
             x = r["learned"]
             lo, hi = x["interval"]
+            slo, shi = x.get("slope_interval") or [None, None]
             lines.append(
-                f"- {r['cell']}: learned {_fmt(x['ratio'])} of v's slope (90% interval [{_fmt(lo)}, "
-                f"{_fmt(hi)}], {x['status']}) against SAE(v)'s {_fmt(x['ratio_sae'])}; "
-                f"{x['n_support']} features, {x['n_negative']} negative."
+                f"- {r['cell']}: held-out slope {_fmt(x.get('slope'))} (95% interval [{_fmt(slo)}, "
+                f"{_fmt(shi)}]; Monte Carlo p = {_fmt(x.get('null_p'))} against {x.get('null_n')} random "
+                f"directions of v's norm); {_fmt(x['ratio'])} of v's slope (90% interval [{_fmt(lo)}, "
+                f"{_fmt(hi)}], {x['status']}"
+                + ("" if x.get("v_steers") else "; v does not steer here")
+                + f") against SAE(v)'s {_fmt(x['ratio_sae'])}; {x['n_support']} features, "
+                f"{x['n_negative']} negative."
             )
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
