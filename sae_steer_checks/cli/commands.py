@@ -324,15 +324,25 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _check_and_report(
-    checked: CheckInputs, args: argparse.Namespace, *, out: Path | None = None, force: bool | None = None
+    checked: CheckInputs,
+    args: argparse.Namespace,
+    *,
+    out: Path | None = None,
+    force: bool | None = None,
+    verdicts: bool = True,
 ) -> dict[str, Any]:
-    """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict."""
+    """Run every check on ``checked``, write the report into ``out`` (default ``--out``); the report dict.
+
+    ``--n-null``, ``--n-boot`` and ``--no-plots`` apply where the command has them; ``verdicts`` prints
+    each verdict's sentence (unless ``--quiet``).
+    """
     import torch
 
     from sae_steer_checks.diagnostics.run import run_checks
     from sae_steer_checks.report.write import report_files, write_report
 
-    config = _config(checked.multipliers, args.seed)
+    n_null, n_boot = getattr(args, "n_null", None), getattr(args, "n_boot", None)
+    config = _config(checked.multipliers, args.seed, n_null=n_null, n_boot=n_boot)
     torch.manual_seed(args.seed)
     result = run_checks(
         checked.sae,
@@ -348,10 +358,11 @@ def _check_and_report(
     )
     target = args.out if out is None else out
     force = args.force if force is None else force
-    report = write_report(result, target, provenance=checked.provenance, force=force)
+    plots = not getattr(args, "no_plots", False)
+    report = write_report(result, target, provenance=checked.provenance, plots=plots, force=force)
     if out is None:  # the demo's sub-reports are written into a temporary folder, named at the end
         _say(args, f"Wrote {', '.join(report_files(target))} to {target}")
-    for v in report["verdicts"]:
+    for v in report["verdicts"] if verdicts else ():
         _say(args, f"- {v['mechanism']}: {v['status']}. {v['sentence']}")
     return dict(report)
 
@@ -359,16 +370,22 @@ def _check_and_report(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _config(multipliers: Sequence[float] | None, seed: int) -> CheckConfig:
-    """The run's ``CheckConfig``; bad ``--multipliers`` are an input error."""
+def _config(
+    multipliers: Sequence[float] | None, seed: int, *, n_null: int | None = None, n_boot: int | None = None
+) -> CheckConfig:
+    """The run's ``CheckConfig``; bad ``--multipliers``, ``--n-null`` or ``--n-boot`` are an input error."""
     from sae_steer_checks.diagnostics.run import CheckConfig
 
-    if multipliers is None:
-        return CheckConfig(seed=seed)
+    given: dict[str, Any] = {"n_null": n_null, "n_boot": n_boot}
+    if multipliers is not None:
+        given["multipliers"] = tuple(float(m) for m in multipliers)
+    given = {name: value for name, value in given.items() if value is not None}
     try:
-        return CheckConfig(multipliers=tuple(float(m) for m in multipliers), seed=seed)
+        return CheckConfig(seed=seed, **given)
     except ValueError as error:
-        raise InputError(f"--multipliers: {one_line(error)}") from None
+        message = one_line(error)
+        name = next((n for n in given if message.startswith(n)), "multipliers")
+        raise InputError(f"--{name.replace('_', '-')}: {message}") from None
 
 
 def _model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> LoadedModel:

@@ -311,7 +311,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     """Run every check of one cell and write its report into ``cell_dir``; the row."""
     from sae_steer_checks.cli import inputs
-    from sae_steer_checks.cli.commands import _dtype
+    from sae_steer_checks.cli.commands import _check_and_report, _dtype
     from sae_steer_checks.report.files import atomic_output_dir, write_json
     from sae_steer_checks.report.survey import survey_row
     from sae_steer_checks.sae.loading import load_sae, load_sae_metadata
@@ -359,33 +359,10 @@ def _run_cell(
     described = cell.describe(loaded.name) | _quality(sae, shared.text.activations)
     cell_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_dir(cell_dir, force=True) as tmp:
-        report = _check_and_write(checked, args, tmp)
+        report = _check_and_report(checked, args, out=tmp, force=True, verdicts=False)
         row = survey_row(described, report)
         write_json(tmp / _ROW, row)
     return row
-
-
-def _check_and_write(checked: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """``run``'s check and report on ``checked`` (``--n-null`` and ``--n-boot`` set the draws); the report."""
-    from sae_steer_checks.diagnostics.run import CheckConfig, run_checks
-    from sae_steer_checks.report.write import write_report
-
-    try:
-        config = CheckConfig(
-            multipliers=tuple(float(m) for m in checked.multipliers),
-            seed=args.seed,
-            n_null=args.n_null,
-            n_boot=args.n_boot,
-        )
-    except ValueError as error:
-        raise InputError(f"--{one_line(error).replace('_', '-')}") from None
-    torch.manual_seed(args.seed)
-    result = run_checks(
-        checked.sae, checked.vector, checked.pos, checked.neg, checked.activations,
-        item_ids=checked.item_ids, score_fn=checked.score_fn, learned=checked.learned, config=config,
-        progress=not args.quiet,
-    )  # fmt: skip
-    return dict(write_report(result, out, provenance=checked.provenance, plots=not args.no_plots, force=True))
 
 
 # --- the survey ----------------------------------------------------------------------------------
@@ -394,7 +371,7 @@ def _check_and_write(checked: Any, args: argparse.Namespace, out: Path) -> dict[
 def run_survey(args: argparse.Namespace) -> int:
     """The ``survey`` command (without ``--merge``): run the shard's cells, write the table; exit code."""
     from sae_steer_checks.cli import inputs
-    from sae_steer_checks.cli.commands import _dtype, _model, _say
+    from sae_steer_checks.cli.commands import _config, _dtype, _model, _say
     from sae_steer_checks.lm.models import validate_layer
     from sae_steer_checks.report.survey import error_row, write_survey
     from sae_steer_checks.steering.caa import extract_caa_layers
@@ -408,6 +385,7 @@ def run_survey(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     _check_survey_out(out, force=args.force)
     k, n = parse_shard(args.shard)
+    _config(args.multipliers, args.seed, n_null=args.n_null, n_boot=args.n_boot)  # bad draws fail first
     datasets = {spec: inputs.load_dataset(spec, args.max_pairs) for spec in dict.fromkeys(args.datasets)}
     layers = list(dict.fromkeys(args.layers))
     saes = parse_sae_specs(args.saes or [], layers, args.architectures or [])

@@ -169,6 +169,9 @@ def test_shards_merge_to_the_whole_table(tiny: dict[str, Path], surveyed: Path, 
     assert sorted(p.name for p in (merged / "cells").iterdir()) == sorted(whole["grid"])
 
 
+_ONE_TOPK = ["--datasets", "builtin:corrigibility", "--layers", "1", "--architectures", "topk"]
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -180,20 +183,9 @@ def test_shards_merge_to_the_whole_table(tiny: dict[str, Path], surveyed: Path, 
         (["--datasets", "builtin:corrigibility", "--layers", "9", "--architectures", "topk"], "--layer"),
         (["--datasets", "builtin:corrigibility", "--layers", "1"], "--saes"),
         (["--datasets", "builtin:corrigibility", "--layers", "1", "--saes", "nowhere"], "--saes nowhere"),
-        (
-            [
-                "--datasets",
-                "builtin:corrigibility",
-                "--layers",
-                "1",
-                "--architectures",
-                "topk",
-                "--shard",
-                "3/2",
-            ],
-            "--shard 3/2",
-        ),
+        ([*_ONE_TOPK, "--shard", "3/2"], "--shard 3/2"),
         (["--datasets", "builtin:corrigibility", "--layers", "1", "--architectures", "gated"], "gated"),
+        ([*_ONE_TOPK, "--n-null", "3"], "--n-null: n_null=3"),
     ],
 )
 def test_bad_survey_inputs_are_one_line(
