@@ -171,27 +171,6 @@ def _check_survey_out(out: Path, *, force: bool) -> None:
 # --- SAEs trained by the survey ------------------------------------------------------------------
 
 
-@torch.no_grad()
-def _collect_layers(
-    model: torch.nn.Module, windows: Tensor, layers: Sequence[int], *, progress: bool = False, what: str = ""
-) -> dict[int, Tensor]:
-    """Residual after each of ``layers`` on ``windows`` ``[n, w]`` (BOS dropped); one forward per batch."""
-    from tqdm.auto import tqdm
-
-    from sae_steer_checks.lm.hooks import capture_residual
-
-    device = next(model.parameters()).device
-    chunks: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    desc = f"reading {what or 'text'} at layers {', '.join(map(str, layers))}"
-    for i in tqdm(range(0, windows.shape[0], 16), desc=desc, unit="batch", disable=not progress):
-        with capture_residual(model, list(layers), stop_after_last=True) as captured:
-            model(input_ids=windows[i : i + 16].to(device), use_cache=False)
-        for layer in layers:
-            acts = captured[layer][0].float()[:, 1:]
-            chunks[layer].append(acts.reshape(-1, acts.shape[-1]).cpu())
-    return {layer: torch.cat(c) for layer, c in chunks.items()}
-
-
 def _train_saes(
     loaded: LoadedModel, wanted: dict[int, list[str]], args: argparse.Namespace, saes_dir: Path
 ) -> dict[tuple[int, str], str]:
@@ -202,6 +181,7 @@ def _train_saes(
     """
     from sae_steer_checks.cli.commands import _dtype, _say
     from sae_steer_checks.data.corpus import split_corpus
+    from sae_steer_checks.lm.activations import collect_activations_layers
     from sae_steer_checks.report.files import atomic_output_dir
     from sae_steer_checks.train import TrainConfig, _record_metadata, evaluate_sae, fit_sae
 
@@ -236,12 +216,12 @@ def _train_saes(
     _say(args, f"Reading {windows.shape[0]} training windows at layers {sorted(todo)} ...")
     saes_dir.mkdir(parents=True, exist_ok=True)
     inner = getattr(loaded.model, "base_model", loaded.model)
-    train_acts = _collect_layers(
-        inner, windows, sorted(todo), progress=not args.quiet, what="training windows"
-    )
-    heldout_acts = _collect_layers(
-        inner, heldout, sorted(todo), progress=not args.quiet, what="held-out windows"
-    )
+    read = {
+        name: collect_activations_layers(inner, rows, sorted(todo), progress=not args.quiet, what=name)
+        for name, rows in (("training windows", windows), ("held-out windows", heldout))
+    }
+    train_acts = {layer: acts.cpu() for layer, acts in read["training windows"].items()}
+    heldout_acts = {layer: acts.cpu() for layer, acts in read["held-out windows"].items()}
     for (layer, arch), config in configs.items():
         tic = time.perf_counter()
         try:

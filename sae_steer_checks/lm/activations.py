@@ -17,13 +17,19 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from sae_steer_checks.data.corpus import corpus_windows, split_corpus
-from sae_steer_checks.lm.hooks import residual_activations
+from sae_steer_checks.lm.hooks import capture_residual
 from sae_steer_checks.lm.models import validate_layer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_CORPORA", "TextActivations", "collect_activations", "text_activations"]
+__all__ = [
+    "DEFAULT_CORPORA",
+    "TextActivations",
+    "collect_activations",
+    "collect_activations_layers",
+    "text_activations",
+]
 
 #: The offline corpora read when no text is given (see ``data.corpus.CORPORA``).
 DEFAULT_CORPORA = ("lee", "pydoc")
@@ -44,17 +50,46 @@ def collect_activations(
     Returns ``[n * (window - 1), d_model]`` (or ``n * window`` rows with ``skip_first=False``),
     windows in order. Forwards stop after block ``layer``; for speed pass the inner decoder in
     bfloat16 (``loaded.model.model``), the values are stored as float32 all the same.
+    (:func:`collect_activations_layers` with one layer.)
+    """
+    layer = validate_layer(model, layer)
+    return collect_activations_layers(
+        model, windows, [layer], batch_size=batch_size, skip_first=skip_first, progress=progress
+    )[layer]
+
+
+@torch.no_grad()
+def collect_activations_layers(
+    model: nn.Module,
+    windows: Tensor,
+    layers: Sequence[int],
+    *,
+    batch_size: int = 16,
+    skip_first: bool = True,
+    progress: bool = False,
+    what: str = "text",
+) -> dict[int, Tensor]:
+    """:func:`collect_activations` at several blocks from one forward per batch: ``layer -> [rows, d_model]``.
+
+    The forward stops after the last of ``layers``; the values stay on the model's device. ``what`` names
+    the windows in the progress bar.
     """
     if windows.ndim != 2 or windows.dtype != torch.long:
         raise ValueError(f"windows must be a [n, window] long tensor, got {list(windows.shape)}")
-    validate_layer(model, layer)
+    wanted = sorted({validate_layer(model, layer) for layer in layers})
+    if not wanted:
+        raise ValueError("layers must name at least one decoder block, got none")
     start = 1 if skip_first else 0
-    chunks: list[Tensor] = []
-    batches = range(0, windows.shape[0], batch_size)
-    for i in tqdm(batches, desc=f"activations at layer {layer}", disable=not progress):
-        acts = residual_activations(model, windows[i : i + batch_size], None, layer)
-        chunks.append(acts[:, start:].reshape(-1, acts.shape[-1]))
-    return torch.cat(chunks)
+    device = next(model.parameters()).device
+    chunks: dict[int, list[Tensor]] = {layer: [] for layer in wanted}
+    desc = f"reading {what} at layer{'s' if len(wanted) > 1 else ''} {', '.join(map(str, wanted))}"
+    for i in tqdm(range(0, windows.shape[0], batch_size), desc=desc, unit="batch", disable=not progress):
+        with capture_residual(model, wanted, stop_after_last=True) as captured:
+            model(input_ids=windows[i : i + batch_size].to(device), use_cache=False)
+        for layer in wanted:
+            acts = captured[layer][0].float()[:, start:]
+            chunks[layer].append(acts.reshape(-1, acts.shape[-1]))
+    return {layer: torch.cat(c) for layer, c in chunks.items()}
 
 
 @dataclass(frozen=True)

@@ -121,26 +121,14 @@ def read_last_token(
 ) -> Tensor:
     """Residual after block ``layer`` at the last token of each row of token ids, ``[n, d_model]`` f32.
 
-    Rows are left-padded with explicit positions; blocks after ``layer`` and the head are skipped.
+    Rows are left-padded with explicit positions; blocks after ``layer`` and the head are skipped
+    (:func:`read_last_token_layers` with one layer).
     """
     layer = validate_layer(model, layer)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not rows or any(len(r) == 0 for r in rows):
-        raise ValueError("rows must be a non-empty list of non-empty token-id lists")
-    device = _device(model)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out: list[Tensor] = [torch.empty(0)] * len(rows)
-    starts = range(0, len(rows), batch_size)
-    for start in tqdm(starts, desc=f"reading layer {layer}", disable=not progress):
-        chunk = order[start : start + batch_size]
-        ids, mask, positions = left_pad([rows[i] for i in chunk], pad_id, device)
-        hidden = run_to_layer(
-            model, layer, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-        )
-        for j, i in enumerate(chunk):
-            out[i] = hidden[j, -1].float().cpu()
-    return torch.stack(out)
+    read = read_last_token_layers(
+        model, rows, [layer], pad_id=pad_id, batch_size=batch_size, progress=progress
+    )
+    return read[layer]
 
 
 @torch.no_grad()
