@@ -17,6 +17,7 @@ from typing import Any
 
 from sae_steer_checks.report.files import write_json
 from sae_steer_checks.report.plots import matplotlib_available
+from sae_steer_checks.stats.gate import steering_p_value
 
 __all__ = [
     "PROBLEMS",
@@ -102,8 +103,8 @@ CELL_KEYS = ("cell", "index", "model", "behaviour", "layer", "sae", "architectur
 def _learned_slope(retention: Mapping[str, Any]) -> dict[str, Any]:
     """The learned vector's own held-out slope, its interval, and its Monte Carlo p-value against v's null.
 
-    The null's random directions have v's norm, as the learned vector has: ``p = (1 + #{|null slope| >=
-    |slope|}) / (n + 1)``, the test ``retention``'s gate applies to v. The vector was fitted on the
+    The null's random directions have v's norm, as the learned vector has: ``stats.gate.steering_p_value``,
+    the test ``retention``'s gate applies to v. The vector was fitted on the
     training items only, so its held-out slope is an honest draw; ``v_steers`` is that gate's verdict on v
     (a ratio to a slope that does not beat random directions says little).
     """
@@ -111,9 +112,7 @@ def _learned_slope(retention: Mapping[str, Any]) -> dict[str, Any]:
     estimate = (retention.get("slope_estimates") or {}).get("learned") or {}
     null = retention.get("null") or {}
     slope, draws = slopes.get("learned"), null.get("slopes") or []
-    p = None
-    if slope is not None and draws:
-        p = (1 + sum(abs(float(x)) >= abs(float(slope)) for x in draws)) / (len(draws) + 1)
+    p = steering_p_value(float(slope), draws) if slope is not None and draws else None
     return {
         "slope": slope,
         "slope_interval": [estimate.get("ci_low"), estimate.get("ci_high")] if estimate else None,

@@ -106,10 +106,9 @@ def head_columns(model: nn.Module, columns: Tensor) -> Iterator[None]:
 
     Element-wise post-processing of the logits (Gemma's soft-capping) still applies to them.
     """
-    get_head: Any = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
-    if not isinstance(head, nn.Linear):
-        raise TypeError(f"the output head must be an nn.Linear, got {type(head).__name__}")
+    head = _linear_head(model)
+    if head is None:
+        raise TypeError(f"the output head must be an nn.Linear, got {type(_output_head(model)).__name__}")
     weight = head.weight[columns.to(head.weight.device)]
     bias = None if head.bias is None else head.bias[columns.to(head.bias.device)]
     saved = head.__dict__.get("forward")
@@ -128,11 +127,20 @@ def head_columns(model: nn.Module, columns: Tensor) -> Iterator[None]:
             head.__dict__["forward"] = saved
 
 
+def _output_head(model: nn.Module) -> Any:
+    get_head: Any = getattr(model, "get_output_embeddings", None)
+    return get_head() if callable(get_head) else None
+
+
+def _linear_head(model: nn.Module) -> nn.Linear | None:
+    """The model's output head when it is an ``nn.Linear`` (the only kind ``head_columns`` narrows)."""
+    head = _output_head(model)
+    return head if isinstance(head, nn.Linear) else None
+
+
 def _one_column(model: nn.Module) -> Any:
     """``head_columns`` with a single column, where the head allows it (a forward read for its cache)."""
-    get_head: Any = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
-    if not isinstance(head, nn.Linear):
+    if _linear_head(model) is None:
         return nullcontext()
     return head_columns(model, torch.zeros(1, dtype=torch.long))
 
