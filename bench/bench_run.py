@@ -42,6 +42,7 @@ PHASES = (
     ("sae_steer_checks.sae.loading", "load_sae", "SAE load"),
     ("sae_steer_checks.cli.inputs", "extract_vector", "CAA extraction"),
     ("sae_steer_checks.cli.inputs", "read_text_activations", "ordinary text activations"),
+    ("sae_steer_checks.cli.inputs", "learn_vector", "learning in the SAE basis"),
     ("sae_steer_checks.diagnostics.run", "retention_check", "behaviour sweep and retention"),
     ("sae_steer_checks.diagnostics.run", "run_checks", "every check (sweep included)"),
     ("sae_steer_checks.report.write", "write_report", "report"),

@@ -139,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
         _say(args, f"Learning a steering vector in the SAE basis on {caa.n_items} training items ...")
         learned = inputs.learn_vector(
             loaded, train, args.layer, sae, norm=caa.norm, activations=activations, multipliers=multipliers,
-            steps=args.learn_steps, spec=args.dataset, prompt_format=fmt, positions=args.steer_positions,
+            steps=args.learn_steps, spec=args.dataset, max_items=args.learn_items, prompt_format=fmt,
+            positions=args.steer_positions,
             seed=args.seed, progress=not args.quiet,
         )  # fmt: skip
     prov = {

@@ -245,6 +245,7 @@ def learn_vector(
     multipliers: Sequence[float],
     steps: int,
     spec: str,
+    max_items: int | None = None,
     prompt_format: PromptFormat = "auto",
     positions: SteerPositions = "answer",
     seed: int = 0,
@@ -252,18 +253,25 @@ def learn_vector(
 ) -> LearnedVector:
     """``steering.learn_in_sae_basis`` on the training items (``steering.training_task``), at ``norm``.
 
-    The held-out items are never read: they judge the vector in the retention sweep.
+    The objective reads at most ``max_items`` of the training items (``data.sample_dataset`` by
+    ``seed``; None: all) and is the slope between the sweep's two extreme ``multipliers``: the
+    sweep's least-squares slope weighs them most, and each step runs the blocks after the layer once
+    per multiplier. The held-out items are never read: they judge the vector in the retention sweep.
     """
+    from sae_steer_checks.data.schema import sample_dataset
     from sae_steer_checks.steering.learned import learn_in_sae_basis
     from sae_steer_checks.steering.tasks import training_task
 
     try:
-        task = training_task(_tokenizer(loaded), train, prompt_format=prompt_format)
+        task = training_task(
+            _tokenizer(loaded), sample_dataset(train, max_items, seed=seed), prompt_format=prompt_format
+        )
     except ValueError as error:
         raise InputError(f"--dataset {spec}: {one_line(error)}") from error
+    extremes = (min(multipliers), max(multipliers))
     try:
         return learn_in_sae_basis(
-            loaded.model, task, layer, sae, norm=norm, activations=activations, multipliers=multipliers,
+            loaded.model, task, layer, sae, norm=norm, activations=activations, multipliers=extremes,
             positions=positions, steps=steps, seed=seed, progress=progress,
         )  # fmt: skip
     except ValueError as error:  # e.g. an objective with no gradient along any decoder row

@@ -127,8 +127,11 @@ def _steer_positions_arg(p: argparse.ArgumentParser) -> None:
 
 _LEARN_STEPS_HELP = (
     "gradient steps of a steering vector learned in the SAE basis on the training items (signed, at most "
-    "32 features, ||u|| = ||v||), swept beside v on the held-out items; 0 learns none (default %(default)s: "
-    "learning costs about as much as the rest of a run; 10 steps is a good start)"
+    "32 features, ||u|| = ||v||), swept beside v on the held-out items; 0 learns none (default %(default)s)"
+)
+_LEARN_ITEMS_HELP = (
+    "training items the learned vector's objective reads, drawn by --seed (default %(default)s; all when "
+    "fewer): each costs a forward over its prompts and one through the blocks after the layer per step"
 )
 
 
@@ -151,12 +154,17 @@ _non_negative_int = _int_at_least(0)
 _positive_int = _int_at_least(1)
 
 
+def _learn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--learn-steps", type=_non_negative_int, default=10, metavar="N", help=_LEARN_STEPS_HELP)
+    p.add_argument("--learn-items", type=_positive_int, default=48, metavar="N", help=_LEARN_ITEMS_HELP)
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     _sae_arg(p)
     p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
     _steer_positions_arg(p)
-    p.add_argument("--learn-steps", type=_non_negative_int, default=0, metavar="N", help=_LEARN_STEPS_HELP)
+    _learn_args(p)
     _text_arg(p)
     _out_args(p)
     _device_args(p)
@@ -306,14 +314,7 @@ def _add_survey(p: argparse.ArgumentParser) -> None:
                    help="A/B prompts as plain text or in the chat template (as for run)")  # fmt: skip
     p.add_argument("--multipliers", type=float, nargs="+", metavar="M", help=_MULTIPLIERS_HELP)
     _steer_positions_arg(p)
-    p.add_argument(
-        "--learn-steps",
-        type=_non_negative_int,
-        default=10,
-        metavar="N",
-        help="steps of the steering vector learned in each cell's SAE basis on the training items, as for "
-        "run (default %(default)s: the survey answers whether it does better than SAE(v)); 0 learns none",
-    )
+    _learn_args(p)
     _text_arg(p)
     p.add_argument("--n-null", type=_positive_int, default=39, help="null draws of every check (default 39)")
     p.add_argument("--n-boot", type=_positive_int, default=200, help="bootstrap draws (default 200)")

@@ -312,8 +312,9 @@ def _run_cell(
     if args.learn_steps > 0:
         learned = inputs.learn_vector(
             loaded, train_data, cell.layer, sae, norm=caa.norm, activations=shared.text.activations,
-            multipliers=shared.multipliers, steps=args.learn_steps, spec=cell.behaviour, prompt_format=fmt,
-            positions=args.steer_positions, seed=args.seed, progress=not args.quiet,
+            multipliers=shared.multipliers, steps=args.learn_steps, spec=cell.behaviour,
+            max_items=args.learn_items, prompt_format=fmt, positions=args.steer_positions, seed=args.seed,
+            progress=not args.quiet,
         )  # fmt: skip
     prov = {
         "command": "survey",

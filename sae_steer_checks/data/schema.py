@@ -30,6 +30,7 @@ __all__ = [
     "load_ab_items",
     "load_dataset",
     "load_freeform",
+    "sample_dataset",
     "split_dataset",
     "split_items",
     "swap_choices",
@@ -321,3 +322,28 @@ def split_dataset(
         train, held_out = split_items(list(data.items), heldout_fraction, seed=seed)
         return replace(data, items=tuple(train)), replace(data, items=tuple(held_out))
     return split_items(list(data), heldout_fraction, seed=seed)
+
+
+@overload
+def sample_dataset(data: FreeformDataset, n: int | None, *, seed: int = ...) -> FreeformDataset: ...
+@overload
+def sample_dataset(data: Sequence[T], n: int | None, *, seed: int = ...) -> list[T]: ...
+def sample_dataset(
+    data: FreeformDataset | Sequence[T], n: int | None, *, seed: int = 0
+) -> FreeformDataset | list[T]:
+    """At most ``n`` items of ``data``, drawn without replacement by ``seed`` and kept in their order.
+
+    ``n=None`` or ``n >= len`` keeps every item. A/B items (any sequence) give a list, a
+    ``FreeformDataset`` a ``FreeformDataset`` with the same targets.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be None or an integer >= 1, got {n!r}")
+
+    def draw(items: list[Any]) -> list[Any]:
+        if n is None or n >= len(items):
+            return items
+        return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]
+
+    if isinstance(data, FreeformDataset):
+        return replace(data, items=tuple(draw(list(data.items))))
+    return draw(list(data))

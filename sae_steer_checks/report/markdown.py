@@ -342,7 +342,7 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
 def _learned_table(report: Mapping[str, Any], link: _Link) -> list[str]:
     learned = report.get("learned")
     if learned is None:
-        return ["Not run: no vector was learned (`run --learn-steps N` learns one)."]
+        return ["Not run: no vector was learned (`--learn-steps 0`; `run` learns one by default)."]
     how = learned["training"]
     out = [
         f"Signed coefficients over the decoder rows, learned in {how.get('steps', '?')} steps to raise "

@@ -296,8 +296,9 @@ class TierConfig:
     vectors_per_batch: int | None = None
     """Steering vectors stacked into one scoring forward (None: chosen per batch)."""
     learn_steps: int = 10
-    """Steps of the steering vector learned in the SAE basis on the generate items (never the test items),
-    swept beside v; 0 learns none. This project's own addition: the study has no learned vector."""
+    """Steps of the steering vector learned in the SAE basis on all generate items (never the test items),
+    its objective the slope between the sweep's extreme multipliers as ``run`` learns it; 0 learns none.
+    This project's own addition: the study has no learned vector."""
     check: CheckConfig = field(default_factory=CheckConfig)
     """Settings of every diagnostic."""
 
@@ -395,7 +396,8 @@ def run_tier(config: TierConfig, out: str | Path, *, progress: bool = False) -> 
         learned = learn_in_sae_basis(
             model, training_task(tok, generate, prompt_format="plain"), config.layer, sae,
             norm=float(caa.vector.float().norm()), activations=activations,
-            multipliers=config.check.multipliers, positions="answer", steps=config.learn_steps,
+            multipliers=(min(config.check.multipliers), max(config.check.multipliers)), positions="answer",
+            steps=config.learn_steps,
             seed=config.check.seed, batch_size=config.score_batch_size, progress=progress,
         )  # fmt: skip
         lap("learn_in_sae_basis")

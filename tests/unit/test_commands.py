@@ -345,9 +345,9 @@ def test_run_on_a_tiny_model_reports_retention(tiny: dict[str, Path], tiny_run: 
     assert len(prov["dataset_sha256"]) == 64
     assert prov["n_items"] == 8
     assert prov["behaviour"]["kind"] == "ab"
-    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed"}
+    assert set(report["retention"]["slopes"]) == {"original", "sae", "signed", "learned"}
     assert len(report["retention"]["multipliers"]) == 5
-    assert report["learned"] is None  # learning a vector is asked for with --learn-steps
+    assert report["learned"]["training"]["steps"] == 10  # every run learns a vector by default
     assert prov["behaviour"]["steer_positions"] == "answer"  # CAA's convention by default, and said so
     assert "Steered positions: answer" in (tiny_run / "report.md").read_text()
 
@@ -364,22 +364,26 @@ def test_run_steers_every_position_when_asked(tiny: dict[str, Path], tiny_run: P
     assert main(["run", "--steer-positions", "prompt"]) == 2
 
 
-def test_run_learns_a_vector_when_asked(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
-    assert _run(tiny, tmp_path / "learned", learn_steps="3") == 0
-    plain = json.loads((tiny_run / "report.json").read_text())  # the default: no learning
-    learned = json.loads((tmp_path / "learned" / "report.json").read_text())
-    assert set(learned["retention"]["slopes"]) == {"original", "sae", "signed", "learned"}
+def test_run_learns_a_vector_by_default(tiny: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
+    learned = json.loads((tiny_run / "report.json").read_text())  # the default: 10 steps, 48 items
     section = learned["learned"]  # learned on the training items, swept beside v
     assert section["training"]["n_train_items"] == 6
-    assert section["training"]["multipliers"] == learned["retention"]["multipliers"]
+    ms = learned["retention"]["multipliers"]
+    assert section["training"]["multipliers"] == [min(ms), max(ms)]  # the sweep's extremes
     assert 0 < section["n_support"] <= 32
     assert section["norm"] == pytest.approx(learned["norm"]["steering_norm"], rel=1e-5)
+    assert "ratio_learned" in learned["retention"]
+    assert _run(tiny, tmp_path / "few", learn_items="4", learn_steps="2") == 0
+    few = json.loads((tmp_path / "few" / "report.json").read_text())["learned"]["training"]
+    assert (few["n_train_items"], few["steps"]) == (4, 2)  # a seeded draw of 4 of the 6 training items
+    assert _run(tiny, tmp_path / "plain", learn_steps="0") == 0
+    plain = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert plain["learned"] is None
     assert set(plain["retention"]["slopes"]) == {"original", "sae", "signed"}
     assert "ratio_learned" not in plain["retention"]
     for name in ("original", "sae", "signed"):  # the learned vector only joins the sweep
         assert plain["retention"]["slopes"][name] == pytest.approx(learned["retention"]["slopes"][name])
-    assert "Not run: no vector was learned" in (tiny_run / "report.md").read_text()
+    assert "Not run: no vector was learned" in (tmp_path / "plain" / "report.md").read_text()
 
 
 def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:
@@ -571,6 +575,7 @@ def test_run_equals_extract_then_diagnose_with_item_ids(tiny: dict[str, Path], t
         ({"max_pairs": "1"}, ("--max-pairs 1", "at least 2")),
         ({"multipliers": "1"}, ("--multipliers", "two distinct values")),
         ({"learn_steps": "-1"}, ("--learn-steps", "integer >= 0")),
+        ({"learn_items": "0"}, ("--learn-items", "integer >= 1")),
     ],
 )
 def test_every_bad_run_input_is_one_line_exit_2(

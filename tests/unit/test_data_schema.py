@@ -17,6 +17,7 @@ from sae_steer_checks.data.schema import (
     load_ab_items,
     load_dataset,
     load_freeform,
+    sample_dataset,
     split_dataset,
     split_items,
     swap_choices,
@@ -175,6 +176,27 @@ def test_split_dataset_keeps_a_freeform_sets_targets() -> None:
 def test_split_dataset_names_a_bad_fraction(fraction: float) -> None:
     with pytest.raises(ValueError, match="heldout_fraction must be in"):
         split_dataset(list(range(10)), fraction)
+
+
+def test_sample_dataset_draws_a_seeded_subset_in_order() -> None:
+    items = load_ab_items("corrigibility")[:30]
+    drawn = sample_dataset(items, 12, seed=3)
+    assert len(drawn) == 12 == len(set(map(id, drawn)))
+    assert drawn == sorted(drawn, key=items.index)  # kept in their order
+    assert drawn == sample_dataset(items, 12, seed=3) != sample_dataset(items, 12, seed=4)
+    assert sample_dataset(items, None) == sample_dataset(items, 30) == sample_dataset(items, 99) == items
+    data = load_freeform("sentiment")
+    few = sample_dataset(data, 5, seed=0)
+    assert isinstance(few, FreeformDataset)
+    assert len(few.items) == 5
+    assert set(few.items) <= set(data.items)
+    assert (few.positive_targets, few.negative_targets) == (data.positive_targets, data.negative_targets)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, True])
+def test_sample_dataset_names_a_bad_size(n: object) -> None:
+    with pytest.raises(ValueError, match="n must be None or an integer >= 1"):
+        sample_dataset(list(range(10)), n)  # type: ignore[arg-type]
 
 
 # --- the bundled sets: sizes, format, letter balance and distinct questions ---------------------
