@@ -342,7 +342,15 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
 def _learned_table(report: Mapping[str, Any], link: _Link) -> list[str]:
     learned = report.get("learned")
     if learned is None:
-        return ["Not run: no vector was learned (`--learn-steps 0`; `run` learns one by default)."]
+        command = (report.get("provenance") or {}).get("command")
+        if command in ("run", "survey"):
+            return [f"Not run: `{command} --learn-steps 0` was given (10 steps learn one)."]
+        if report.get("retention") is None:
+            return ["Not run: no behaviour was scored, so no vector could be learned or judged."]
+        return [
+            "Not run: no vector was learned. `sae-steer-checks run` learns one by default on the "
+            "training items; in the library, pass `learned=steering.learn_in_sae_basis(...)` to `run_checks`."
+        ]
     how = learned["training"]
     out = [
         f"Signed coefficients over the decoder rows, learned in {how.get('steps', '?')} steps to raise "

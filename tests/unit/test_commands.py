@@ -383,7 +383,7 @@ def test_run_learns_a_vector_by_default(tiny: dict[str, Path], tiny_run: Path, t
     assert "ratio_learned" not in plain["retention"]
     for name in ("original", "sae", "signed"):  # the learned vector only joins the sweep
         assert plain["retention"]["slopes"][name] == pytest.approx(learned["retention"]["slopes"][name])
-    assert "Not run: no vector was learned" in (tmp_path / "plain" / "report.md").read_text()
+    assert "Not run: `run --learn-steps 0` was given" in (tmp_path / "plain" / "report.md").read_text()
 
 
 def _extract(tiny: dict[str, Path], out: Path, *extra: str, **override: str) -> int:

@@ -279,7 +279,9 @@ def test_run_checks_sweeps_the_learned_vector_and_reports_it() -> None:
     assert "Learned in the SAE basis" in text
     plain = build_report(run_checks(world.sae, v, pos, neg, acts, config=config))
     assert plain["learned"] is None
-    assert "Not run: no vector was learned" in render_markdown(plain)
+    assert "Not run: no behaviour was scored" in render_markdown(plain)
+    scored = build_report(run_checks(world.sae, v, pos, neg, acts, score_fn=world.item_scores, config=config))
+    assert "Not run: no vector was learned" in render_markdown(scored)
     with pytest.raises(ValueError, match=r"learned\.vector"):
         run_checks(world.sae, v, pos, neg, acts, learned=dataclasses.replace(learned, vector=torch.zeros(3)))
 
