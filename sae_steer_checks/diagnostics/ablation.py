@@ -72,7 +72,7 @@ from sae_steer_checks.diagnostics.retention import (
 )
 from sae_steer_checks.diagnostics.space import SaeSpace
 from sae_steer_checks.stats import RatioTest, fit_slope, group_mean, ratio_test, summarize_null
-from sae_steer_checks.stats.draws import GeneratorLike, streams
+from sae_steer_checks.stats.draws import GeneratorLike, streams_from
 
 __all__ = ["Ablation", "ablation_check", "lost_component", "monte_carlo_p"]
 
@@ -269,16 +269,6 @@ def monte_carlo_p(cost: float, null_costs: Tensor, alpha: float) -> tuple[float 
     return p, critical
 
 
-def _streams(generator: GeneratorLike) -> dict[str, torch.Generator]:
-    """One generator per use: spawned from an int seed (None: 0), or seeded by draws from a generator."""
-    if isinstance(generator, torch.Generator):
-        seeds = torch.randint(0, 2**62, (len(STREAMS),), generator=generator, device=generator.device)
-        return {
-            n: torch.Generator().manual_seed(int(k)) for n, k in zip(STREAMS, seeds.tolist(), strict=True)
-        }
-    return streams(0 if generator is None else int(generator), STREAMS)
-
-
 def _slopes(score_fn: ScoreFn, vectors: Tensor, ms: tuple[float, ...]) -> Tensor:
     """Per-item slopes ``[k, n_items]`` of each vector ``[k, d]``, all scored in one call."""
     us = torch.tensor(ms, dtype=torch.float32)[None, :, None] * vectors.float().cpu()[:, None, :]
@@ -352,7 +342,7 @@ def ablation_check(
                               "steers": bool(steers)}  # fmt: skip
     if score_fn is None or not ids:
         return Ablation(status="not run", reason=NO_SCORE if score_fn is None else NO_LOST, **common)
-    rng = _streams(generator)
+    rng = streams_from(generator, STREAMS)
     without, removed, rank = _split(space, v, ids)
     pool_mask = live.cpu().clone()
     pool_mask[list(ids)] = False

@@ -51,7 +51,7 @@ from sae_steer_checks.stats import (
     ratio_test,
     slope_estimate,
     steering_null,
-    streams,
+    streams_from,
 )
 
 __all__ = [
@@ -302,14 +302,6 @@ def _status(steers: bool, ratio: RatioTest | None, threshold: float, alpha: floa
     )
 
 
-def _random_streams(generator: torch.Generator | int | None, names: list[str]) -> dict[str, torch.Generator]:
-    """One generator per use: spawned from an int seed (None: 0), or seeded by draws from a generator."""
-    if isinstance(generator, torch.Generator):
-        seeds = torch.randint(0, 2**62, (len(names),), generator=generator, device=generator.device)
-        return {n: torch.Generator().manual_seed(int(k)) for n, k in zip(names, seeds.tolist(), strict=True)}
-    return streams(0 if generator is None else int(generator), names)
-
-
 def retention_check(
     score_fn: ScoreFn,
     vectors: dict[str, Tensor],
@@ -375,9 +367,7 @@ def retention_check(
     stacked = torch.stack([vectors[n].detach().float().reshape(-1) for n in names])
     groups = getattr(score_fn, "item_groups", None)
     others = [n for n in names if n != "original"]
-    rng = _random_streams(
-        generator, ["retention.random_directions", *(f"retention.ratio.{n}" for n in others)]
-    )
+    rng = streams_from(generator, ["retention.random_directions", *(f"retention.ratio.{n}" for n in others)])
     directions, kinds = random_directions(
         vectors["original"].detach().float().cpu(),
         n_random,

@@ -15,6 +15,7 @@ from sae_steer_checks.stats.draws import (
     label_flips,
     stream_seed,
     streams,
+    streams_from,
 )
 from sae_steer_checks.stats.estimates import (
     Interval,
@@ -99,6 +100,7 @@ __all__ = [
     "steering_p_value",
     "stream_seed",
     "streams",
+    "streams_from",
     "summarize_null",
     "t_quantile",
 ]

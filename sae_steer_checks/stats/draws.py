@@ -24,6 +24,7 @@ __all__ = [
     "label_flips",
     "stream_seed",
     "streams",
+    "streams_from",
 ]
 
 GeneratorLike = torch.Generator | int | None
@@ -67,6 +68,20 @@ def streams(seed: int, names: Iterable[str]) -> dict[str, torch.Generator]:
     if len(set(names)) != len(names):
         raise ValueError(f"stream names must be distinct, got {names}")
     return {n: torch.Generator().manual_seed(stream_seed(seed, n)) for n in names}
+
+
+def streams_from(generator: GeneratorLike, names: Iterable[str]) -> dict[str, torch.Generator]:
+    """One CPU ``torch.Generator`` per name, from an int seed (:func:`streams`; None: seed 0) or a generator.
+
+    A ``torch.Generator`` seeds the streams with one draw each, in the order of ``names``.
+    """
+    names = list(names)
+    if not isinstance(generator, torch.Generator):
+        return streams(0 if generator is None else int(generator), names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"stream names must be distinct, got {names}")
+    seeds = torch.randint(0, 2**62, (len(names),), generator=generator, device=generator.device)
+    return {n: torch.Generator().manual_seed(int(k)) for n, k in zip(names, seeds.tolist(), strict=True)}
 
 
 def covariance_draws(activations: Tensor, n: int, generator: GeneratorLike = None) -> Tensor:

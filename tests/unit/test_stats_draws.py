@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_steer_checks.stats.draws import stream_seed, streams
+from sae_steer_checks.stats.draws import stream_seed, streams, streams_from
 
 NAMES = ("draws", "leaning", "nulls", "retention")
 
@@ -42,6 +42,22 @@ def test_bad_seeds_are_named(seed: object) -> None:
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(ValueError, match="distinct"):
         streams(0, ["a", "a"])
+
+
+def test_streams_from_a_seed_or_a_generator() -> None:
+    names = ["a", "b"]
+    for seed in (None, 0, 7):
+        ours, ref = streams_from(seed, names), streams(seed or 0, names)
+        for n in names:
+            assert torch.equal(torch.rand(3, generator=ours[n]), torch.rand(3, generator=ref[n]))
+    first = streams_from(torch.Generator().manual_seed(1), names)
+    again = streams_from(torch.Generator().manual_seed(1), names)
+    draws = {n: torch.rand(3, generator=first[n]) for n in names}
+    for n in names:
+        assert torch.equal(draws[n], torch.rand(3, generator=again[n]))
+    assert not torch.equal(draws["a"], draws["b"])
+    with pytest.raises(ValueError, match="distinct"):
+        streams_from(torch.Generator(), ["a", "a"])
 
 
 def test_run_checks_nulls_share_no_draws() -> None:
