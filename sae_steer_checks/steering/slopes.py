@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from sae_steer_checks.stats import (
     SlopeEstimate,
+    SteeringNull,
     beats_null,
     fit_slope,
     random_directions,
@@ -205,14 +206,31 @@ class Steerability:
     """Standard error of ``null_slope`` (item spread plus spread across random directions)."""
     z: float
     """``(slope - null_slope) / sqrt(slope_se^2 + null_slope_se^2)``."""
-    null_sd: float
-    """Standard deviation of the random slopes."""
-    null_abs_q95: float
-    """95th percentile of the random |slope|."""
-    percentile: float
-    """Mid-rank percentile of the vector's |slope| among the random |slope| (0-100)."""
+    summary: SteeringNull
+    """Where the vector's slope falls among the random slopes (``stats.steering_null``)."""
     steers: bool
-    """|slope| above ``null_abs_q95`` and a t interval for the slope that excludes 0."""
+    """The Monte Carlo p-value of ``summary`` is at most alpha and the slope's t interval excludes 0
+    (``stats.beats_null``)."""
+
+    @property
+    def null_sd(self) -> float:
+        """Standard deviation of the random slopes."""
+        return self.summary.sd
+
+    @property
+    def null_abs_q95(self) -> float:
+        """95th percentile of the random |slope|."""
+        return self.summary.abs_q95
+
+    @property
+    def percentile(self) -> float:
+        """Mid-rank percentile of the vector's |slope| among the random |slope| (0-100)."""
+        return self.summary.percentile
+
+    @property
+    def p_value(self) -> float:
+        """Monte Carlo p-value of "the vector is a random direction"."""
+        return self.summary.p_value
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of both sweeps and the comparison."""
@@ -226,6 +244,7 @@ class Steerability:
             "null_sd": self.null_sd,
             "null_abs_q95": self.null_abs_q95,
             "percentile": self.percentile,
+            "p_value": self.p_value,
             "steers": self.steers,
         }
 
@@ -282,8 +301,6 @@ def steerability(
         null_slope=null_slope,
         null_slope_se=null_var**0.5,
         z=(main.slope - null_slope) / denom if denom > 0 else float("nan"),
-        null_sd=summary.sd,
-        null_abs_q95=summary.abs_q95,
-        percentile=summary.percentile,
+        summary=summary,
         steers=beats_null(main.slope, main.estimate, summary),
     )

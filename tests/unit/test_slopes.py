@@ -151,3 +151,6 @@ def test_steerability_null_draws_from_the_activation_covariance(
     assert 0.0 <= steer.percentile <= 100.0
     slopes = torch.tensor([abs(n.slope) for n in steer.null], dtype=torch.float64)
     assert steer.null_abs_q95 == pytest.approx(float(torch.quantile(slopes, 0.95)))
+    exceed = int((slopes >= abs(steer.vector.slope)).sum())
+    assert steer.p_value == pytest.approx((1 + exceed) / (1 + len(slopes)))  # the Monte Carlo gate's p
+    assert steer.to_dict()["p_value"] == steer.p_value
