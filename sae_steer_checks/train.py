@@ -41,6 +41,7 @@ __all__ = [
     "collect_activations",
     "evaluate_sae",
     "fit_sae",
+    "record_metadata",
     "train_sae",
 ]
 
@@ -334,13 +335,13 @@ def train_sae(
     sample = torch.randperm(train_acts.shape[0], generator=torch.Generator().manual_seed(0))
     train = evaluate_sae(sae, train_acts[sample[:65_536]])
     seconds["evaluate"] = time.perf_counter() - tic
-    _record_metadata(sae, config, split, loaded.name, model_dtype, heldout, train)
+    record_metadata(sae, config, split, loaded.name, model_dtype, heldout, train)
     path = Path(out_dir)
     sae.save_model(path)
     return TrainResult(path, heldout, train, split.n_train_tokens, seconds)
 
 
-def _record_metadata(
+def record_metadata(
     sae: SAE[Any],
     config: TrainConfig,
     split: CorpusSplit,
@@ -349,6 +350,11 @@ def _record_metadata(
     heldout: SAEQuality,
     train: SAEQuality,
 ) -> None:
+    """Write how ``sae`` was trained into its ``cfg.metadata`` (saved with it by ``save_model``).
+
+    The model, hook and layer, the corpus split's documents and tokens, the recipe (``config``) and the
+    quality on held-out and training tokens: what ``load_sae`` and the report's provenance read back.
+    """
     meta = sae.cfg.metadata
     meta.model_name = model_name
     meta.hook_name = f"blocks.{config.layer}.hook_resid_post"

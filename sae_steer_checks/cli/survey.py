@@ -183,7 +183,7 @@ def _train_saes(
     from sae_steer_checks.data.corpus import split_corpus
     from sae_steer_checks.lm.activations import collect_activations_layers
     from sae_steer_checks.report.files import atomic_output_dir
-    from sae_steer_checks.train import TrainConfig, _record_metadata, evaluate_sae, fit_sae
+    from sae_steer_checks.train import TrainConfig, evaluate_sae, fit_sae, record_metadata
 
     todo = {
         layer: [a for a in archs if args.force or not (saes_dir / f"L{layer}-{a}" / "cfg.json").is_file()]
@@ -231,7 +231,7 @@ def _train_saes(
         except (ValueError, RuntimeError) as error:
             errors[(layer, arch)] = f"training {arch} at layer {layer}: {one_line(error)}"
             continue
-        _record_metadata(sae, config, split, loaded.name, _dtype(args.dtype), quality, train_quality)
+        record_metadata(sae, config, split, loaded.name, _dtype(args.dtype), quality, train_quality)
         sae.cfg.metadata.n_train_tokens = int(train_acts[layer].shape[0])
         sae.cfg.metadata.n_heldout_tokens = int(heldout_acts[layer].shape[0])
         with atomic_output_dir(saes_dir / f"L{layer}-{arch}", force=True) as tmp:
