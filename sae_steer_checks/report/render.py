@@ -100,5 +100,12 @@ def _read(folder: Path | str) -> tuple[Report, bytes]:
     try:
         validate_report(report)
     except ValueError as error:
-        raise InputError(f"{path}: not a valid report: {one_line(error)}") from None
+        hint = ""
+        if isinstance(report.get("provenance"), dict) and ": missing" in str(error):
+            hint = (
+                f" (a report written by another version of sae_steer_checks, schema_version "
+                f"{report.get('schema_version')!r}, may lack keys this one reads: rerun the command that "
+                "wrote it)"
+            )
+        raise InputError(f"{path}: not a valid report: {one_line(error)}{hint}") from None
     return cast(Report, report), raw

@@ -14,6 +14,7 @@ import pytest
 from sae_steer_checks._validate import InputError
 from sae_steer_checks.report.plots import PLOT_FILES, PlotData, plot_data_from_report
 from sae_steer_checks.report.render import load_report, render_report
+from sae_steer_checks.report.schema import SCHEMA_VERSION
 from sae_steer_checks.report.write import NO_FIGURES, write_report
 from tests.helpers.planted import PlantedCheck
 
@@ -116,6 +117,17 @@ def test_an_old_report_without_figures_still_renders(fresh: Path, tmp_path: Path
     other = tmp_path / "other"
     assert render_report(folder, other) == ["report.json", "report.md"]
     assert sorted(p.name for p in other.iterdir()) == ["report.json", "report.md"]
+
+
+def test_a_report_missing_a_key_says_it_may_come_from_another_version(fresh: Path, tmp_path: Path) -> None:
+    folder = _only_json(fresh, tmp_path / "older")
+    report = json.loads((folder / "report.json").read_text())
+    del report["norm"]["verdict_interval"]
+    (folder / "report.json").write_text(json.dumps(report))
+    with pytest.raises(InputError, match=r"report\['norm'\]\['verdict_interval'\]: missing") as error:
+        load_report(folder)
+    assert f"another version of sae_steer_checks, schema_version {SCHEMA_VERSION}" in str(error.value)
+    assert "rerun the command that wrote it" in str(error.value)
 
 
 @pytest.mark.parametrize(
