@@ -136,12 +136,15 @@ def _run(args: argparse.Namespace) -> int:
     _config(multipliers, args.seed)  # bad --multipliers fail before any learning
     learned = None
     if args.learn_steps > 0:
-        _say(args, f"Learning a steering vector in the SAE basis on {caa.n_items} training items ...")
+        n_learn = min(caa.n_items, args.learn_items)
+        _say(
+            args,
+            f"Learning a steering vector in the SAE basis on {n_learn} of {caa.n_items} training items ...",
+        )
         learned = inputs.learn_vector(
             loaded, train, args.layer, sae, norm=caa.norm, activations=activations, multipliers=multipliers,
             steps=args.learn_steps, spec=args.dataset, max_items=args.learn_items, prompt_format=fmt,
-            positions=args.steer_positions,
-            seed=args.seed, progress=not args.quiet,
+            positions=args.steer_positions, seed=args.seed, progress=not args.quiet,
         )  # fmt: skip
     prov = {
         "command": "run",
@@ -158,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         "device": str(device),
         "dtype": args.dtype,
         "seed": args.seed,
+        "learning": {"steps": args.learn_steps, "max_items": args.learn_items},
     }
     checked = inputs.CheckInputs(
         sae,

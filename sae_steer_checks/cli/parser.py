@@ -131,7 +131,8 @@ _LEARN_STEPS_HELP = (
 )
 _LEARN_ITEMS_HELP = (
     "training items the learned vector's objective reads, drawn by --seed (default %(default)s; all when "
-    "fewer): each costs a forward over its prompts and one through the blocks after the layer per step"
+    "fewer): each costs one forward over its prompts, then per step a forward and a backward pass through "
+    "the blocks after the layer at each of the sweep's two extreme multipliers"
 )
 
 

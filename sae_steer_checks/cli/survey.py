@@ -331,6 +331,7 @@ def _run_cell(
         "device": str(device),
         "dtype": args.dtype,
         "seed": args.seed,
+        "learning": {"steps": args.learn_steps, "max_items": args.learn_items},
         "survey_cell": cell.id,
     }
     checked = inputs.CheckInputs(

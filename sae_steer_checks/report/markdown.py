@@ -342,9 +342,10 @@ def _ablation_table(report: Mapping[str, Any]) -> list[str]:
 def _learned_table(report: Mapping[str, Any], link: _Link) -> list[str]:
     learned = report.get("learned")
     if learned is None:
-        command = (report.get("provenance") or {}).get("command")
-        if command in ("run", "survey"):
-            return [f"Not run: `{command} --learn-steps 0` was given (10 steps learn one)."]
+        prov = report.get("provenance") or {}
+        learning = prov.get("learning")
+        if isinstance(learning, dict) and learning.get("steps") == 0:
+            return [f"Not run: `{prov.get('command')} --learn-steps 0` was given."]
         if report.get("retention") is None:
             return ["Not run: no behaviour was scored, so no vector could be learned or judged."]
         return [

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -16,10 +17,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sae_steer_checks.cli.commands import build_parser, main
-from sae_steer_checks.data.schema import bundled_path
+from sae_steer_checks.data.schema import bundled_path, load_ab_items, split_dataset
 from sae_steer_checks.lm.models import default_device
 from sae_steer_checks.report.plots import PLOT_FILES
 from sae_steer_checks.report.schema import SCHEMA_VERSION, validate_report
+from sae_steer_checks.steering import tasks
 from sae_steer_checks.synthetic import WorldConfig, build_world
 from tests.helpers.tiny_lm import tiny_model, word_tokenizer
 
@@ -373,9 +375,24 @@ def test_run_learns_a_vector_by_default(tiny: dict[str, Path], tiny_run: Path, t
     assert 0 < section["n_support"] <= 32
     assert section["norm"] == pytest.approx(learned["norm"]["steering_norm"], rel=1e-5)
     assert "ratio_learned" in learned["retention"]
-    assert _run(tiny, tmp_path / "few", learn_items="4", learn_steps="2") == 0
+    assert learned["provenance"]["learning"] == {"steps": 10, "max_items": 48}
+    read: list[list[Any]] = []
+    real_task = tasks.training_task
+
+    def spy(tokenizer: Any, data: Any, **kwargs: Any) -> Any:
+        read.append(list(data))
+        return real_task(tokenizer, data, **kwargs)
+
+    with mock.patch.object(tasks, "training_task", spy):
+        for name in ("few", "again"):
+            assert _run(tiny, tmp_path / name, learn_items="4", learn_steps="2") == 0
     few = json.loads((tmp_path / "few" / "report.json").read_text())["learned"]["training"]
     assert (few["n_train_items"], few["steps"]) == (4, 2)  # a seeded draw of 4 of the 6 training items
+    train, held_out = split_dataset(load_ab_items("corrigibility")[:8], seed=0)
+    assert read[0] == read[1]  # the same draw on a rerun
+    assert len(read[0]) == 4
+    assert all(item in train for item in read[0])  # training items only: never a held-out one
+    assert not any(item in held_out for item in read[0])
     assert _run(tiny, tmp_path / "plain", learn_steps="0") == 0
     plain = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert plain["learned"] is None

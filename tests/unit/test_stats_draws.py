@@ -50,12 +50,13 @@ def test_streams_from_a_seed_or_a_generator() -> None:
         ours, ref = streams_from(seed, names), streams(seed or 0, names)
         for n in names:
             assert torch.equal(torch.rand(3, generator=ours[n]), torch.rand(3, generator=ref[n]))
-    first = streams_from(torch.Generator().manual_seed(1), names)
-    again = streams_from(torch.Generator().manual_seed(1), names)
-    draws = {n: torch.rand(3, generator=first[n]) for n in names}
-    for n in names:
-        assert torch.equal(draws[n], torch.rand(3, generator=again[n]))
-    assert not torch.equal(draws["a"], draws["b"])
+    parent = torch.Generator().manual_seed(1)
+    first = streams_from(parent, names)
+    seeds = torch.randint(0, 2**62, (2,), generator=torch.Generator().manual_seed(1)).tolist()
+    for n, seed in zip(names, seeds, strict=True):  # each stream seeded by one draw of the parent, in order
+        expected = torch.rand(3, generator=torch.Generator().manual_seed(int(seed)))
+        assert torch.equal(torch.rand(3, generator=first[n]), expected)
+    assert not torch.equal(torch.rand(3, generator=first["a"]), torch.rand(3, generator=first["b"]))
     with pytest.raises(ValueError, match="distinct"):
         streams_from(torch.Generator(), ["a", "a"])
 
