@@ -6,8 +6,10 @@ its full report to ``--out/cells/<cell>/``. Work is shared where it can be: the 
 behaviour's items are read once for every layer (one forward per batch, :func:`extract_caa_layers`), the
 ordinary-text activations of a layer once for every behaviour, and the training activations of a layer
 once for every architecture trained on it (``--out/saes/L<layer>-<arch>/``). A cell whose report is
-already in ``--out`` is kept (``--force`` recomputes it); a cell that fails becomes an ``error`` row with
-its one-line message and the others go on. ``--shard K/N`` runs every N-th cell, ``--merge`` joins shards.
+already in ``--out`` is kept (``--force`` recomputes it), and so is a trained SAE; one made with other
+options that change its numbers (``settings.json`` beside it) is refused rather than kept or overwritten. A
+cell that fails becomes an ``error`` row with its one-line message and the others go on. ``--shard K/N``
+runs every N-th cell, ``--merge`` joins shards.
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ __all__ = ["ARCHITECTURES", "Cell", "SaeSpec", "merge_surveys", "parse_shard", "
 ARCHITECTURES = ("jumprelu", "topk", "relu")
 _KNOWN = {"cells", "saes", "survey.json", "survey.md", "survey.png"}
 _ROW = "row.json"
+_SETTINGS = "settings.json"
+#: the options that change a cell's numbers (the model, the cell's behaviour, layer and SAE name it)
+_CELL_OPTIONS = ("max_pairs", "prompt_format", "multipliers", "steer_positions", "learn_steps", "learn_items",
+                 "text", "n_null", "n_boot", "seed", "dtype")  # fmt: skip
+#: the options that change an SAE the survey trains
+_TRAIN_OPTIONS = (
+    "width",
+    "k",
+    "target_l0",
+    "l1_coefficient",
+    "train_epochs",
+    "train_windows",
+    "seed",
+    "dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,39 @@ def _check_survey_out(out: Path, *, force: bool) -> None:
             )
 
 
+def _settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options ``names`` as given, JSON-ready (what a kept cell or SAE must have been made with)."""
+    return {name: json.loads(json.dumps(getattr(args, name, None), default=str)) for name in names}
+
+
+def _cell_settings(args: argparse.Namespace, cell: Cell) -> dict[str, Any]:
+    trained = cell.sae.architecture is not None
+    return _settings(args, _CELL_OPTIONS) | (_settings(args, _TRAIN_OPTIONS) if trained else {})
+
+
+def _stale(folder: Path, wanted: dict[str, Any]) -> str | None:
+    """How the settings recorded in ``folder`` differ from ``wanted`` (None: the same, or none recorded)."""
+    try:
+        had = json.loads((folder / _SETTINGS).read_text())
+    except (OSError, ValueError):
+        return None  # written before settings were recorded: kept as it is
+    diff = [
+        f"--{k.replace('_', '-')} {had.get(k)!r} there, {v!r} now"
+        for k, v in wanted.items()
+        if had.get(k) != v
+    ]
+    return "; ".join(diff) or None
+
+
+def _refuse_stale(out: Path, stale: dict[str, str], what: str) -> None:
+    if stale:
+        first, why = next(iter(stale.items()))
+        raise InputError(
+            f"--out {out}: {len(stale)} {what} in it were made with other settings ({first}: {why}); give "
+            "the same options, --force to recompute them, or another --out"
+        )
+
+
 # --- SAEs trained by the survey ------------------------------------------------------------------
 
 
@@ -182,13 +232,18 @@ def _train_saes(
     from sae_steer_checks.cli.commands import _dtype, _say
     from sae_steer_checks.data.corpus import split_corpus
     from sae_steer_checks.lm.activations import collect_activations_layers
-    from sae_steer_checks.report.files import atomic_output_dir
+    from sae_steer_checks.report.files import atomic_output_dir, write_json
     from sae_steer_checks.train import TrainConfig, evaluate_sae, fit_sae, record_metadata
 
-    todo = {
-        layer: [a for a in archs if args.force or not (saes_dir / f"L{layer}-{a}" / "cfg.json").is_file()]
+    kept = {
+        (layer, a): saes_dir / f"L{layer}-{a}"
         for layer, archs in wanted.items()
+        for a in archs
+        if not args.force and (saes_dir / f"L{layer}-{a}" / "cfg.json").is_file()
     }
+    stale = {str(d): why for d in kept.values() if (why := _stale(d, _settings(args, _TRAIN_OPTIONS)))}
+    _refuse_stale(saes_dir.parent, stale, "trained SAEs")
+    todo = {layer: [a for a in archs if (layer, a) not in kept] for layer, archs in wanted.items()}
     todo = {layer: archs for layer, archs in todo.items() if archs}
     errors: dict[tuple[int, str], str] = {}
     if not todo:
@@ -236,6 +291,7 @@ def _train_saes(
         sae.cfg.metadata.n_heldout_tokens = int(heldout_acts[layer].shape[0])
         with atomic_output_dir(saes_dir / f"L{layer}-{arch}", force=True) as tmp:
             sae.save_model(tmp)
+            write_json(tmp / _SETTINGS, _settings(args, _TRAIN_OPTIONS))
         figures = f"explained variance {quality.explained_variance:.3f}, L0 {quality.mean_l0:.1f}"
         _say(args, f"Trained {arch} at layer {layer} in {time.perf_counter() - tic:.0f}s: {figures}")
     return errors
@@ -344,6 +400,7 @@ def _run_cell(
         report = _check_and_report(checked, args, out=tmp, force=True, verdicts=False)
         row = survey_row(described, report)
         write_json(tmp / _ROW, row)
+        write_json(tmp / _SETTINGS, _cell_settings(args, cell))
     return row
 
 
@@ -375,12 +432,16 @@ def run_survey(args: argparse.Namespace) -> int:
     mine = [c for c in cells if c.index % n == k - 1]
     rows: dict[str, dict[str, Any]] = {}
     pending: list[Cell] = []
+    stale: dict[str, str] = {}
     for cell in mine:
         row_file = out / "cells" / cell.id / _ROW
         if row_file.is_file() and not args.force:
             rows[cell.id] = _kept_row(row_file)
+            if why := _stale(row_file.parent, _cell_settings(args, cell)):
+                stale[cell.id] = why
         else:
             pending.append(cell)
+    _refuse_stale(out, stale, "cells")
     if not pending:  # every cell is kept: the model is not even loaded
         model = str(rows[mine[0].id]["model"]) if mine else str(args.model)
         kept = _survey_dict(model, cells, [rows[c.id] for c in mine], args.shard)

@@ -124,6 +124,31 @@ def test_small_survey_rerun_keeps_every_cell_and_force_recomputes(
     assert [r["cell"] for r in _rows(out)] == [rows[1]["cell"]]
 
 
+def test_a_survey_keeps_no_cell_or_sae_made_with_other_settings(
+    tiny: dict[str, Path], small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "other"
+    shutil.copytree(small, out)
+    before = _mtimes(out)
+    assert _survey(tiny, out, "--learn-steps", "2", grid=SMALL) == 2
+    err = capsys.readouterr().err.strip()
+    assert "2 cells in it were made with other settings" in err
+    assert "--learn-steps 0 there, 2 now" in err
+    assert "\n" not in err
+    assert _mtimes(out) == before  # nothing recomputed, nothing lost
+    cell = _rows(small)[0]["cell"]  # the layer-1 cell: its SAE stays in saes/
+    shutil.rmtree(out / "cells" / cell)
+    assert _survey(tiny, out, "--train-epochs", "2", "--layers", "1", grid=SMALL) == 2
+    err = capsys.readouterr().err
+    assert "1 trained SAEs in it were made with other settings" in err
+    assert "--train-epochs 1.0 there, 2.0 now" in err
+    weights = out / "saes" / "L1-topk" / "sae_weights.safetensors"
+    trained = weights.stat().st_mtime_ns
+    assert _survey(tiny, out, "--layers", "1", grid=SMALL) == 0
+    assert weights.stat().st_mtime_ns == trained  # the same settings: the SAE is reused
+    assert (out / "cells" / cell / "settings.json").is_file()
+
+
 def test_a_failing_cell_is_an_error_row_and_the_others_finish(
     tiny: dict[str, Path], small: Path, tmp_path: Path
 ) -> None:
