@@ -42,3 +42,33 @@ def test_readme_real_model_calls_run_on_a_tiny_model() -> None:
     assert caa.positive.shape == caa.negative.shape == (2 * len(items), 32)
     assert caa.item_tensor().shape == (2 * len(items),)
     assert score_fn(caa.vector).shape == (len(held_out),)
+
+
+def test_readme_demo_table_states_the_golden_demo_figures() -> None:
+    """The demo table's figures are those the real-model tier pins (``tests/realmodel/golden_demo.json``)."""
+    import json
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### What the checks find on Gemma 3 270M")
+    table = text[start : text.index("\n### ", start + 1)]
+    golden = json.loads((README.parent / "tests" / "realmodel" / "golden_demo.json").read_text())["checks"]
+    corr = {k: v["value"] for k, v in golden["corrigibility"].items()}
+    sent = {k: v["value"] for k, v in golden["sentiment"].items()}
+    median = "norm.activation_norm_median"
+    expected = [
+        f"‖v‖ {corr['norm.steering_norm']:.1f}",
+        f"median {corr['norm.activation_norm_median']:,.0f}",
+        f"{100 * corr['bias.mass_in_zero']:.1f}%",
+        f"{100 * corr['negative_leaning.fraction']:.1f}% of",
+        f"SAE(v) cosine {corr['decompositions.sae.cosine']:.2f}",
+        f"{sent['norm.steering_norm']:.0f} = {100 * sent['norm.steering_norm'] / sent[median]:.1f}%",
+        f"{100 * sent['bias.mass_in_zero']:.1f}%",
+        f"{100 * sent['negative_leaning.fraction']:.1f}% of",
+        f"SAE(v) {sent['decompositions.sae.cosine']:.2f}",
+        f"slope {sent['retention.slopes.original']:.2f}",
+        f"SAE(v) keeps {100 * sent['retention.ratio_sae']:.1f}%",
+        f"the signed fit (k = 32) {100 * sent['retention.ratio_signed']:.1f}%",
+        f"costs {100 * sent['ablation.cost']:.1f}% of the slope",
+    ]
+    missing = [figure for figure in expected if figure not in table]
+    assert not missing, f"README's demo table lacks the golden figures {missing}"
