@@ -62,7 +62,8 @@ class BehaviourObjective:
         task: the items the objective reads (the training items only).
         layer: decoder block whose output is steered.
         multipliers: at least two distinct multipliers; the slope is fitted over ``m * u``. The
-            default (-1, 1) is the symmetric difference quotient.
+            default (-1, 1) is the symmetric difference quotient. A multiplier at their mean has weight 0
+            and is not run; multiplier 0 is scored once, when the objective is built.
         positions: steered positions (``steering.scoring.score_grid``; ``answer`` is CAA's convention).
         batch_size: prompt rows per batch.
     """
@@ -115,10 +116,18 @@ class BehaviourObjective:
         self._weights = _prompt_weights(task).to(self.device)
         centred = torch.tensor(ms, dtype=torch.float64) - sum(ms) / len(ms)
         weights = centred / centred.square().sum()
-        # a multiplier at the mean (0 of a symmetric sweep) has weight 0 in the slope: it is not run
-        used = weights != 0
-        self._steered = torch.tensor(ms, dtype=torch.float32)[used].to(self.device)
+        # a multiplier at the mean (0 of a symmetric sweep) has weight 0 in the slope: it is not run;
+        # multiplier 0 adds nothing, so its scores are a constant: computed once, here
+        m = torch.tensor(ms, dtype=torch.float64)
+        used = (weights != 0) & (m != 0)
+        self._steered = m[used].to(device=self.device, dtype=torch.float32)
         self._slope_weights = weights[used].to(device=self.device, dtype=torch.float32)
+        self._constant = torch.zeros((), device=self.device)
+        w0 = float(weights[m == 0].sum())
+        if w0 != 0:
+            with torch.no_grad():
+                base = self.prompt_scores(torch.zeros(1, self.d_model, device=self.device))[0]
+            self._constant = w0 * (base @ self._weights)
 
     @property
     def n_items(self) -> int:
@@ -147,7 +156,7 @@ class BehaviourObjective:
         if not isinstance(u, Tensor) or u.shape != (self.d_model,):
             raise ValueError(f"u must be a [{self.d_model}] tensor, got {_shape(u)}")
         scores = self.prompt_scores(self._steered[:, None] * u.to(self.device, torch.float32)[None, :])
-        return self._slope_weights @ (scores @ self._weights)
+        return self._slope_weights @ (scores @ self._weights) + self._constant
 
 
 def _steered_logits(model: nn.Module, layer: int, rows: Rows, us: Tensor, columns: Tensor | None) -> Tensor:

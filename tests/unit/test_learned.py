@@ -292,3 +292,17 @@ def test_a_multiplier_at_the_mean_is_not_run(model: Any, train: BehaviourTask) -
         sweep = BehaviourObjective(model, train, LAYER, multipliers=(-2.0, -1.0, 0.0, 1.0, 2.0))(u)
         plain = BehaviourObjective(model, train, LAYER, multipliers=(-2.0, -1.0, 1.0, 2.0))(u)
     assert float(sweep) == pytest.approx(float(plain), rel=1e-6)  # 0 has weight 0 in a symmetric slope
+
+
+def test_multiplier_zero_is_scored_once_and_the_slope_is_unchanged(model: Any, train: BehaviourTask) -> None:
+    objective = BehaviourObjective(model, train, LAYER, multipliers=(0.0, 1.0, 3.0))
+    assert objective._steered.tolist() == [1.0, 3.0]  # 0 adds nothing: its scores were computed once
+    u = torch.randn(TINY_WIDTH, generator=torch.Generator().manual_seed(5)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(u), u)
+    ref_u = u.detach().clone().requires_grad_(True)
+    ms = torch.tensor([0.0, 1.0, 3.0])
+    means = objective.prompt_scores(ms[:, None] * ref_u[None, :]) @ objective._weights
+    reference = ((ms - ms.mean()) @ means) / (ms - ms.mean()).square().sum()  # least-squares slope
+    (ref_grad,) = torch.autograd.grad(reference, ref_u)
+    assert float(objective(u).detach()) == pytest.approx(float(reference.detach()), rel=1e-4, abs=1e-8)
+    assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-6)
