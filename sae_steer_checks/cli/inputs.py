@@ -253,18 +253,22 @@ def learn_vector(
 ) -> LearnedVector:
     """``steering.learn_in_sae_basis`` on the training items (``steering.training_task``), at ``norm``.
 
-    The objective reads at most ``max_items`` of the training items (``data.sample_dataset`` by
-    ``seed``; None: all) and is the slope between the sweep's two extreme ``multipliers``: the
-    sweep's least-squares slope weighs them most, and each step runs the blocks after the layer once
-    per multiplier. The held-out items are never read: they judge the vector in the retention sweep.
+    The objective reads at most ``max_items`` of the training items (``data.sample_dataset`` from
+    the ``learned.items`` stream of ``seed``, apart from the draw that split the items; None: all)
+    and is the slope between the sweep's two extreme ``multipliers``: the sweep's least-squares slope
+    weighs them most, and each step runs the blocks after the layer once per multiplier. The held-out
+    items are never read: they judge the vector in the retention sweep.
     """
     from sae_steer_checks.data.schema import sample_dataset
+    from sae_steer_checks.stats.draws import stream_seed
     from sae_steer_checks.steering.learned import learn_in_sae_basis
     from sae_steer_checks.steering.tasks import training_task
 
     try:
         task = training_task(
-            _tokenizer(loaded), sample_dataset(train, max_items, seed=seed), prompt_format=prompt_format
+            _tokenizer(loaded),
+            sample_dataset(train, max_items, seed=stream_seed(seed, "learned.items")),
+            prompt_format=prompt_format,
         )
     except ValueError as error:
         raise InputError(f"--dataset {spec}: {one_line(error)}") from error
