@@ -15,7 +15,6 @@ task it is given: pass it the training items, never the held-out ones.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -172,9 +171,7 @@ def _steered_logits(model: nn.Module, layer: int, rows: Rows, us: Tensor, column
     with ExitStack() as stack:
         if rows.hidden is not None:
             if rows.cache is not None:
-                cache = copy.deepcopy(rows.cache)
-                cache.batch_repeat_interleave(c)
-                big = rows._tail(big, cache)
+                big = rows._tail(big, rows._chunk_cache(c))
             stack.enter_context(replay_from_layer(model, layer, rows.hidden.repeat_interleave(c, dim=0)))
         stack.enter_context(steer_rows(model, layer, deltas, mask))
         if columns is not None:
