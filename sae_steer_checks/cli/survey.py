@@ -44,16 +44,8 @@ _SETTINGS = "settings.json"
 _CELL_OPTIONS = ("max_pairs", "prompt_format", "multipliers", "steer_positions", "learn_steps", "learn_items",
                  "text", "n_null", "n_boot", "seed", "dtype")  # fmt: skip
 #: the options that change an SAE the survey trains
-_TRAIN_OPTIONS = (
-    "width",
-    "k",
-    "target_l0",
-    "l1_coefficient",
-    "train_epochs",
-    "train_windows",
-    "seed",
-    "dtype",
-)
+_TRAIN_OPTIONS = ("width", "k", "target_l0", "l1_coefficient", "train_epochs", "train_windows", "seed",
+                  "dtype")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -235,13 +227,14 @@ def _train_saes(
     from sae_steer_checks.report.files import atomic_output_dir, write_json
     from sae_steer_checks.train import TrainConfig, evaluate_sae, fit_sae, record_metadata
 
+    settings = _settings(args, _TRAIN_OPTIONS)
     kept = {
         (layer, a): saes_dir / f"L{layer}-{a}"
         for layer, archs in wanted.items()
         for a in archs
         if not args.force and (saes_dir / f"L{layer}-{a}" / "cfg.json").is_file()
     }
-    stale = {str(d): why for d in kept.values() if (why := _stale(d, _settings(args, _TRAIN_OPTIONS)))}
+    stale = {str(d): why for d in kept.values() if (why := _stale(d, settings))}
     _refuse_stale(saes_dir.parent, stale, "trained SAEs")
     todo = {layer: [a for a in archs if (layer, a) not in kept] for layer, archs in wanted.items()}
     todo = {layer: archs for layer, archs in todo.items() if archs}
@@ -291,7 +284,7 @@ def _train_saes(
         sae.cfg.metadata.n_heldout_tokens = int(heldout_acts[layer].shape[0])
         with atomic_output_dir(saes_dir / f"L{layer}-{arch}", force=True) as tmp:
             sae.save_model(tmp)
-            write_json(tmp / _SETTINGS, _settings(args, _TRAIN_OPTIONS))
+            write_json(tmp / _SETTINGS, settings)
         figures = f"explained variance {quality.explained_variance:.3f}, L0 {quality.mean_l0:.1f}"
         _say(args, f"Trained {arch} at layer {layer} in {time.perf_counter() - tic:.0f}s: {figures}")
     return errors
